@@ -1,0 +1,5 @@
+"""``python -m nst``: the command line."""
+
+from nst.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""The command line: ``nst CONTENT STYLE -o OUT.png [options]``.
+
+Defaults come from `nst.config` (the chosen preset). Inputs and settings are
+checked before TensorFlow is imported, so mistakes are reported at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from nst import __version__
+from nst.config import INITS, PRESETS, VGG19_CONV_LAYERS, Config, ConfigError, preset
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, save_image
+
+DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
+
+#: CLI flag -> (Config field, type, help). Each default shown is the report preset's.
+OPTIONS: dict[str, tuple[str, Any, str]] = {
+    "--size": ("size", int, "longest side of the output, pixels"),
+    "--steps": ("steps", int, "optimiser steps"),
+    "--content-weight": ("content_weight", float, "alpha, weight of the content loss"),
+    "--style-weight": ("style_weight", float, "beta, weight of the style loss"),
+    "--tv-weight": ("tv_weight", float, "gamma, weight of the total variation loss"),
+    "--lr": ("learning_rate", float, "Adam learning rate (pixels in [0, 1])"),
+    "--content-layers": ("content_layers", str, "VGG19 content layers"),
+    "--style-layers": ("style_layers", str, "VGG19 style layers"),
+    "--init": ("init", str, f"starting image: {' | '.join(INITS)}"),
+    "--seed": ("seed", int, "seed for noise init and random weights"),
+    "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Config()
+    parser = argparse.ArgumentParser(
+        prog="nst",
+        description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE.",
+        epilog=f"Samples: {', '.join(SAMPLE_PREFIX + s for s in SAMPLES)}. "
+        f"Layers: {' '.join(VGG19_CONV_LAYERS)}. Presets: "
+        + "; ".join(f"{name}: {p['description']}" for name, p in PRESETS.items()),
+    )
+    parser.add_argument("content", nargs="?", help="content image: path, URL or sample:NAME")
+    parser.add_argument("style", nargs="?", help="style image: path, URL or sample:NAME")
+    parser.add_argument("-o", "--output", default="stylized.png", help="output PNG (default: %(default)s)")
+    parser.add_argument("--demo", action="store_true", help=f"use the sample images {DEMO[0]} and {DEMO[1]}")
+    parser.add_argument("--preset", default="report", choices=list(PRESETS), help="starting settings (default: %(default)s)")
+    for flag, (name, kind, text) in OPTIONS.items():
+        default = getattr(defaults, name)
+        many = isinstance(default, tuple)
+        shown = " ".join(default) if many else default
+        parser.add_argument(flag, type=kind, nargs="+" if many else None, metavar=name.upper(),
+                            help=f"{text} (report: {shown})" if name != "weights" else text)  # fmt: skip
+    parser.add_argument("--no-xla", action="store_true", help="compile steps without XLA")
+    parser.add_argument("--save-every", type=int, metavar="N", help="also write OUT-STEP.png every N steps")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"nst {__version__}")
+    return parser
+
+
+def settings(args: argparse.Namespace) -> Config:
+    """The Config the arguments ask for: the preset, then each flag given."""
+    changes = {name: getattr(args, flag[2:].replace("-", "_")) for flag, (name, _, _) in OPTIONS.items()}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if args.no_xla:
+        changes["jit_compile"] = False
+    return preset(args.preset, **changes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.demo:
+        args.content, args.style = args.content or DEMO[0], args.style or DEMO[1]
+    if not (args.content and args.style):
+        parser.error("give CONTENT and STYLE images, or --demo")
+    try:
+        return run(args)
+    except (ImageError, ConfigError, OSError, RuntimeError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nst: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    config = settings(args)
+    if args.save_every is not None and args.save_every < 1:
+        raise ConfigError(f"--save-every must be at least 1, got {args.save_every}")
+    # Check everything that can be checked before TensorFlow's slow import.
+    content = load_image(args.content, size=config.size)
+    style = load_image(args.style, size=config.size)
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        raise ConfigError(f"{output}: the output must be a .png file (it records the settings)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(output.parent, os.W_OK):
+        raise ImageError(f"{output.parent}: folder is not writable. Choose another --output.")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tqdm.auto import tqdm
+
+    from nst.optimize import stylize
+
+    bar = tqdm(total=config.steps, unit="step", disable=args.quiet, dynamic_ncols=True)
+
+    def callback(progress) -> None:
+        bar.update(progress.step - bar.n)
+        bar.set_postfix_str(f"loss {progress.losses['total']:.3g} content {progress.losses['content']:.3g} "
+                            f"style {progress.losses['style']:.3g}", refresh=False)  # fmt: skip
+        if args.save_every and progress.step % args.save_every == 0:
+            frame = output.with_name(f"{output.stem}-{progress.step:05d}.png")
+            save_image(frame, progress.image(), {"settings": config.to_dict(), "step": progress.step})
+
+    # SIGTERM ends the run like Ctrl-C: the best image so far is saved.
+    received = [signal.SIGINT]
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    result = stylize(content, style, config=config, callback=callback)
+    bar.close()
+    result.sources.update(content=args.content, style=args.style)
+    result.save(output)
+    h, w = result.best_image.shape[:2]
+    done = int(result.history["step"][-1])
+    print(
+        f"nst: wrote {output} ({w}x{h}, best of {done} steps at step {result.best_step}); "
+        f"loss {result.history['total'][0]:.4g} -> {result.best_loss:.4g}; "
+        f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step"
+        + (f"; stopped early: {result.stopped}" if result.stopped else "")
+    )
+    if result.stopped == "interrupted":
+        return 128 + received[-1]
+    return 1 if result.stopped else 0
+

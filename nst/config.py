@@ -1,0 +1,193 @@
+"""Settings of a style transfer run: one frozen dataclass, presets as data.
+
+This module is the single place where defaults live. The API (`nst.stylize`),
+the command line and the notebooks all read them from here. It imports
+nothing heavy, so the CLI can validate settings before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The convolution layers of VGG19, in network order. Any of them can be a
+#: content or style layer; the network is evaluated up to the deepest one used.
+VGG19_CONV_LAYERS: tuple[str, ...] = (
+    "block1_conv1", "block1_conv2",
+    "block2_conv1", "block2_conv2",
+    "block3_conv1", "block3_conv2", "block3_conv3", "block3_conv4",
+    "block4_conv1", "block4_conv2", "block4_conv3", "block4_conv4",
+    "block5_conv1", "block5_conv2", "block5_conv3", "block5_conv4",
+)  # fmt: skip
+
+PAPER_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+
+#: How the losses are normalised: the report's formulas (the paper's), or the
+#: TensorFlow tutorial's (Gram divided by the number of positions, mean
+#: squared errors), kept so the tutorial's numbers can be compared.
+LOSS_FORMS = ("report", "tutorial")
+INITS = ("content", "style", "noise")
+
+MIN_SIZE, MAX_SIZE = 16, 8192
+
+
+class ConfigError(ValueError):
+    """A setting has a value outside its valid range."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of one style transfer run.
+
+    The defaults are the report's (Gatys et al. 2016 with Adam): content
+    layer ``block4_conv2``, style layers ``block1_conv1`` ... ``block5_conv1``
+    with equal weights, ``alpha/beta = 1e-3``.
+    """
+
+    preset: str = "report"
+    """Name of the preset these settings started from (recorded in outputs)."""
+    size: int = 512
+    """Longest side of the output image, in pixels."""
+    steps: int = 500
+    """Number of optimiser steps."""
+    content_weight: float = 1.0
+    """alpha, the weight of the content loss."""
+    style_weight: float = 1e3
+    """beta, the weight of the style loss."""
+    tv_weight: float = 0.0
+    """gamma, the weight of the total variation loss (0 turns it off)."""
+    content_layers: tuple[str, ...] = ("block4_conv2",)
+    """VGG19 layers whose activations the output must match to the content's."""
+    style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
+    """VGG19 layers whose Gram matrices the output must match to the style's."""
+    style_layer_weights: tuple[float, ...] | None = None
+    """w_l per style layer; ``None`` means 1/L each."""
+    loss_form: str = "report"
+    """'report' (the paper's normalisation) or 'tutorial' (the TF tutorial's)."""
+    learning_rate: float = 0.02
+    """Adam's step size, in units of pixel values in [0, 1]."""
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    init: str = "content"
+    """Starting image: 'content', 'style' (resized to the output) or 'noise'."""
+    seed: int | None = None
+    """Seed for noise and random weights; same seed, same result on one machine."""
+    weights: str | None = None
+    """'imagenet', 'random', or a path to a .h5/.npz file. ``None``: the
+    file named by $NST_VGG19_WEIGHTS if set, else 'imagenet'."""
+    jit_compile: bool = True
+    """Compile each step with XLA (measured faster on CPU and GPU)."""
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **_normalise(changes)).validate()
+
+    def validate(self) -> Config:
+        """Return ``self`` if every value is valid, else raise ConfigError."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
+        if not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise ConfigError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {self.size}")
+        if self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("beta_1", "beta_2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.epsilon > 0:
+            raise ConfigError(f"epsilon must be > 0, got {self.epsilon}")
+        if not self.content_layers and not self.style_layers:
+            raise ConfigError("give at least one content or style layer")
+        for layer in self.content_layers + self.style_layers:
+            if layer not in VGG19_CONV_LAYERS:
+                raise ConfigError(f"unknown VGG19 layer {layer!r}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
+        if self.style_layer_weights is not None:
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise ConfigError(
+                    f"style_layer_weights has {len(self.style_layer_weights)} values "
+                    f"but there are {len(self.style_layers)} style layers"
+                )
+            if any(not (math.isfinite(w) and w >= 0) for w in self.style_layer_weights):
+                raise ConfigError("style_layer_weights must be finite numbers >= 0")
+        if self.loss_form not in LOSS_FORMS:
+            raise ConfigError(f"unknown loss_form {self.loss_form!r}; choose one of: {', '.join(LOSS_FORMS)}")
+        if self.init not in INITS:
+            raise ConfigError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
+        return self
+
+    @property
+    def layer_weights(self) -> tuple[float, ...]:
+        """The style layer weights w_l actually used (1/L unless given)."""
+        if self.style_layer_weights is not None:
+            return self.style_layer_weights
+        return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Inverse of `to_dict` (unknown keys are refused)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**_normalise(values)).validate()
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    """Lists to tuples, so configs stay hashable and compare equal."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+#: Named presets: each is a description and the settings that differ from
+#: `Config`'s defaults. A preset is data; `preset()` turns it into a Config.
+PRESETS: dict[str, dict[str, Any]] = {
+    "report": {
+        "description": "The report / Gatys et al. 2016: content block4_conv2, style block1-5_conv1, alpha/beta 1e-3, Adam.",
+        "settings": {},
+    },
+    "gatys": {
+        "description": "Alias of 'report'.",
+        "settings": {},
+    },
+    "blocks1-3": {
+        "description": "The report's losses on VGG19 blocks 1-3 only (content block3_conv2, style "
+        "block1-3_conv1): works with the partial block 1-3 weights file.",
+        "settings": {
+            "content_layers": ("block3_conv2",),
+            "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1"),
+        },
+    },
+    "tutorial": {
+        "description": "The TensorFlow tutorial: content block5_conv2, style block1-5_conv1, its own loss "
+        "normalisation, content 1e4, style 1e-2, TV 30, Adam lr 0.02, beta_1 0.99, eps 0.1, 1000 steps.",
+        "settings": {
+            "content_layers": ("block5_conv2",),
+            "content_weight": 1e4,
+            "style_weight": 1e-2,
+            "tv_weight": 30.0,
+            "loss_form": "tutorial",
+            "learning_rate": 0.02,
+            "beta_1": 0.99,
+            "epsilon": 0.1,
+            "steps": 1000,
+        },
+    },
+}
+
+
+def preset(name: str = "report", **overrides: Any) -> Config:
+    """The Config of preset ``name`` with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return Config(preset=name).replace(**PRESETS[name]["settings"], **overrides)

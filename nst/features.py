@@ -1,0 +1,173 @@
+"""VGG19 features: one multi-output Keras model returning the style and
+content layers' activations, and where its weights come from.
+
+The model takes RGB images in [0, 1], shaped (batch, height, width, 3),
+applies Keras' own VGG19 preprocessing ("caffe": BGR, ImageNet mean
+subtracted, 0-255) and runs the network only up to the deepest layer asked
+for. A given extractor is built once per process (`get_extractor`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from nst.config import VGG19_CONV_LAYERS
+
+WEIGHTS_ENV = "NST_VGG19_WEIGHTS"
+
+
+class WeightsError(RuntimeError):
+    """The VGG19 weights cannot be had; the message says what to do instead."""
+
+
+class Features(NamedTuple):
+    """Activations of the style layers and of the content layers, in the
+    order the layers were given; each tensor is (batch, height, width, channels)."""
+
+    style: list[tf.Tensor]
+    content: list[tf.Tensor]
+
+
+def resolve_weights(weights: str | os.PathLike | None) -> str:
+    """The weights to use: ``weights`` if given, else $NST_VGG19_WEIGHTS,
+    else 'imagenet'. 'none' is read as 'random'; paths are made absolute."""
+    chosen = os.fspath(weights) if weights is not None else os.environ.get(WEIGHTS_ENV) or "imagenet"
+    if chosen.lower() in ("random", "none"):
+        return "random"
+    if chosen == "imagenet":
+        return chosen
+    path = Path(chosen).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"{chosen}: no such weights file. Give 'imagenet', 'random', or the path of a VGG19 "
+            f".h5 (Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) or .npz file."
+        )
+    if path.suffix.lower() not in (".h5", ".npz"):
+        raise WeightsError(f"{chosen}: weights must be a .h5 or .npz file (no pickles are loaded).")
+    return str(path.resolve())
+
+
+class Extractor:
+    """Callable VGG19 feature extractor for fixed style and content layers.
+
+    ``extractor(images)`` returns `Features` for images in [0, 1]. The Keras
+    model (``extractor.model``) is truncated after the deepest layer used.
+    """
+
+    def __init__(
+        self,
+        style_layers: tuple[str, ...],
+        content_layers: tuple[str, ...],
+        weights: str = "imagenet",
+        seed: int | None = None,
+    ) -> None:
+        self.style_layers = tuple(style_layers)
+        self.content_layers = tuple(content_layers)
+        self.weights = weights
+        layers = list(dict.fromkeys(self.style_layers + self.content_layers))
+        unknown = [name for name in layers if name not in VGG19_CONV_LAYERS]
+        if unknown:
+            raise ValueError(f"unknown VGG19 layer(s) {unknown}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
+        vgg = _vgg19(weights)
+        outputs = [vgg.get_layer(name).output for name in layers]
+        # A functional model keeps only the layers its outputs depend on, so
+        # nothing past the deepest requested layer is ever evaluated.
+        self.model = tf.keras.Model(vgg.input, outputs, name="vgg19_features")
+        self.model.trainable = False
+        if weights == "random":
+            _randomise(self.model, seed)
+        elif weights.lower().endswith(".npz"):
+            _load_npz(self.model, weights)
+        self._index = {name: i for i, name in enumerate(layers)}
+
+    def __call__(self, images: tf.Tensor) -> Features:
+        x = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
+        outputs = self.model(x, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return Features(
+            style=[outputs[self._index[name]] for name in self.style_layers],
+            content=[outputs[self._index[name]] for name in self.content_layers],
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def get_extractor(
+    style_layers: tuple[str, ...],
+    content_layers: tuple[str, ...],
+    weights: str | None = None,
+    seed: int | None = None,
+) -> Extractor:
+    """The extractor for these layers and weights, built once per process."""
+    resolved = resolve_weights(weights)
+    if resolved != weights:
+        return get_extractor(style_layers, content_layers, resolved, seed)
+    return Extractor(style_layers, content_layers, resolved, seed if resolved == "random" else None)
+
+
+def _vgg19(weights: str) -> tf.keras.Model:
+    """Keras' VGG19 without its dense layers, with ImageNet or .h5 weights
+    loaded by Keras (other weights are set later, layer by layer)."""
+    if weights == "imagenet":
+        try:
+            return tf.keras.applications.VGG19(include_top=False, weights="imagenet")
+        except Exception as e:  # Keras raises a bare Exception when a download fails
+            raise WeightsError(
+                f"Could not download the VGG19 ImageNet weights ({e}). Keras fetches them once "
+                f"(80 MB, cached in $KERAS_HOME/models or ~/.keras/models). Offline, download "
+                f"vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 elsewhere and pass its path "
+                f"(--weights PATH or ${WEIGHTS_ENV}=PATH), or use --weights random for plumbing only."
+            ) from None
+    vgg = tf.keras.applications.VGG19(include_top=False, weights=None)
+    if weights.lower().endswith(".h5"):
+        try:
+            vgg.load_weights(weights)
+        except Exception as e:
+            raise WeightsError(f"{weights}: not a VGG19 (no top) Keras weights file ({e}).") from None
+    return vgg
+
+
+def _conv_layers(model: tf.keras.Model) -> list[tf.keras.layers.Conv2D]:
+    return [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+
+
+def _load_npz(model: tf.keras.Model, path: str) -> None:
+    """Set each conv layer from ``<layer>/kernel`` and ``<layer>/bias`` arrays."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        available = {key.split("/")[0] for key in arrays.files}
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a readable .npz weights file ({e}).") from None
+    for layer in _conv_layers(model):
+        if layer.name not in available:
+            raise WeightsError(
+                f"{path} has no weights for layer {layer.name}, which the chosen layers need "
+                f"(the file holds {', '.join(sorted(available))}). Choose layers it covers "
+                f"(e.g. --preset blocks1-3) or use the full ImageNet weights."
+            )
+        kernel, bias = arrays[f"{layer.name}/kernel"], arrays[f"{layer.name}/bias"]
+        expected = [tuple(w.shape) for w in layer.get_weights()]
+        if [kernel.shape, bias.shape] != expected:
+            raise WeightsError(f"{path}: {layer.name} has shapes {kernel.shape}, {bias.shape}; expected {expected}.")
+        layer.set_weights([kernel, bias])
+
+
+def _randomise(model: tf.keras.Model, seed: int | None) -> None:
+    """Glorot-uniform kernels and zero biases (Keras' defaults) from ``seed``."""
+    warnings.warn(
+        "VGG19 has random weights: the features mean nothing and the result is not art. "
+        "Use this for testing and timing only.",
+        stacklevel=3,
+    )
+    rng = np.random.default_rng(seed if seed is not None else 0)
+    for layer in _conv_layers(model):
+        kernel, bias = layer.get_weights()
+        fan_in, fan_out = np.prod(kernel.shape[:-1]), np.prod(kernel.shape[:-2]) * kernel.shape[-1]
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        layer.set_weights([rng.uniform(-limit, limit, kernel.shape).astype(np.float32), np.zeros_like(bias)])

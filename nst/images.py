@@ -1,0 +1,261 @@
+"""Images in and out: load from a path, URL, PIL image or array; save PNGs
+that record how they were made; the sample images.
+
+Everything here works on NumPy arrays of shape (height, width, 3), float32,
+RGB in [0, 1], and imports no TensorFlow, so bad inputs are reported before
+TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from nst import __version__
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+#: Key of the PNG text chunk that holds the settings of a run, as JSON.
+METADATA_KEY = "nst"
+URL_TIMEOUT_S = 30
+
+SAMPLE_BASE_URL = "https://raw.githubusercontent.com/jcjohnson/neural-style/master/examples/inputs/"
+#: Sample images: file name, what it is, licence. Found in $NST_IMAGES if set,
+#: else downloaded once from SAMPLE_BASE_URL into the cache.
+SAMPLES: dict[str, tuple[str, str, str]] = {
+    "tubingen": ("tubingen.jpg", "Neckarfront, Tübingen (photo by Andreas Praefcke)", "CC BY 3.0"),
+    "starry_night": ("starry_night.jpg", "Vincent van Gogh, The Starry Night, 1889", "public domain"),
+    "the_scream": ("the_scream.jpg", "Edvard Munch, The Scream, 1893", "public domain"),
+    "shipwreck": ("shipwreck.jpg", "J. M. W. Turner, The Shipwreck of the Minotaur, c. 1810", "public domain"),
+    "woman_with_hat": ("woman-with-hat-matisse.jpg", "Henri Matisse, Woman with a Hat, 1905", "public domain"),
+}
+SAMPLE_PREFIX = "sample:"
+
+
+class ImageError(ValueError):
+    """An input image cannot be used; the message names it and says what to do."""
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: $NST_CACHE, else $XDG_CACHE_HOME/nst, else ~/.cache/nst."""
+    if os.environ.get("NST_CACHE"):
+        return Path(os.environ["NST_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nst"
+
+
+def load_image(source: ImageSource, size: int | None = None) -> np.ndarray:
+    """Load an image as float32 RGB in [0, 1], shape (height, width, 3).
+
+    ``source`` is a file path, an http(s) URL (downloaded once and cached), a
+    sample name written ``"sample:tubingen"`` (see `SAMPLES`), a PIL image, or
+    an array (height, width[, channels]) of uint8, uint16 or floats in [0, 1].
+    EXIF orientation is applied; grey, palette, CMYK and 16-bit images become
+    RGB; transparency is composited on white. With ``size``, the longest side
+    is resized to ``size`` pixels.
+    """
+    if isinstance(source, np.ndarray):
+        image = _array_to_rgb(source)
+        return image if size is None else to_array(resize(to_pil(image), size))
+    pil = source if isinstance(source, Image.Image) else open_image(source)
+    pil = _to_rgb(pil)
+    return to_array(pil if size is None else resize(pil, size))
+
+
+def open_image(source: str | os.PathLike) -> Image.Image:
+    """Open a path, URL or sample name as a decoded PIL image (EXIF-rotated)."""
+    text = os.fspath(source)
+    if text.startswith(SAMPLE_PREFIX):
+        path = sample_path(text[len(SAMPLE_PREFIX) :])
+    elif re.match(r"https?://", text):
+        path = download(text)
+    else:
+        path = Path(text)
+    check_readable(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: {e}. Use a smaller image.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: not a readable image ({e}). Give a PNG, JPEG or other raster image.") from None
+
+
+def check_readable(path: Path) -> None:
+    """Raise ImageError unless ``path`` is an existing, non-empty, readable file."""
+    if not path.exists():
+        raise ImageError(f"{path}: no such file. Check the path.")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file.")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: the file is empty.")
+    if not os.access(path, os.R_OK):
+        raise ImageError(f"{path}: permission denied. Make the file readable.")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB; 16-bit and float greys keep their full range."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        grey = np.asarray(im, dtype=np.float32)
+        grey = grey / 65535.0 if im.mode != "F" else grey
+        return to_pil(np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=-1))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """An array of any common dtype and channel count to float32 RGB in [0, 1]."""
+    a = np.asarray(array)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+        raise ImageError(f"an image array must be (height, width[, 1|3|4]), got shape {array.shape}")
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        a = a.astype(np.float32) / 65535.0
+    else:
+        a = a.astype(np.float32)
+        if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+            raise ImageError("a float image array must hold finite values in [0, 1]")
+    if a.shape[-1] == 4:
+        a = a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])
+    elif a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def resize(im: Image.Image, size: int) -> Image.Image:
+    """Resize so the longest side is ``size`` pixels (Lanczos; aspect kept)."""
+    scale = size / max(im.size)
+    shape = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    return im if shape == im.size else im.resize(shape, Image.Resampling.LANCZOS)
+
+
+def to_array(im: Image.Image) -> np.ndarray:
+    """8-bit RGB PIL image to float32 array in [0, 1]."""
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+    """Float array in [0, 1], (height, width, 3), to an 8-bit RGB PIL image."""
+    return Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``image`` as a PNG whose text chunk ``nst`` holds ``metadata`` (JSON).
+
+    The file is written to a temporary name and renamed, so a crash never
+    leaves a half-written PNG. Returns the path written.
+    """
+    path = Path(path)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", f"nst {__version__}")
+    info.add_text(METADATA_KEY, json.dumps({"nst_version": __version__, **(metadata or {})}, sort_keys=True))
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG", pnginfo=info)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings recorded in a PNG written by `save_image` ({} if none)."""
+    with Image.open(path) as im:
+        text = im.info.get(METADATA_KEY)
+    return json.loads(text) if text else {}
+
+
+def download(url: str) -> Path:
+    """Fetch ``url`` into the cache once; later calls return the cached file."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", url.rsplit("/", 1)[-1].split("?")[0])[-80:] or "download"
+    target = cache_dir() / "downloads" / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
+    if target.exists():
+        return target
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise ImageError(f"{url}: download failed ({e}). Check the address or download it and give the file.") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, target)
+    return target
+
+
+def sample_path(name: str) -> Path:
+    """Path of sample image ``name``: from $NST_IMAGES, the cache, a download,
+    or (offline, with a warning) a synthetic stand-in drawn here."""
+    if name not in SAMPLES:
+        raise ImageError(f"unknown sample {name!r}; samples: {', '.join(SAMPLES)}")
+    filename = SAMPLES[name][0]
+    if os.environ.get("NST_IMAGES"):
+        local = Path(os.environ["NST_IMAGES"]) / filename
+        if local.is_file():
+            return local
+    try:
+        return download(SAMPLE_BASE_URL + filename)
+    except ImageError as e:
+        stand_in = cache_dir() / "synthetic" / f"{name}.png"
+        warnings.warn(f"{e} Using a synthetic stand-in for sample {name!r} ({stand_in}).", stacklevel=2)
+        if not stand_in.exists():
+            save_image(stand_in, _synthetic(name), {"synthetic_sample": name})
+        return stand_in
+
+
+def _synthetic(name: str, width: int = 512, height: int = 384) -> np.ndarray:
+    """A drawn stand-in for a sample: a town on a river for photos, swirling
+    brush strokes for paintings. Deterministic."""
+    rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    if name == "tubingen":
+        sky = np.stack([0.55 + 0.3 * y / height, 0.7 + 0.2 * y / height, np.full_like(y, 0.95)], -1)
+        im = to_pil(sky)
+        draw = ImageDraw.Draw(im)
+        for i in range(14):  # houses along the bank, with roofs and windows
+            x0 = i * width // 14 + int(rng.integers(-6, 6))
+            top = int(height * 0.35 + rng.integers(0, 60))
+            wall = tuple(int(c) for c in rng.integers(150, 245, 3))
+            draw.rectangle([x0, top, x0 + width // 14, int(height * 0.68)], fill=wall, outline=(60, 50, 40))
+            draw.polygon([(x0, top), (x0 + width // 28, top - 30), (x0 + width // 14, top)], fill=(150, 60, 40))
+            for wy in range(top + 10, int(height * 0.65), 18):
+                draw.rectangle([x0 + 8, wy, x0 + 14, wy + 8], fill=(50, 50, 70))
+        draw.rectangle([0, int(height * 0.68), width, height], fill=(60, 90, 110))  # river
+        return to_array(im.filter(ImageFilter.GaussianBlur(0.8)))
+    swirl = np.sin(x / 23 + 3 * np.sin(y / 41)) + np.cos(y / 19 + 2 * np.cos(x / 37))
+    palette = rng.uniform(0.1, 0.95, (2, 3)).astype(np.float32)
+    t = (swirl[..., None] + 2) / 4
+    image = palette[0] * (1 - t) + palette[1] * t
+    im = to_pil(image)
+    draw = ImageDraw.Draw(im)
+    for _ in range(600):  # short strokes following the swirl
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        angle = swirl[int(cy) % height, int(cx) % width] * 1.5
+        dx, dy = 9 * np.cos(angle), 9 * np.sin(angle)
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=color, width=3)
+    return to_array(im)

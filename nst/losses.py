@@ -1,0 +1,140 @@
+"""The losses of the report (Gatys et al. 2016), exactly as written there.
+
+Each function takes tensors shaped (batch, height, width, channels) and
+returns one value per batch element. With ``F`` a layer's activations
+reshaped to N channels x M positions and ``P`` the content's:
+
+- content loss   ``1/2 * sum (F - P)^2``
+- Gram matrix    ``G = F F^T``  (N x N, summed over positions, unnormalised)
+- style term     ``E_l = sum (G - A)^2 / (4 N^2 M^2)``
+- total          ``alpha * content + beta * sum_l w_l E_l  (+ gamma * TV)``
+
+The TensorFlow tutorial normalises differently (Gram divided by M, mean
+squared errors); its forms are kept beside these as `TUTORIAL` so its numbers
+can be reproduced.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import tensorflow as tf
+
+from nst.config import Config
+from nst.features import Features
+
+
+def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """``G_ij = sum_k F_ik F_jk`` over positions k: (batch, channels, channels)."""
+    return tf.einsum("bhwi,bhwj->bij", features, features)
+
+
+def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """``1/2 * sum (F - P)^2`` per batch element."""
+    return 0.5 * tf.reduce_sum(tf.square(features - target), axis=[1, 2, 3])
+
+
+def style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+    """``E_l = sum (G - A)^2 / (4 N^2 M^2)`` per batch element.
+
+    ``target_gram`` is A, the Gram matrix of the style image's activations at
+    the same layer (for a style image of M positions too; see `style_target`).
+    """
+    shape = tf.shape(features)
+    n = tf.cast(shape[3], features.dtype)
+    m = tf.cast(shape[1] * shape[2], features.dtype)
+    # Dividing before squaring is the same sum and keeps values small in float32.
+    return tf.reduce_sum(tf.square((gram_matrix(features) - target_gram) / (2.0 * n * m)), axis=[1, 2])
+
+
+def style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
+    """A for an output of ``positions`` (M) positions at this layer.
+
+    The report's Gram matrix is a sum over positions, so it grows with image
+    size. When the style image is not the output's size its Gram matrix is
+    rescaled by ``M_output / M_style`` (a no-op when the sizes agree).
+    """
+    shape = tf.shape(style_features)
+    m_style = tf.cast(shape[1] * shape[2], style_features.dtype)
+    return gram_matrix(style_features) * (positions / m_style)
+
+
+def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
+    """Sum of absolute differences between neighbouring pixels (anisotropic
+    TV, as `tf.image.total_variation`), per batch element."""
+    dy = tf.abs(image[:, 1:, :, :] - image[:, :-1, :, :])
+    dx = tf.abs(image[:, :, 1:, :] - image[:, :, :-1, :])
+    return tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3])
+
+
+def tutorial_content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """The tutorial's content loss: mean of ``(F - P)^2``."""
+    return tf.reduce_mean(tf.square(features - target), axis=[1, 2, 3])
+
+
+def tutorial_gram(features: tf.Tensor) -> tf.Tensor:
+    """The tutorial's Gram matrix: ``F F^T / M`` (independent of image size)."""
+    shape = tf.shape(features)
+    return gram_matrix(features) / tf.cast(shape[1] * shape[2], features.dtype)
+
+
+def tutorial_style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
+    """The tutorial's target: its Gram matrix of the style image (needs no rescaling)."""
+    return tutorial_gram(style_features)
+
+
+def tutorial_style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+    """The tutorial's style loss: mean of ``(F F^T / M - A)^2``."""
+    return tf.reduce_mean(tf.square(tutorial_gram(features) - target_gram), axis=[1, 2])
+
+
+class LossForm(NamedTuple):
+    """One normalisation of the losses: content loss, style target, style loss."""
+
+    content: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    style_target: Callable[[tf.Tensor, int], tf.Tensor]
+    style: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+REPORT = LossForm(content_loss, style_target, style_loss)
+TUTORIAL = LossForm(tutorial_content_loss, tutorial_style_target, tutorial_style_loss)
+LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL}
+
+
+class Targets(NamedTuple):
+    """What the output must match: P per content layer, A per style layer."""
+
+    content: list[tf.Tensor]
+    style: list[tf.Tensor]
+
+
+def make_targets(content: Features, style: Features, config: Config) -> Targets:
+    """Content targets from the content image's features, Gram targets from
+    the style image's, sized for an output the size of the content image."""
+    form = LOSS_FORMS[config.loss_form]
+    positions = [int(f.shape[1]) * int(f.shape[2]) for f in content.style]
+    return Targets(
+        content=[tf.constant(f) for f in content.content],
+        style=[form.style_target(f, m) for f, m in zip(style.style, positions)],
+    )
+
+
+def objective(image: tf.Tensor, features: Features, targets: Targets, config: Config) -> dict[str, tf.Tensor]:
+    """Every term of the total loss, per batch element.
+
+    Keys: 'total', 'content' (mean over content layers), 'style'
+    (``sum_l w_l E_l``), 'tv', and 'style/<layer>' (each unweighted E_l).
+    """
+    form = LOSS_FORMS[config.loss_form]
+    zero = tf.zeros(tf.shape(image)[:1], image.dtype)
+    content = zero
+    for f, p in zip(features.content, targets.content):
+        content += form.content(f, p) / len(targets.content)
+    terms = {}
+    style = zero
+    for layer, w, f, a in zip(config.style_layers, config.layer_weights, features.style, targets.style):
+        terms[f"style/{layer}"] = form.style(f, a)
+        style += w * terms[f"style/{layer}"]
+    tv = total_variation_loss(image) if config.tv_weight else zero
+    total = config.content_weight * content + config.style_weight * style + config.tv_weight * tv
+    return {"total": total, "content": content, "style": style, "tv": tv, **terms}
