@@ -125,9 +125,12 @@ def run(args: argparse.Namespace) -> int:
         received.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)
-    result = stylize(content, style, config=config, callback=callback)
-    bar.close()
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = stylize(content, style, config=config, callback=callback)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        bar.close()
     result.sources.update(content=args.content, style=args.style)
     result.save(output)
     h, w = result.best_image.shape[:2]

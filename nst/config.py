@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: The convolution layers of VGG19, in network order. Any of them can be a
@@ -190,4 +190,4 @@ def preset(name: str = "report", **overrides: Any) -> Config:
     """The Config of preset ``name`` with ``overrides`` applied."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return Config(preset=name).replace(**PRESETS[name]["settings"], **overrides)
+    return Config(preset=name).replace(**{**PRESETS[name]["settings"], **overrides})

@@ -76,6 +76,7 @@ class Result:
         return {
             "settings": self.config.to_dict(),
             **self.sources,
+            "start_loss": self.history["total"][0] if self.history.get("total") else None,
             "best_step": self.best_step,
             "best_loss": self.best_loss,
             "steps_done": int(self.history["step"][-1]) if self.history["step"] else 0,
@@ -137,6 +138,7 @@ def stylize(
     optimizer = tf.keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
     )
+    optimizer.build([image])  # its moment variables now, so the step is traced once
 
     def evaluate() -> dict[str, tf.Tensor]:
         """The objective at the current image; remembers it if it is the best."""

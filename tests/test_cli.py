@@ -1,0 +1,121 @@
+"""The command line end to end: writes a PNG that records its settings,
+reports bad input before TensorFlow loads, and meets the issue's check with
+the real block 1-3 weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst import cli
+from nst.images import load_image, read_metadata, save_image
+
+from conftest import BLOCK13_LAYERS
+
+
+def nst_process(*args: str) -> subprocess.CompletedProcess:
+    """`python -m nst ARGS`, reporting whether TensorFlow got imported."""
+    code = "import sys, runpy; sys.argv = ['nst', *sys.argv[1:]]\ntry:\n    runpy.run_module('nst', run_name='__main__')\nfinally:\n    print('TF-LOADED' if 'tensorflow' in sys.modules else 'TF-NOT-LOADED', file=sys.stderr)"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory, content_image, style_image):
+    folder = tmp_path_factory.mktemp("pictures")
+    return str(save_image(folder / "content.png", content_image)), str(save_image(folder / "style.png", style_image))
+
+
+def test_cli_writes_png_with_settings(pictures, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    content, style = pictures
+    code = cli.main([content, style, "-o", str(out), "--size", "32", "--steps", "3", "--weights", "random",
+                     "--seed", "1", "--style-weight", "50", "--style-layers", "block1_conv1", "block2_conv1",
+                     "--content-layers", "block2_conv2", "--save-every", "2", "--quiet"])  # fmt: skip
+    assert code == 0
+    meta = read_metadata(out)
+    assert meta["settings"]["steps"] == 3 and meta["settings"]["style_weight"] == 50.0
+    assert meta["settings"]["style_layers"] == ["block1_conv1", "block2_conv1"]
+    assert meta["settings"]["weights"] == "random" and meta["content"] == content
+    assert Image.open(out).size == (32, 24)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out-00000.png", "out-00002.png", "out.png"]
+    assert read_metadata(tmp_path / "out-00002.png")["step"] == 2
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_help_lists_options_with_defaults():
+    text = cli.build_parser().format_help()
+    for flag in ("--style-weight", "--content-layers", "--weights", "--preset", "--save-every", "--demo"):
+        assert flag in text
+    assert "(report: 1000.0)" in text and "block4_conv2" in text
+
+
+def test_missing_input_fails_fast_without_tensorflow(tmp_path):
+    out = tmp_path / "out.png"
+    proc = nst_process(str(tmp_path / "nope.jpg"), str(tmp_path / "style.jpg"), "-o", str(out))
+    assert proc.returncode == 2
+    assert f"nst: error: {tmp_path / 'nope.jpg'}: no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr and "TF-NOT-LOADED" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--style-layers", "block9_conv1"], "unknown VGG19 layer 'block9_conv1'"),
+        (["-o", "out.jpg"], "must be a .png"),
+    ],
+)
+def test_bad_settings_fail_fast(pictures, args, message, tmp_path):
+    proc = nst_process(*pictures, "-o", str(tmp_path / "out.png"), *args)
+    assert proc.returncode == 2 and message in proc.stderr and "TF-NOT-LOADED" in proc.stderr
+
+
+def test_bad_weights_are_a_clear_error(pictures, tmp_path, capsys):
+    code = cli.main([*pictures, "-o", str(tmp_path / "o.png"), "--weights", str(tmp_path / "w.npz"), "--quiet"])
+    assert code == 2 and "no such weights file" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.real_weights
+def test_cli_real_weights_reach_a_tenth_of_the_objective(block13_weights, pictures, tmp_path):
+    """The issue's acceptance check: 128 px, alpha=1, beta=1e3, blocks 1-3, 100 steps."""
+    out = tmp_path / "real.png"
+    code = cli.main([*pictures, "-o", str(out), "--size", "128", "--steps", "100", "--weights", str(block13_weights),
+                     "--content-weight", "1", "--style-weight", "1e3", "--style-layers", *BLOCK13_LAYERS["style_layers"],
+                     "--content-layers", *BLOCK13_LAYERS["content_layers"], "--quiet"])  # fmt: skip
+    assert code == 0
+    meta = read_metadata(out)
+    assert meta["best_loss"] < 0.1 * meta["start_loss"]
+    output, content = load_image(out), load_image(pictures[0], size=128)
+    assert output.shape == content.shape and np.abs(output - content).mean() > 0.03  # it changed visibly
+
+
+def test_module_entry_point_runs():
+    proc = subprocess.run([sys.executable, "-m", "nst", "--version"], capture_output=True, text=True, env={**os.environ})
+    assert proc.returncode == 0 and proc.stdout.startswith("nst ")
+
+
+@pytest.mark.parametrize("signum, status", [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_saves_its_best_image(pictures, tmp_path, signum, status):
+    out = tmp_path / "out.png"
+    frames = out.with_name("out-00000.png")
+    proc = subprocess.Popen([sys.executable, "-m", "nst", *pictures, "-o", str(out), "--size", "32", "--steps", "100000",
+                             "--weights", "random", "--style-layers", "block1_conv1", "--content-layers", "block1_conv2",
+                             "--save-every", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    start = time.monotonic()
+    while not frames.exists() and proc.poll() is None and time.monotonic() - start < 240:
+        time.sleep(0.2)  # the first frame is written once the loop runs
+    time.sleep(1.0)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == status, stderr
+    meta = read_metadata(out)
+    assert meta["stopped"] == "interrupted" and 0 < meta["steps_done"] < 100000
+    assert "stopped early: interrupted" in stdout

@@ -1,0 +1,67 @@
+"""Settings: the paper's defaults, presets as data, validation messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from nst import PRESETS, Config, ConfigError, preset
+from nst.config import VGG19_CONV_LAYERS
+
+
+def test_defaults_are_the_reports():
+    c = Config()
+    assert c.content_layers == ("block4_conv2",)
+    assert c.style_layers == ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+    assert c.content_weight / c.style_weight == pytest.approx(1e-3)
+    assert c.layer_weights == pytest.approx((0.2,) * 5)
+    assert c.size == 512 and c.loss_form == "report"
+    assert preset("gatys") == preset("report").replace(preset="gatys")
+
+
+def test_tutorial_preset_has_the_tutorials_settings():
+    t = preset("tutorial")
+    assert t.content_layers == ("block5_conv2",)
+    assert (t.content_weight, t.style_weight, t.tv_weight) == (1e4, 1e-2, 30.0)
+    assert (t.learning_rate, t.beta_1, t.epsilon, t.loss_form) == (0.02, 0.99, 0.1, "tutorial")
+
+
+def test_every_preset_is_valid_and_overridable():
+    for name in PRESETS:
+        assert preset(name, steps=7).steps == 7
+    assert preset("blocks1-3").style_layers == ("block1_conv1", "block2_conv1", "block3_conv1")
+
+
+def test_config_is_frozen_and_round_trips_through_dict():
+    c = preset("tutorial", style_layer_weights=(1, 2, 3, 4, 5), seed=4)
+    with pytest.raises(AttributeError):
+        c.steps = 3  # type: ignore[misc]
+    assert Config.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match="unknown settings: colour"):
+        Config.from_dict({"colour": 1})
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"size": 8}, "between 16 and 8192"),
+        ({"style_weight": -1.0}, "style_weight must be a finite number >= 0"),
+        ({"content_weight": float("nan")}, "content_weight must be"),
+        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+        ({"beta_1": 1.0}, r"beta_1 must be in \[0, 1\)"),
+        ({"content_layers": ("block4_conv9",)}, "unknown VGG19 layer 'block4_conv9'; valid layers: block1_conv1"),
+        ({"style_layer_weights": (1.0,)}, "1 values but there are 5 style layers"),
+        ({"loss_form": "mine"}, "choose one of: report, tutorial"),
+        ({"init": "zeros"}, "choose one of: content, style, noise"),
+        ({"content_layers": (), "style_layers": ()}, "at least one content or style layer"),
+        ({"preset": "fast"}, "unknown preset 'fast'"),
+    ],
+)
+def test_invalid_values_say_the_valid_range(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        Config().replace(**changes)
+
+
+def test_lists_become_tuples():
+    assert Config().replace(style_layers=["block1_conv1"]).style_layers == ("block1_conv1",)
+    assert all(layer in VGG19_CONV_LAYERS for layer in Config().style_layers)

@@ -1,0 +1,124 @@
+"""The VGG19 extractor: same activations as Keras' own VGG19, truncated at
+the deepest layer, and every source of weights with its errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nst import features
+from nst.features import Extractor, WeightsError, get_extractor, resolve_weights
+
+LAYERS = {"style_layers": ("block1_conv1", "block2_conv1"), "content_layers": ("block2_conv2",)}
+
+
+@pytest.fixture(scope="module")
+def random_extractor() -> Extractor:
+    with pytest.warns(UserWarning, match="random weights"):
+        return Extractor(weights="random", seed=3, **LAYERS)
+
+
+def test_outputs_equal_keras_vgg19_layers(random_extractor):
+    vgg = tf.keras.applications.VGG19(include_top=False, weights=None)
+    for layer in random_extractor.model.layers:
+        if layer.weights:
+            vgg.get_layer(layer.name).set_weights(layer.get_weights())
+    images = np.random.default_rng(0).uniform(size=(2, 40, 48, 3)).astype(np.float32)
+    keras_input = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
+    got = random_extractor(tf.constant(images))
+    for name, ours in [("block1_conv1", got.style[0]), ("block2_conv1", got.style[1]), ("block2_conv2", got.content[0])]:
+        expected = tf.keras.Model(vgg.input, vgg.get_layer(name).output)(keras_input)
+        np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_network_stops_at_deepest_layer(random_extractor):
+    names = [layer.name for layer in random_extractor.model.layers]
+    assert names[-1] == "block2_conv2"
+    assert not any(n.startswith(("block3", "block4", "block5")) for n in names)
+
+
+def test_random_weights_are_seeded():
+    a = Extractor(("block1_conv1",), (), weights="random", seed=1)
+    b = Extractor(("block1_conv1",), (), weights="random", seed=1)
+    c = Extractor(("block1_conv1",), (), weights="random", seed=2)
+    wa, wb, wc = (e.model.get_layer("block1_conv1").get_weights()[0] for e in (a, b, c))
+    np.testing.assert_array_equal(wa, wb)
+    assert not np.allclose(wa, wc)
+
+
+def test_extractor_is_built_once_per_process():
+    a = get_extractor(("block1_conv1",), (), "random", 5)
+    assert get_extractor(("block1_conv1",), (), "random", 5) is a
+    assert get_extractor(("block1_conv1",), (), "random", 6) is not a
+
+
+@pytest.mark.real_weights
+def test_npz_weights_are_loaded_by_layer_name(block13_weights):
+    extractor = get_extractor(("block1_conv1", "block3_conv1"), ("block3_conv2",), str(block13_weights))
+    arrays = np.load(block13_weights)
+    for name in ("block1_conv1", "block2_conv2", "block3_conv2"):
+        kernel, bias = extractor.model.get_layer(name).get_weights()
+        np.testing.assert_array_equal(kernel, arrays[f"{name}/kernel"])
+        np.testing.assert_array_equal(bias, arrays[f"{name}/bias"])
+
+
+def test_npz_missing_a_needed_layer_names_it(tmp_path, random_extractor):
+    partial = tmp_path / "partial.npz"
+    arrays = {}
+    for name in ("block1_conv1", "block1_conv2"):
+        kernel, bias = random_extractor.model.get_layer(name).get_weights()
+        arrays[f"{name}/kernel"], arrays[f"{name}/bias"] = kernel, bias
+    np.savez(partial, **arrays)
+    Extractor(("block1_conv2",), (), weights=str(partial))  # covered: fine
+    with pytest.raises(WeightsError, match=r"no weights for layer block2_conv1.*block1_conv1, block1_conv2"):
+        Extractor(("block1_conv1",), ("block2_conv2",), weights=str(partial))
+
+
+def test_imagenet_download_failure_says_what_to_do(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tf.keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.applications.vgg19.file_utils.get_file", offline)
+    with pytest.raises(WeightsError) as err:
+        Extractor(("block1_conv1",), (), weights="imagenet")
+    message = str(err.value)
+    assert "Could not download" in message and "name resolution" in message
+    assert "NST_VGG19_WEIGHTS" in message and "random" in message and "notop.h5" in message
+
+
+def test_weights_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv(features.WEIGHTS_ENV, raising=False)
+    assert resolve_weights(None) == "imagenet"
+    assert resolve_weights("None") == "random"
+    good = tmp_path / "w.npz"
+    good.write_bytes(b"x")
+    monkeypatch.setenv(features.WEIGHTS_ENV, str(good))
+    assert resolve_weights(None) == str(good)
+    assert resolve_weights("imagenet") == "imagenet"
+    with pytest.raises(WeightsError, match="no such weights file"):
+        resolve_weights(tmp_path / "missing.h5")
+    bad = tmp_path / "w.pkl"
+    bad.write_bytes(b"x")
+    with pytest.raises(WeightsError, match=r"\.h5 or \.npz"):
+        resolve_weights(bad)
+
+
+def test_corrupt_weight_files_are_clear_errors(tmp_path):
+    for name in ("bad.npz", "bad.h5"):
+        (tmp_path / name).write_bytes(b"not weights")
+        with pytest.raises(WeightsError, match=name):
+            Extractor(("block1_conv1",), (), weights=str(tmp_path / name))
+
+
+def test_h5_weights_round_trip(tmp_path, random_extractor):
+    vgg = tf.keras.applications.VGG19(include_top=False, weights=None)
+    for layer in random_extractor.model.layers:
+        if layer.weights:
+            vgg.get_layer(layer.name).set_weights(layer.get_weights())
+    path = tmp_path / "vgg19.weights.h5"
+    vgg.save_weights(path)
+    loaded = Extractor(**LAYERS, weights=str(path))
+    images = tf.random.stateless_uniform((1, 16, 16, 3), seed=(1, 2))
+    np.testing.assert_allclose(loaded(images).content[0], random_extractor(images).content[0], rtol=1e-6)

@@ -1,0 +1,128 @@
+"""The run: the objective falls, pixels stay in range, the best image is the
+lowest-loss one, targets are computed once, stops keep the best image, and
+(with the real block 1-3 weights) the style really transfers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import nst
+from nst.config import preset
+from nst.features import Extractor, get_extractor
+from nst.losses import make_targets, objective
+
+from conftest import BLOCK13_LAYERS, TINY
+
+
+def loss_of(image: np.ndarray, content: np.ndarray, style: np.ndarray, config: nst.Config) -> float:
+    """The objective at ``image``, computed afresh (outside the run)."""
+    extractor = get_extractor(config.style_layers, config.content_layers, config.weights, config.seed)
+    targets = make_targets(extractor(content[None]), extractor(style[None]), config)
+    x = tf.constant(image[None])
+    return float(objective(x, extractor(x), targets, config)["total"][0])
+
+
+@pytest.fixture(scope="module")
+def run(content_image, style_image) -> nst.Result:
+    return nst.stylize(content_image, style_image, **{**TINY, "steps": 8, "learning_rate": 0.05})
+
+
+def test_objective_falls_and_pixels_stay_in_range(run):
+    totals = run.history["total"]
+    assert len(totals) == 9 and run.history["step"] == [float(k) for k in range(9)]
+    assert totals[-1] < 0.9 * totals[0]
+    for image in (run.image, run.best_image):
+        assert image.shape == (24, 32, 3) and image.dtype == np.float32
+        assert image.min() >= 0.0 and image.max() <= 1.0
+
+
+def test_best_image_is_the_lowest_loss_one(run, content_image, style_image):
+    totals = run.history["total"]
+    assert run.best_step == int(np.argmin(totals))
+    assert run.best_loss == pytest.approx(min(totals), rel=1e-6)
+    content = nst.images.load_image(content_image, size=32)
+    style = nst.images.load_image(style_image, size=32)
+    assert loss_of(run.best_image, content, style, run.config) == pytest.approx(run.best_loss, rel=1e-4)
+
+
+def test_history_has_every_term_and_result_records_settings(run):
+    assert {"total", "content", "style", "tv", "time", "style/block1_conv1", "style/block3_conv1"} <= set(run.history)
+    layer_sum = sum(w * run.history[f"style/{name}"][3] for name, w in zip(run.config.style_layers, run.config.layer_weights))
+    assert run.history["style"][3] == pytest.approx(layer_sum, rel=1e-5)
+    assert run.config.steps == 8 and run.config.weights == "random"
+    assert run.metadata()["settings"]["learning_rate"] == 0.05
+    assert run.timings["total"] >= run.timings["setup"] > 0 and run.stopped is None
+
+
+def test_targets_are_computed_once_not_per_step(content_image, style_image, monkeypatch):
+    calls = []
+    original = Extractor.__call__
+    monkeypatch.setattr(Extractor, "__call__", lambda self, x: calls.append(1) or original(self, x))
+    nst.stylize(content_image, style_image, **{**TINY, "steps": 2})
+    short = len(calls)
+    calls.clear()
+    nst.stylize(content_image, style_image, **{**TINY, "steps": 6})
+    assert len(calls) == short <= 4  # 2 targets + one trace of the step + one of the final evaluation
+
+
+def test_callback_gets_progress_every_n_steps_and_at_the_end(content_image, style_image):
+    seen = []
+    nst.stylize(content_image, style_image, **TINY, callback=seen.append, callback_every=3)
+    assert [p.step for p in seen] == [0, 3, 4]
+    last = seen[-1]
+    assert last.steps == 4 and last.elapsed > 0 and set(last.losses) >= {"total", "content", "style"}
+    assert last.image().shape == (24, 32, 3) and last.pil().size == (32, 24)
+
+
+def test_interrupt_keeps_the_best_image(content_image, style_image):
+    def stop_at_3(progress):
+        if progress.step == 3:
+            raise KeyboardInterrupt
+
+    result = nst.stylize(content_image, style_image, **{**TINY, "steps": 50}, callback=stop_at_3)
+    assert result.stopped == "interrupted"
+    assert len(result.history["total"]) == 4 and result.best_step <= 3
+    assert result.best_loss == pytest.approx(min(result.history["total"]), rel=1e-6)
+
+
+def test_same_seed_same_result(content_image, style_image):
+    a = nst.stylize(content_image, style_image, **TINY, init="noise")
+    b = nst.stylize(content_image, style_image, **TINY, init="noise")
+    np.testing.assert_array_equal(a.best_image, b.best_image)
+
+
+def test_inits(content_image, style_image):
+    start = {init: nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, init=init) for init in ("content", "style", "noise")}
+    content = nst.images.load_image(content_image, size=32)
+    assert start["content"].history["content"][0] == pytest.approx(0.0, abs=1e-3)
+    assert start["noise"].history["content"][0] > 0
+    assert start["style"].history["content"][0] > 0
+    np.testing.assert_array_equal(content.shape, start["style"].image.shape)
+
+
+def test_tutorial_preset_runs_with_its_normalisation(content_image, style_image):
+    result = nst.stylize(content_image, style_image, preset="tutorial", size=32, steps=3, weights="random", seed=0,
+                         content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1"))  # fmt: skip
+    assert result.config.loss_form == "tutorial" and result.config.tv_weight == 30.0
+    h = result.history
+    np.testing.assert_allclose(h["total"][1], 1e4 * h["content"][1] + 1e-2 * h["style"][1] + 30 * h["tv"][1], rtol=1e-5)
+
+
+def test_preset_and_config_together_is_an_error(content_image, style_image):
+    with pytest.raises(ValueError, match="not both"):
+        nst.stylize(content_image, style_image, config=nst.Config(), preset="tutorial")
+
+
+@pytest.mark.real_weights
+def test_real_weights_transfer_the_style(block13_weights, content_image, style_image):
+    """The issue's check, in the report's terms: alpha=1, beta=1e3, blocks 1-3."""
+    result = nst.stylize(content_image, style_image, size=96, steps=60, weights=str(block13_weights), **BLOCK13_LAYERS)
+    h = result.history
+    assert result.best_loss < 0.1 * h["total"][0]
+    assert h["style"][result.best_step] < h["style"][0] / 20
+    # The content stays recognisable: the output's luminance still follows the photo's.
+    content = nst.images.load_image(content_image, size=96)
+    grey = lambda im: im @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    assert np.corrcoef(grey(result.best_image).ravel(), grey(content).ravel())[0, 1] > 0.6
