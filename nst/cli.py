@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from nst import __version__
 from nst.config import INITS, PRESETS, VGG19_CONV_LAYERS, Config, ConfigError, preset
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("style", nargs="?", help="style image: path, URL or sample:NAME")
     parser.add_argument("-o", "--output", default="stylized.png", help="output PNG (default: %(default)s)")
     parser.add_argument("--demo", action="store_true", help=f"use the sample images {DEMO[0]} and {DEMO[1]}")
-    parser.add_argument("--preset", default="report", choices=list(PRESETS), help="starting settings (default: %(default)s)")
+    parser.add_argument(
+        "--preset", default="report", choices=list(PRESETS), help="starting settings (default: %(default)s)"
+    )
     for flag, (name, kind, text) in OPTIONS.items():
         default = getattr(defaults, name)
         many = isinstance(default, tuple)
@@ -144,4 +147,3 @@ def run(args: argparse.Namespace) -> int:
     if result.stopped == "interrupted":
         return 128 + received[-1]
     return 1 if result.stopped else 0
-

@@ -18,14 +18,14 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst import __version__
 
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
 #: Key of the PNG text chunk that holds the settings of a run, as JSON.
 METADATA_KEY = "nst"

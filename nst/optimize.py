@@ -13,8 +13,10 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -83,7 +85,7 @@ class Result:
             "stopped": self.stopped,
         }
 
-    def save(self, path: str | os.PathLike, *, which: str = "best") -> os.PathLike:
+    def save(self, path: str | os.PathLike, *, which: str = "best") -> Path:
         """Write the best (or 'final') image as a PNG with the settings inside."""
         return save_image(path, self.best_image if which == "best" else self.image, self.metadata())
 

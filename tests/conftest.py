@@ -14,8 +14,8 @@ for _var, _sub in {"KERAS_HOME": "keras", "NST_CACHE": "cache", "MPLCONFIGDIR": 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.pop("NST_VGG19_WEIGHTS", None)
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BLOCK13_WEIGHTS = SHARED / "weights" / "vgg19_imagenet_block1_to_block3.npz"

@@ -11,12 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import BLOCK13_LAYERS
 from PIL import Image
 
 from nst import cli
 from nst.images import load_image, read_metadata, save_image
-
-from conftest import BLOCK13_LAYERS
 
 
 def nst_process(*args: str) -> subprocess.CompletedProcess:
@@ -98,7 +97,9 @@ def test_cli_real_weights_reach_a_tenth_of_the_objective(block13_weights, pictur
 
 
 def test_module_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "nst", "--version"], capture_output=True, text=True, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "-m", "nst", "--version"], capture_output=True, text=True, env={**os.environ}
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("nst ")
 
 

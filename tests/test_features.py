@@ -27,7 +27,11 @@ def test_outputs_equal_keras_vgg19_layers(random_extractor):
     images = np.random.default_rng(0).uniform(size=(2, 40, 48, 3)).astype(np.float32)
     keras_input = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
     got = random_extractor(tf.constant(images))
-    for name, ours in [("block1_conv1", got.style[0]), ("block2_conv1", got.style[1]), ("block2_conv2", got.content[0])]:
+    for name, ours in [
+        ("block1_conv1", got.style[0]),
+        ("block2_conv1", got.style[1]),
+        ("block2_conv2", got.content[0]),
+    ]:
         expected = tf.keras.Model(vgg.input, vgg.get_layer(name).output)(keras_input)
         np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
 

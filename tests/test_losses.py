@@ -22,7 +22,7 @@ def np_gram(f: np.ndarray) -> np.ndarray:
 
 
 def np_style(f: np.ndarray, a: np.ndarray) -> np.ndarray:
-    b, h, w, n = f.shape
+    _, h, w, n = f.shape
     m = h * w
     return ((np_gram(f) - a) ** 2).sum(axis=(1, 2)) / (4.0 * n**2 * m**2)
 
@@ -94,7 +94,9 @@ def test_objective_combines_terms_with_weights():
     image = tf.constant(RNG.uniform(size=(1, 6, 6, 3)))
     style = [tf.constant(RNG.normal(size=(1, 6, 6, 2))), tf.constant(RNG.normal(size=(1, 3, 3, 4)))]
     content = [tf.constant(RNG.normal(size=(1, 3, 3, 4)))]
-    targets = L.Targets(content=[tf.zeros_like(content[0])], style=[tf.zeros((1, 2, 2), tf.float64), tf.zeros((1, 4, 4), tf.float64)])
+    targets = L.Targets(
+        content=[tf.zeros_like(content[0])], style=[tf.zeros((1, 2, 2), tf.float64), tf.zeros((1, 4, 4), tf.float64)]
+    )
     config = Config(
         content_layers=("block2_conv1",),
         style_layers=("block1_conv1", "block2_conv1"),

@@ -7,13 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import BLOCK13_LAYERS, TINY
 
 import nst
-from nst.config import preset
 from nst.features import Extractor, get_extractor
 from nst.losses import make_targets, objective
-
-from conftest import BLOCK13_LAYERS, TINY
 
 
 def loss_of(image: np.ndarray, content: np.ndarray, style: np.ndarray, config: nst.Config) -> float:
@@ -49,7 +47,9 @@ def test_best_image_is_the_lowest_loss_one(run, content_image, style_image):
 
 def test_history_has_every_term_and_result_records_settings(run):
     assert {"total", "content", "style", "tv", "time", "style/block1_conv1", "style/block3_conv1"} <= set(run.history)
-    layer_sum = sum(w * run.history[f"style/{name}"][3] for name, w in zip(run.config.style_layers, run.config.layer_weights))
+    layer_sum = sum(
+        w * run.history[f"style/{name}"][3] for name, w in zip(run.config.style_layers, run.config.layer_weights)
+    )
     assert run.history["style"][3] == pytest.approx(layer_sum, rel=1e-5)
     assert run.config.steps == 8 and run.config.weights == "random"
     assert run.metadata()["settings"]["learning_rate"] == 0.05
@@ -94,7 +94,10 @@ def test_same_seed_same_result(content_image, style_image):
 
 
 def test_inits(content_image, style_image):
-    start = {init: nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, init=init) for init in ("content", "style", "noise")}
+    start = {
+        init: nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, init=init)
+        for init in ("content", "style", "noise")
+    }
     content = nst.images.load_image(content_image, size=32)
     assert start["content"].history["content"][0] == pytest.approx(0.0, abs=1e-3)
     assert start["noise"].history["content"][0] > 0
@@ -124,5 +127,5 @@ def test_real_weights_transfer_the_style(block13_weights, content_image, style_i
     assert h["style"][result.best_step] < h["style"][0] / 20
     # The content stays recognisable: the output's luminance still follows the photo's.
     content = nst.images.load_image(content_image, size=96)
-    grey = lambda im: im @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    grey = lambda im: im @ np.array([0.299, 0.587, 0.114])
     assert np.corrcoef(grey(result.best_image).ravel(), grey(content).ravel())[0, 1] > 0.6
