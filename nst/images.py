@@ -13,9 +13,9 @@ import io
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -169,16 +169,22 @@ def save_image(path: str | os.PathLike, image: np.ndarray, metadata: dict[str, A
     info.add_text(METADATA_KEY, json.dumps({"nst_version": __version__, **(metadata or {})}, sort_keys=True))
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format="PNG", pnginfo=info)
+    _write_atomic(path, buffer.getvalue())
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place.
+    The file gets the usual permissions (the umask applies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
+        with open(tmp, "xb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -199,11 +205,7 @@ def download(url: str) -> Path:
             data = response.read()
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise ImageError(f"{url}: download failed ({e}). Check the address or download it and give the file.") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    _write_atomic(target, data)
     return target
 
 

@@ -89,6 +89,9 @@ def test_png_metadata_round_trip_and_atomic_write(tmp_path):
     assert got["nst_version"] == images.__version__
     assert Image.open(path).info["Software"].startswith("nst ")
     assert os.listdir(path.parent) == ["out.png"]  # no temporary file left behind
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # permissions as for any new file
     assert read_metadata(save_image(tmp_path / "plain.png", gradient())) == {"nst_version": images.__version__}
 
 
