@@ -7,6 +7,7 @@ checked before TensorFlow is imported, so mistakes are reported at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -31,14 +32,16 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--lr": ("learning_rate", float, "Adam learning rate (pixels in [0, 1])"),
     "--content-layers": ("content_layers", str, "VGG19 content layers"),
     "--style-layers": ("style_layers", str, "VGG19 style layers"),
+    "--style-layer-weights": ("style_layer_weights", float, "w_l, one per style layer (default: 1/L each)"),
     "--init": ("init", str, f"starting image: {' | '.join(INITS)}"),
-    "--seed": ("seed", int, "seed for noise init and random weights"),
+    "--seed": ("seed", int, "seed for noise init and random weights (default: none)"),
     "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = Config()
+    types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
     parser = argparse.ArgumentParser(
         prog="nst",
         description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE.",
@@ -55,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag, (name, kind, text) in OPTIONS.items():
         default = getattr(defaults, name)
-        many = isinstance(default, tuple)
-        shown = " ".join(default) if many else default
+        shown = " ".join(default) if isinstance(default, tuple) else default
+        many = types[name].startswith("tuple")  # a list of values on the command line
         parser.add_argument(flag, type=kind, nargs="+" if many else None, metavar=name.upper(),
-                            help=f"{text} (report: {shown})" if name != "weights" else text)  # fmt: skip
+                            help=f"{text} (report: {shown})" if default is not None else text)  # fmt: skip
     parser.add_argument("--no-xla", action="store_true", help="compile steps without XLA")
     parser.add_argument("--save-every", type=int, metavar="N", help="also write OUT-STEP.png every N steps")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

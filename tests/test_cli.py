@@ -35,11 +35,13 @@ def test_cli_writes_png_with_settings(pictures, tmp_path, capsys):
     content, style = pictures
     code = cli.main([content, style, "-o", str(out), "--size", "32", "--steps", "3", "--weights", "random",
                      "--seed", "1", "--style-weight", "50", "--style-layers", "block1_conv1", "block2_conv1",
-                     "--content-layers", "block2_conv2", "--save-every", "2", "--quiet"])  # fmt: skip
+                     "--style-layer-weights", "0.75", "0.25", "--content-layers", "block2_conv2",
+                     "--save-every", "2", "--quiet"])  # fmt: skip
     assert code == 0
     meta = read_metadata(out)
     assert meta["settings"]["steps"] == 3 and meta["settings"]["style_weight"] == 50.0
     assert meta["settings"]["style_layers"] == ["block1_conv1", "block2_conv1"]
+    assert meta["settings"]["style_layer_weights"] == [0.75, 0.25]
     assert meta["settings"]["weights"] == "random" and meta["content"] == content
     assert Image.open(out).size == (32, 24)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out-00000.png", "out-00002.png", "out.png"]
@@ -69,6 +71,7 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
         (["--steps", "0"], "steps must be at least 1"),
         (["--style-layers", "block9_conv1"], "unknown VGG19 layer 'block9_conv1'"),
         (["-o", "out.jpg"], "must be a .png"),
+        (["--style-layer-weights", "1", "2"], "2 values but there are 5 style layers"),
     ],
 )
 def test_bad_settings_fail_fast(pictures, args, message, tmp_path):
