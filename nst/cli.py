@@ -140,11 +140,11 @@ def run(args: argparse.Namespace) -> int:
     result.sources.update(content=args.content, style=args.style)
     result.save(output)
     h, w = result.best_image.shape[:2]
-    done = int(result.history["step"][-1])
+    meta = result.metadata()
     print(
-        f"nst: wrote {output} ({w}x{h}, best of {done} steps at step {result.best_step}); "
-        f"loss {result.history['total'][0]:.4g} -> {result.best_loss:.4g}; "
-        f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step"
+        f"nst: wrote {output} ({w}x{h}, best of {meta['steps_done']} steps at step {result.best_step}); "
+        + (f"loss {meta['start_loss']:.4g} -> {result.best_loss:.4g}; " if meta["start_loss"] is not None else "")
+        + f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step"
         + (f"; stopped early: {result.stopped}" if result.stopped else "")
     )
     if result.stopped == "interrupted":

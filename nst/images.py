@@ -67,7 +67,9 @@ def load_image(source: ImageSource, size: int | None = None) -> np.ndarray:
     """
     if isinstance(source, np.ndarray):
         image = _array_to_rgb(source)
-        return image if size is None else to_array(resize(to_pil(image), size))
+        if size is None or max(image.shape[:2]) == size:
+            return image  # already the right size: no 8-bit round trip
+        return to_array(resize(to_pil(image), size))
     pil = source if isinstance(source, Image.Image) else open_image(source)
     pil = _to_rgb(pil)
     return to_array(pil if size is None else resize(pil, size))

@@ -81,7 +81,7 @@ class Result:
             "start_loss": self.history["total"][0] if self.history.get("total") else None,
             "best_step": self.best_step,
             "best_loss": self.best_loss,
-            "steps_done": int(self.history["step"][-1]) if self.history["step"] else 0,
+            "steps_done": int(self.history["step"][-1]) if self.history.get("step") else 0,
             "stopped": self.stopped,
         }
 
@@ -212,7 +212,7 @@ def _initial_image(config: Config, content: np.ndarray, style: np.ndarray) -> np
     if config.init == "content":
         return content
     if config.init == "style":
-        return np.asarray(tf.image.resize(style, content.shape[:2], method="bicubic").numpy().clip(0, 1))
+        return tf.image.resize(style, content.shape[:2], method="bicubic").numpy().clip(0, 1)
     return np.random.default_rng(config.seed).uniform(0, 1, content.shape).astype(np.float32)
 
 

@@ -123,3 +123,20 @@ def test_interrupted_run_saves_its_best_image(pictures, tmp_path, signum, status
     meta = read_metadata(out)
     assert meta["stopped"] == "interrupted" and 0 < meta["steps_done"] < 100000
     assert "stopped early: interrupted" in stdout
+
+
+def test_interrupt_before_the_first_step_still_saves(pictures, tmp_path, monkeypatch, capsys):
+    """SIGTERM during compilation: no step recorded, the starting image is still written."""
+    import nst.optimize
+
+    def interrupted_at_once(content, style, *, config, callback):
+        return nst.optimize.Result(image=content, best_image=content, best_step=0, best_loss=float("inf"), history={},
+                                   timings={"total": 1.0, "step": 0.0}, config=config, sources={}, stopped="interrupted")  # fmt: skip
+
+    monkeypatch.setattr(nst.optimize, "stylize", interrupted_at_once)
+    out = tmp_path / "out.png"
+    assert cli.main([*pictures, "-o", str(out), "--size", "32", "--weights", "random", "--quiet"]) == 130
+    meta = read_metadata(out)
+    assert meta["steps_done"] == 0 and meta["start_loss"] is None and meta["stopped"] == "interrupted"
+    np.testing.assert_allclose(load_image(out), load_image(pictures[0], size=32), atol=1 / 255)
+    assert "stopped early: interrupted" in capsys.readouterr().out

@@ -29,6 +29,11 @@ def test_path_pil_and_array_agree(tmp_path):
     np.testing.assert_array_equal(load_image((from_path * 255).round().astype(np.uint8)), from_path)
 
 
+def test_float_array_of_the_right_size_is_not_requantised():
+    array = gradient(40, 30) * 0.999  # values between 8-bit levels
+    np.testing.assert_array_equal(load_image(array, size=40), array)
+
+
 def test_resize_sets_longest_side_and_keeps_aspect():
     assert load_image(gradient(40, 30), size=20).shape == (15, 20, 3)
     assert load_image(gradient(30, 40), size=80).shape == (80, 60, 3)
