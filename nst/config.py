@@ -28,7 +28,13 @@ PAPER_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_co
 #: TensorFlow tutorial's (Gram divided by the number of positions, mean
 #: squared errors), kept so the tutorial's numbers can be compared.
 LOSS_FORMS = ("report", "tutorial")
+#: Starting images by name; any other ``init`` is read as an image path or URL.
 INITS = ("content", "style", "noise")
+OPTIMIZERS = ("adam", "lbfgs")
+POOLINGS = ("max", "avg")
+#: Gatys et al. 2017: transfer luminance only and keep the content's colours,
+#: or first give the style image the content's colour mean and covariance.
+COLOR_MODES = ("luminance", "histogram")
 
 MIN_SIZE, MAX_SIZE = 16, 8192
 
@@ -51,7 +57,7 @@ class Config:
     size: int = 512
     """Longest side of the output image, in pixels."""
     steps: int = 500
-    """Number of optimiser steps."""
+    """Optimiser steps: Adam updates, or L-BFGS function evaluations."""
     content_weight: float = 1.0
     """alpha, the weight of the content loss."""
     style_weight: float = 1e3
@@ -66,15 +72,38 @@ class Config:
     """w_l per style layer; ``None`` means 1/L each."""
     loss_form: str = "report"
     """'report' (the paper's normalisation) or 'tutorial' (the TF tutorial's)."""
+    optimizer: str = "adam"
+    """'adam' (the report's) or 'lbfgs' (SciPy's L-BFGS-B, the paper's and
+    jcjohnson's choice: fewer evaluations to a given loss, no learning rate)."""
     learning_rate: float = 0.02
     """Adam's step size, in units of pixel values in [0, 1]."""
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
+    lbfgs_memory: int = 20
+    """How many past steps L-BFGS keeps to model the curvature."""
+    scales: tuple[int, ...] | None = None
+    """Coarse to fine: the sizes to optimise at, smallest first; the last is
+    ``size`` (setting only ``scales`` sets ``size`` to its last). Each scale
+    starts from the previous result, upsampled. ``None``: only ``size``."""
+    scale_steps: tuple[int, ...] | None = None
+    """Steps at each scale; ``None``: ``steps`` at each."""
+    style_blend: tuple[float, ...] | None = None
+    """Weight of each style image in the blended Gram targets (normalised to
+    sum to 1); ``None``: equal weights."""
+    style_scale: float = 1.0
+    """Size of the style image relative to the output (0.5: half as large, so
+    its brush strokes come out larger)."""
+    pooling: str = "max"
+    """VGG19's pooling: 'max' (Keras') or 'avg' (the paper's), same weights."""
+    preserve_color: str | None = None
+    """Keep the content's colours: 'luminance' or 'histogram' (``None``: off)."""
     init: str = "content"
-    """Starting image: 'content', 'style' (resized to the output) or 'noise'."""
+    """Starting image: 'content', 'style' (resized to the output), 'noise',
+    or the path or URL of an image."""
     seed: int | None = None
-    """Seed for noise and random weights; same seed, same result on one machine."""
+    """Seed for noise and random weights; with a seed the same inputs and
+    settings give a bit-identical image on the same machine."""
     weights: str | None = None
     """'imagenet', 'random', or a path to a .h5/.npz file. ``None``: the
     file named by $NST_VGG19_WEIGHTS if set, else 'imagenet'."""
@@ -83,7 +112,10 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied and validated."""
-        return dataclasses.replace(self, **_normalise(changes)).validate()
+        changes = _normalise(changes)
+        if changes.get("scales") and "size" not in changes:
+            changes["size"] = changes["scales"][-1]
+        return dataclasses.replace(self, **changes).validate()
 
     def validate(self) -> Config:
         """Return ``self`` if every value is valid, else raise ConfigError."""
@@ -104,6 +136,32 @@ class Config:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not self.epsilon > 0:
             raise ConfigError(f"epsilon must be > 0, got {self.epsilon}")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        if self.preserve_color is not None:
+            _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
+        if self.lbfgs_memory < 1:
+            raise ConfigError(f"lbfgs_memory must be at least 1, got {self.lbfgs_memory}")
+        if self.scales is not None:
+            if not self.scales or list(self.scales) != sorted(set(self.scales)) or self.scales[-1] != self.size:
+                raise ConfigError(f"scales must be increasing sizes ending at size={self.size}, got {list(self.scales)}")
+            if self.scales[0] < MIN_SIZE:
+                raise ConfigError(f"scales must be at least {MIN_SIZE} pixels, got {self.scales[0]}")
+        if self.scale_steps is not None:
+            if len(self.scale_steps) != len(self.scales or (self.size,)):
+                raise ConfigError(f"scale_steps needs one value per scale ({len(self.scales or (self.size,))})")
+            if min(self.scale_steps) < 1:
+                raise ConfigError(f"scale_steps must be at least 1 each, got {list(self.scale_steps)}")
+        if self.style_blend is not None and (
+            not self.style_blend or any(not (math.isfinite(w) and w >= 0) for w in self.style_blend)
+            or sum(self.style_blend) <= 0
+        ):  # fmt: skip
+            raise ConfigError(f"style_blend must be numbers >= 0 with a positive sum, got {list(self.style_blend)}")
+        if not (math.isfinite(self.style_scale) and MIN_SIZE <= self.size * self.style_scale <= MAX_SIZE):
+            raise ConfigError(
+                f"style_scale must keep the style image between {MIN_SIZE} and {MAX_SIZE} pixels "
+                f"(size {self.size} x {self.style_scale})"
+            )
         if not self.content_layers and not self.style_layers:
             raise ConfigError("give at least one content or style layer")
         for layer in self.content_layers + self.style_layers:
@@ -117,11 +175,23 @@ class Config:
                 )
             if any(not (math.isfinite(w) and w >= 0) for w in self.style_layer_weights):
                 raise ConfigError("style_layer_weights must be finite numbers >= 0")
-        if self.loss_form not in LOSS_FORMS:
-            raise ConfigError(f"unknown loss_form {self.loss_form!r}; choose one of: {', '.join(LOSS_FORMS)}")
-        if self.init not in INITS:
-            raise ConfigError(f"unknown init {self.init!r}; choose one of: {', '.join(INITS)}")
+        _check_choice("loss_form", self.loss_form, LOSS_FORMS)
+        if not self.init:
+            raise ConfigError(f"init must be one of {', '.join(INITS)} or an image path")
         return self
+
+    @property
+    def schedule(self) -> list[tuple[int, int]]:
+        """(size, steps) of each scale, smallest first."""
+        sizes = self.scales or (self.size,)
+        return list(zip(sizes, self.scale_steps or [self.steps] * len(sizes)))
+
+    def blend(self, styles: int) -> tuple[float, ...]:
+        """The weight of each of ``styles`` style images, summing to 1."""
+        weights = self.style_blend or (1.0,) * styles
+        if len(weights) != styles:
+            raise ConfigError(f"style_blend has {len(weights)} weights for {styles} style image(s)")
+        return tuple(w / sum(weights) for w in weights)
 
     @property
     def layer_weights(self) -> tuple[float, ...]:
@@ -142,6 +212,11 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         return cls(**_normalise(values)).validate()
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
 
 
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """VGG19 features: one multi-output Keras model returning the style and
 content layers' activations, and where its weights come from.
 
-The model takes RGB images in [0, 1], shaped (batch, height, width, 3),
-applies Keras' own VGG19 preprocessing ("caffe": BGR, ImageNet mean
-subtracted, 0-255) and runs the network only up to the deepest layer asked
-for. A given extractor is built once per process (`get_extractor`).
+The model takes RGB images in [0, 1], shaped (batch, height, width, 3) (a
+single grey channel is repeated to three), applies Keras' own VGG19
+preprocessing ("caffe": BGR, ImageNet mean subtracted, 0-255) and runs the
+network only up to the deepest layer asked for. Its pooling layers can be
+max (Keras') or average (the paper's); the weights are the same. A given
+extractor is built once per process (`get_extractor`).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Extractor:
     """Callable VGG19 feature extractor for fixed style and content layers.
 
     ``extractor(images)`` returns `Features` for images in [0, 1]. The Keras
-    model (``extractor.model``) is truncated after the deepest layer used.
+    model (``extractor.model``) ends at the deepest layer used.
     """
 
     def __init__(
@@ -67,19 +69,33 @@ class Extractor:
         content_layers: tuple[str, ...],
         weights: str = "imagenet",
         seed: int | None = None,
+        pooling: str = "max",
     ) -> None:
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
         self.weights = weights
+        self.pooling = pooling
         layers = list(dict.fromkeys(self.style_layers + self.content_layers))
         unknown = [name for name in layers if name not in VGG19_CONV_LAYERS]
         if unknown:
             raise ValueError(f"unknown VGG19 layer(s) {unknown}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
         vgg = _vgg19(weights)
-        outputs = [vgg.get_layer(name).output for name in layers]
-        # A functional model keeps only the layers its outputs depend on, so
-        # nothing past the deepest requested layer is ever evaluated.
-        self.model = tf.keras.Model(vgg.input, outputs, name="vgg19_features")
+        # VGG19 is a chain: walk it up to the deepest layer asked for, reusing
+        # its conv layers (and so their weights) and, for 'avg', putting
+        # average pooling where Keras has max pooling.
+        x = inputs = tf.keras.Input((None, None, 3))
+        outputs = {}
+        for layer in vgg.layers[1:]:
+            if isinstance(layer, tf.keras.layers.MaxPooling2D) and pooling == "avg":
+                layer = tf.keras.layers.AveragePooling2D(2, 2, name=layer.name.replace("pool", "avgpool"))
+            x = layer(x)
+            if layer.name in layers:
+                outputs[layer.name] = x
+            if len(outputs) == len(layers):
+                break
+        self.model = tf.keras.Model(inputs, [outputs[name] for name in layers], name="vgg19_features")
         self.model.trainable = False
         if weights == "random":
             _randomise(self.model, seed)
@@ -88,6 +104,8 @@ class Extractor:
         self._index = {name: i for i, name in enumerate(layers)}
 
     def __call__(self, images: tf.Tensor) -> Features:
+        if images.shape[-1] == 1:
+            images = tf.tile(images, [1, 1, 1, 3])
         x = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
         outputs = self.model(x, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -103,12 +121,13 @@ def get_extractor(
     content_layers: tuple[str, ...],
     weights: str | None = None,
     seed: int | None = None,
+    pooling: str = "max",
 ) -> Extractor:
-    """The extractor for these layers and weights, built once per process."""
+    """The extractor for these layers, weights and pooling, built once per process."""
     resolved = resolve_weights(weights)
     if resolved != weights:
-        return get_extractor(style_layers, content_layers, resolved, seed)
-    return Extractor(style_layers, content_layers, resolved, seed if resolved == "random" else None)
+        return get_extractor(style_layers, content_layers, resolved, seed, pooling)
+    return Extractor(style_layers, content_layers, resolved, seed if resolved == "random" else None, pooling)
 
 
 def _vgg19(weights: str) -> tf.keras.Model:

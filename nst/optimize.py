@@ -1,10 +1,16 @@
-"""The run: compute the targets once, then optimise the image with Adam.
+"""The run: compute the targets once per scale, then optimise the image.
 
 `stylize` is the one entry point. The image is a `tf.Variable` of pixels in
-[0, 1]; each step computes the objective under a `tf.GradientTape`, applies
-one Adam update and clips the pixels back into range, all in one compiled
-`tf.function` (XLA by default). The lowest-loss image seen is kept on the
-device as the run goes, so stopping early (Ctrl-C, a NaN) loses nothing.
+[0, 1]. With Adam, each step computes the objective under a
+`tf.GradientTape`, applies one update and clips the pixels back into range,
+all in one compiled `tf.function` (XLA by default). With L-BFGS, SciPy's
+L-BFGS-B drives the same compiled loss-and-gradient function and keeps the
+pixels in [0, 1] as bounds. Either way the lowest-loss image seen is kept on
+the device as the run goes, so stopping early (Ctrl-C, a NaN) loses nothing.
+
+Coarse to fine, the run is repeated at each size of ``config.scales``,
+starting each from the previous result upsampled, with targets recomputed
+from the inputs at that size.
 """
 
 from __future__ import annotations
@@ -13,19 +19,22 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 import tensorflow as tf
 from PIL import Image
 
+from nst import color
 from nst.config import Config, preset
-from nst.features import get_extractor
-from nst.images import ImageSource, load_image, save_image, to_pil
-from nst.losses import make_targets, objective
+from nst.features import Extractor, get_extractor
+from nst.images import ImageError, ImageSource, load_image, save_image, to_pil
+from nst.losses import Targets, make_targets, objective
 
 
 @dataclass(frozen=True)
@@ -33,13 +42,15 @@ class Progress:
     """What a callback receives: where the run is and how it is doing."""
 
     step: int
-    """Adam updates done so far (0 before the first)."""
+    """Steps done so far, over all scales (0 before the first)."""
     steps: int
-    """Updates the run will do in all."""
+    """Steps the run will do in all."""
     losses: dict[str, float]
     """The objective's terms at the current image (see `nst.losses.objective`)."""
     elapsed: float
     """Seconds since the first step started."""
+    scale: int
+    """Which scale is running (0, 1, ...; always 0 unless coarse to fine)."""
     _read_image: Callable[[], np.ndarray] = field(repr=False)
 
     def image(self) -> np.ndarray:
@@ -61,15 +72,19 @@ class Result:
     best_image: np.ndarray
     """The lowest-loss image seen (the one to keep)."""
     best_step: int
+    """The step at which the best image was seen (at the last scale)."""
     best_loss: float
     history: dict[str, list[float]]
-    """Per evaluated step, each term of the objective plus 'step' and 'time' (s)."""
+    """Per evaluation, each term of the objective plus 'step', 'size' (of
+    the scale, pixels) and 'time' (s). Each scale starts with the loss at its
+    starting image, at the step count reached so far."""
     timings: dict[str, float]
-    """Seconds: 'setup' (images, model, targets), 'first_step' (includes
-    compilation), 'step' (median of the others), 'total'."""
+    """Seconds: 'setup' (images, model, first targets), 'first_step'
+    (includes compilation), 'step' (median of the others), 'total'."""
     config: Config
     sources: dict[str, str]
-    """What the content and style images were (path, URL or kind of object)."""
+    """What the content and style images were (path, URL or kind of object;
+    several styles are joined by ' + ')."""
     stopped: str | None = None
     """Why the run ended early ('interrupted', or a NaN message), else None."""
 
@@ -92,7 +107,7 @@ class Result:
 
 def stylize(
     content: ImageSource,
-    style: ImageSource,
+    style: ImageSource | Sequence[ImageSource],
     *,
     config: Config | None = None,
     callback: Callable[[Progress], Any] | None = None,
@@ -102,7 +117,9 @@ def stylize(
     """Render ``content`` in the style of ``style`` (Gatys et al. 2016).
 
     Args:
-        content, style: a path, URL, ``"sample:NAME"``, PIL image or array.
+        content: a path, URL, ``"sample:NAME"``, PIL image or array.
+        style: one such image, or a list of them to blend (see
+            ``Config.style_blend``).
         config: the settings (default: the 'report' preset).
         callback: called as ``callback(progress)`` every ``callback_every``
             steps and after the last; see `Progress`.
@@ -118,102 +135,268 @@ def stylize(
         config = preset(overrides.pop("preset"), **overrides)
     else:
         config = (config or Config()).replace(**overrides)
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    blend = config.blend(len(styles))
     t0 = time.perf_counter()
-
-    # 1. Images: the output has the content image's size; the style image is
-    #    brought to the same longest side (its Gram targets are rescaled to
-    #    the output's number of positions).
-    content_image = load_image(content, size=config.size)
-    style_image = load_image(style, size=config.size)
-    sources = {"content": _describe(content), "style": _describe(style)}
-
-    # 2. Features and targets, once per run: P at the content layers and the
-    #    Gram matrices A at the style layers.
-    extractor = get_extractor(config.style_layers, config.content_layers, config.weights, config.seed)
+    config = _repeatable(config)
+    extractor = get_extractor(config.style_layers, config.content_layers, config.weights, config.seed, config.pooling)
     config = config.replace(weights=extractor.weights)
-    targets = make_targets(extractor(content_image[None]), extractor(style_image[None]), config)
+    sources = {"content": _describe(content), "style": " + ".join(_describe(s) for s in styles)}
+    run = _Run(config, callback, callback_every, t0)
+    image = None
+    try:
+        for index, (size, steps) in enumerate(config.schedule):
+            # 1. Images at this scale: the output has the content image's
+            #    size; each style image is brought to size * style_scale (its
+            #    Gram targets are rescaled to the output's number of positions).
+            scene = _Scene.load(content, styles, config, size)
+            start = scene.start(config) if image is None else _resize(image, scene.content.shape[:2])
+            # 2. Targets, once per scale: P at the content layers and the
+            #    blend of the styles' Gram matrices A at the style layers.
+            targets = _blend_targets(extractor, scene, blend, config)
+            if index == 0:
+                run.timings["setup"] = time.perf_counter() - t0
+            # 3. Optimise; the result starts the next scale.
+            problem = _Problem(start, extractor, targets, config)
+            run.begin_scale(index, size, problem, scene.present)
+            image = (_adam if config.optimizer == "adam" else _lbfgs)(problem, config, steps, run.report)
+    except KeyboardInterrupt:
+        if run.problem is None:  # nothing made yet: there is nothing to return
+            raise
+        run.stopped = "interrupted"
+    except _NonFinite as e:
+        run.stopped = str(e)
+    return run.result(sources)
 
-    # 3. The image being optimised, the best one seen and its loss.
-    image = tf.Variable(_initial_image(config, content_image, style_image)[None], name="image")
-    best = tf.Variable(image.read_value(), trainable=False, name="best_image")
-    best_loss = tf.Variable(tf.fill([1], math.inf), trainable=False, name="best_loss")
+
+class _Scene:
+    """The inputs at one scale, as the optimiser sees them: full colour, or
+    luminance only (one channel) when preserving colour that way."""
+
+    def __init__(self, content: np.ndarray, styles: list[np.ndarray], rgb: np.ndarray, mode: str | None) -> None:
+        self.content, self.styles, self.rgb, self.mode = content, styles, rgb, mode
+
+    @classmethod
+    def load(cls, content: ImageSource, styles: list[ImageSource], config: Config, size: int) -> _Scene:
+        rgb = load_image(content, size=size)
+        style_size = max(round(size * config.style_scale), 1)
+        style_rgbs = [load_image(s, size=style_size) for s in styles]
+        if config.preserve_color == "histogram":
+            return cls(rgb, [color.match_color(s, rgb) for s in style_rgbs], rgb, "histogram")
+        if config.preserve_color == "luminance":
+            y = color.luminance(rgb)
+            return cls(y, [color.match_luminance(color.luminance(s), y) for s in style_rgbs], rgb, "luminance")
+        return cls(rgb, style_rgbs, rgb, None)
+
+    def start(self, config: Config) -> np.ndarray:
+        """The starting image (see ``Config.init``), in the optimiser's channels."""
+        shape = self.content.shape
+        if config.init == "content":
+            return self.content
+        if config.init == "noise":
+            return np.random.default_rng(config.seed).uniform(0, 1, shape).astype(np.float32)
+        if config.init == "style":
+            first = self.styles[0]
+        else:
+            try:
+                first = load_image(config.init, size=max(shape[:2]))
+            except ImageError as e:
+                raise ImageError(f"init: {e} (init is content, style, noise or an image)") from None
+            if self.mode == "luminance":
+                first = color.luminance(first)
+        return _resize(np.clip(first, 0, 1), shape[:2])
+
+    def present(self, image: np.ndarray) -> np.ndarray:
+        """The optimised image as the RGB output (luminance + content chroma)."""
+        return color.with_chroma(image, self.rgb) if self.mode == "luminance" else image
+
+
+def _blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
+    """Targets with Gram matrices ``A = sum_k b_k A_k`` over the style images."""
+    content_features = extractor(scene.content[None])
+    per_style = [make_targets(content_features, extractor(s[None]), config) for s in scene.styles]
+    grams = [sum(b * t.style[i] for b, t in zip(blend, per_style)) for i in range(len(config.style_layers))]
+    return Targets(content=per_style[0].content, style=grams)
+
+
+class _NonFinite(ArithmeticError):
+    """The loss became NaN or infinite."""
+
+
+class _Problem:
+    """The image being optimised at one scale, its objective, and the best
+    image seen with its loss (tracked on the device)."""
+
+    def __init__(self, start: np.ndarray, extractor: Extractor, targets: Targets, config: Config) -> None:
+        self.image = tf.Variable(start[None], name="image")
+        self.best = tf.Variable(self.image.read_value(), trainable=False, name="best_image")
+        self.best_loss = tf.Variable(tf.fill([1], math.inf), trainable=False, name="best_loss")
+        self.extractor, self.targets, self.config = extractor, targets, config
+
+    def evaluate(self) -> dict[str, tf.Tensor]:
+        """The objective at the current image; remembers it if it is the best."""
+        losses = objective(self.image, self.extractor(self.image), self.targets, self.config)
+        improved = losses["total"] < self.best_loss
+        self.best.assign(tf.where(improved[:, None, None, None], self.image, self.best))
+        self.best_loss.assign(tf.where(improved, losses["total"], self.best_loss))
+        return losses
+
+    def evaluate_with_gradient(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """The objective and its gradient with respect to the pixels."""
+        with tf.GradientTape() as tape:
+            losses = self.evaluate()
+        return losses, tape.gradient(losses["total"], self.image)
+
+
+def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np.ndarray:
+    """``steps`` Adam updates, each clipped to [0, 1]; the image after the last."""
     optimizer = tf.keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
     )
-    optimizer.build([image])  # its moment variables now, so the step is traced once
-
-    def evaluate() -> dict[str, tf.Tensor]:
-        """The objective at the current image; remembers it if it is the best."""
-        losses = objective(image, extractor(image), targets, config)
-        improved = losses["total"] < best_loss
-        best.assign(tf.where(improved[:, None, None, None], image, best))
-        best_loss.assign(tf.where(improved, losses["total"], best_loss))
-        return losses
+    optimizer.build([problem.image])  # its moment variables now, so the step is traced once
 
     @tf.function(jit_compile=config.jit_compile)
     def step() -> dict[str, tf.Tensor]:
-        """One Adam update: loss, gradient with respect to the pixels, clip."""
-        with tf.GradientTape() as tape:
-            losses = evaluate()
-        gradient = tape.gradient(losses["total"], image)
-        optimizer.apply_gradients([(gradient, image)])
-        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+        losses, gradient = problem.evaluate_with_gradient()
+        optimizer.apply_gradients([(gradient, problem.image)])
+        problem.image.assign(tf.clip_by_value(problem.image, 0.0, 1.0))
         return losses
 
-    final_evaluation = tf.function(evaluate, jit_compile=config.jit_compile)
-    history: dict[str, list[float]] = {}
-    timings = {"setup": time.perf_counter() - t0}
-    step_times: list[float] = []
-    stopped = None
-    start = time.perf_counter()
+    final_evaluation = tf.function(problem.evaluate, jit_compile=config.jit_compile)
+    # Entry k of the history is the loss after k updates.
+    for k in range(steps + 1):
+        report(k, step() if k < steps else final_evaluation())
+    return problem.image.numpy()[0]
 
-    def record(k: int, losses: dict[str, tf.Tensor]) -> dict[str, float]:
-        values = {name: float(v[0]) for name, v in losses.items()}
-        for name, v in {"step": float(k), "time": time.perf_counter() - start, **values}.items():
-            history.setdefault(name, []).append(v)
-        return values
 
-    # 4. Optimise. Entry k of the history is the loss after k updates.
+class _Budget(Exception):
+    """L-BFGS has used its function evaluations."""
+
+
+def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> np.ndarray:
+    """L-BFGS-B within [0, 1] for ``steps`` function evaluations after the
+    first (each one forward and backward pass, like an Adam step); returns
+    the last accepted iterate."""
+    shape = problem.image.shape
+    evaluate = tf.function(problem.evaluate_with_gradient, jit_compile=config.jit_compile)
+    accepted = problem.image.numpy()
+    count = 0
+
+    def loss_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal count
+        if count > steps:
+            raise _Budget
+        problem.image.assign(x.reshape(shape).astype(np.float32))
+        losses, gradient = evaluate()
+        report(count, losses)
+        count += 1
+        return float(losses["total"][0]), gradient.numpy().ravel().astype(np.float64)
+
+    def on_iteration(xk: np.ndarray) -> None:
+        nonlocal accepted
+        accepted = xk.reshape(shape).astype(np.float32)
+
+    x0 = accepted.ravel().astype(np.float64)
     try:
-        for k in range(config.steps + 1):
-            t = time.perf_counter()
-            losses = step() if k < config.steps else final_evaluation()
-            values = record(k, losses)
-            step_times.append(time.perf_counter() - t)
-            if not math.isfinite(values["total"]):
-                stopped = f"the loss became {values['total']} at step {k}; kept the best image before it"
-                break
-            if callback is not None and (k % callback_every == 0 or k == config.steps):
-                callback(Progress(k, config.steps, values, time.perf_counter() - start, lambda: image.numpy()[0]))
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-
-    timings["first_step"] = step_times[0] if step_times else 0.0
-    timings["step"] = statistics.median(step_times[1:-1]) if len(step_times) > 2 else timings["first_step"]
-    timings["total"] = time.perf_counter() - t0
-    totals = history.get("total", [math.inf])
-    best_step = int(np.nanargmin(totals)) if np.isfinite(totals).any() else 0
-    return Result(
-        image=image.numpy()[0],
-        best_image=best.numpy()[0],
-        best_step=best_step,
-        best_loss=float(best_loss.numpy()[0]),
-        history=history,
-        timings=timings,
-        config=config,
-        sources=sources,
-        stopped=stopped,
-    )
+        result = scipy.optimize.minimize(
+            loss_and_gradient, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
+            bounds=scipy.optimize.Bounds(np.zeros_like(x0), np.ones_like(x0)),
+            # No tolerance stops: the budget of evaluations ends the run.
+            options={"maxfun": steps + 1, "maxiter": steps + 1, "maxcor": config.lbfgs_memory, "ftol": 0, "gtol": 0},
+        )  # fmt: skip
+        accepted = result.x.reshape(shape).astype(np.float32)
+    except _Budget:
+        pass
+    return accepted[0]
 
 
-def _initial_image(config: Config, content: np.ndarray, style: np.ndarray) -> np.ndarray:
-    """The starting image: the content, the style resized to the output, or
-    uniform noise from ``config.seed``."""
-    if config.init == "content":
-        return content
-    if config.init == "style":
-        return tf.image.resize(style, content.shape[:2], method="bicubic").numpy().clip(0, 1)
-    return np.random.default_rng(config.seed).uniform(0, 1, content.shape).astype(np.float32)
+class _Run:
+    """Bookkeeping across scales: history, timings, callbacks, the best image."""
+
+    def __init__(self, config: Config, callback: Callable | None, every: int, t0: float) -> None:
+        self.config, self.callback, self.every, self.t0 = config, callback, every, t0
+        self.total_steps = sum(steps for _, steps in config.schedule)
+        self.history: dict[str, list[float]] = {}
+        self.timings: dict[str, float] = {}
+        self.step_times: list[float] = []
+        self.offset = 0
+        self.scale_starts: list[int] = []
+        self.stopped: str | None = None
+        self.problem: _Problem | None = None
+        self.start = self.last = 0.0
+
+    def begin_scale(self, index: int, size: int, problem: _Problem, present: Callable) -> None:
+        if self.problem is not None:
+            self.offset += self.config.schedule[index - 1][1]
+        else:
+            self.start = time.perf_counter()
+        self.index, self.size, self.problem, self.present = index, size, problem, present
+        self.scale_starts.append(len(self.step_times))
+        self.last = time.perf_counter()
+
+    def report(self, k: int, losses: dict[str, tf.Tensor]) -> None:
+        """Record evaluation ``k`` of this scale; call back; stop on NaN."""
+        now = time.perf_counter()
+        self.step_times.append(now - self.last)
+        values = {name: float(v[0]) for name, v in losses.items()}
+        step = self.offset + k
+        for name, v in {"step": float(step), "size": float(self.size), "time": now - self.start, **values}.items():
+            self.history.setdefault(name, []).append(v)
+        if not math.isfinite(values["total"]):
+            raise _NonFinite(f"the loss became {values['total']} at step {step}; kept the best image before it")
+        scale_steps = self.config.schedule[self.index][1]
+        if self.callback is not None and (k % self.every == 0 or k == scale_steps):
+            read = lambda: self.present(self.problem.image.numpy()[0])  # noqa: E731
+            self.callback(Progress(step, self.total_steps, values, now - self.start, self.index, read))
+        self.last = time.perf_counter()
+
+    def result(self, sources: dict[str, str]) -> Result:
+        times = self.step_times
+        self.timings["first_step"] = times[0] if times else 0.0
+        # Leave out each scale's first and last evaluation (they compile).
+        ends = {*self.scale_starts, *(i - 1 for i in self.scale_starts), len(times) - 1}
+        later = [t for i, t in enumerate(times) if i not in ends]
+        self.timings["step"] = statistics.median(later) if later else self.timings["first_step"]
+        self.timings["total"] = time.perf_counter() - self.t0
+        # The best image is the best at the last scale that ran (losses at
+        # different sizes do not compare).
+        sizes = np.array(self.history.get("size", []))
+        totals = np.where(sizes == self.size, self.history.get("total", []), np.nan) if sizes.size else np.array([])
+        best = int(np.nanargmin(totals)) if np.isfinite(totals).any() else None
+        problem = self.problem
+        return Result(
+            image=self.present(problem.image.numpy()[0]),
+            best_image=self.present(problem.best.numpy()[0]),
+            best_step=int(self.history["step"][best]) if best is not None else 0,
+            best_loss=float(problem.best_loss.numpy()[0]),
+            history=self.history,
+            timings=self.timings,
+            config=self.config,
+            sources=sources,
+            stopped=self.stopped,
+        )
+
+
+def _repeatable(config: Config) -> Config:
+    """With a seed, make the run bit-identical on this machine.
+
+    On CPU it already is (checked with and without XLA). GPU kernels may sum
+    in any order, so there TensorFlow's op determinism is turned on, for the
+    whole process, and XLA off (it has no deterministic max-pool gradient).
+    """
+    if config.seed is None or not tf.config.list_physical_devices("GPU"):
+        return config
+    tf.config.experimental.enable_op_determinism()
+    if config.jit_compile:
+        warnings.warn("seed on a GPU: deterministic ops on, XLA off, so steps are slower", stacklevel=3)
+    return config.replace(jit_compile=False)
+
+
+def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``image`` resized (bicubic) to ``shape`` and clipped to [0, 1]."""
+    if image.shape[:2] == tuple(shape):
+        return image
+    return tf.image.resize(image, shape, method="bicubic").numpy().clip(0, 1)
 
 
 def _describe(source: ImageSource) -> str:

@@ -52,7 +52,15 @@ def test_config_is_frozen_and_round_trips_through_dict():
         ({"content_layers": ("block4_conv9",)}, "unknown VGG19 layer 'block4_conv9'; valid layers: block1_conv1"),
         ({"style_layer_weights": (1.0,)}, "1 values but there are 5 style layers"),
         ({"loss_form": "mine"}, "choose one of: report, tutorial"),
-        ({"init": "zeros"}, "choose one of: content, style, noise"),
+        ({"init": ""}, "init must be one of content, style, noise or an image path"),
+        ({"optimizer": "sgd"}, "unknown optimizer 'sgd'; choose one of: adam, lbfgs"),
+        ({"pooling": "min"}, "choose one of: max, avg"),
+        ({"preserve_color": "yes"}, "choose one of: luminance, histogram"),
+        ({"scales": (512, 256)}, "scales must be increasing sizes ending at size=256"),
+        ({"scales": (128, 256), "size": 512}, "ending at size=512"),
+        ({"scales": (128, 256), "scale_steps": (10,)}, "one value per scale"),
+        ({"style_blend": (0.0, 0.0)}, "positive sum"),
+        ({"style_scale": 0.01}, "style_scale must keep the style image between 16 and 8192"),
         ({"content_layers": (), "style_layers": ()}, "at least one content or style layer"),
         ({"preset": "fast"}, "unknown preset 'fast'"),
     ],
@@ -60,6 +68,20 @@ def test_config_is_frozen_and_round_trips_through_dict():
 def test_invalid_values_say_the_valid_range(changes, message):
     with pytest.raises(ConfigError, match=message):
         Config().replace(**changes)
+
+
+def test_scales_set_the_size_and_make_the_schedule():
+    c = Config().replace(scales=[128, 256], scale_steps=[30, 10])
+    assert c.size == 256 and c.schedule == [(128, 30), (256, 10)]
+    assert Config(steps=7).schedule == [(512, 7)]
+    assert Config().replace(scales=[64, 128], steps=5).schedule == [(64, 5), (128, 5)]
+
+
+def test_style_blend_is_normalised_and_must_match_the_styles():
+    assert Config(style_blend=(3.0, 1.0)).blend(2) == (0.75, 0.25)
+    assert Config().blend(3) == pytest.approx((1 / 3,) * 3)
+    with pytest.raises(ConfigError, match="2 weights for 3 style image"):
+        Config(style_blend=(1.0, 1.0)).blend(3)
 
 
 def test_lists_become_tuples():
