@@ -1,4 +1,4 @@
-"""The command line: ``nst CONTENT STYLE -o OUT.png [options]``.
+"""The command line: ``nst CONTENT STYLE [STYLE ...] -o OUT.png [options]``.
 
 Defaults come from `nst.config` (the chosen preset). Inputs and settings are
 checked before TensorFlow is imported, so mistakes are reported at once.
@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from nst import __version__
-from nst.config import INITS, PRESETS, VGG19_CONV_LAYERS, Config, ConfigError, preset
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, save_image
+from nst.config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRESETS, VGG19_CONV_LAYERS, Config, ConfigError, preset
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, save_animation, save_image
 
+#: Inputs are test-decoded at this size before TensorFlow is imported.
+MIN_CHECK_SIZE = 16
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
 
 #: CLI flag -> (Config field, type, help). Each default shown is the report preset's.
@@ -29,12 +31,20 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--content-weight": ("content_weight", float, "alpha, weight of the content loss"),
     "--style-weight": ("style_weight", float, "beta, weight of the style loss"),
     "--tv-weight": ("tv_weight", float, "gamma, weight of the total variation loss"),
+    "--optimizer": ("optimizer", str, f"{' | '.join(OPTIMIZERS)}; with lbfgs, STEPS counts function evaluations"),
     "--lr": ("learning_rate", float, "Adam learning rate (pixels in [0, 1])"),
+    "--lbfgs-memory": ("lbfgs_memory", int, "past steps L-BFGS remembers"),
+    "--scales": ("scales", int, "coarse to fine: sizes to optimise at, smallest first; the last is the output size"),
+    "--scale-steps": ("scale_steps", int, "steps at each scale (default: STEPS each)"),
     "--content-layers": ("content_layers", str, "VGG19 content layers"),
     "--style-layers": ("style_layers", str, "VGG19 style layers"),
     "--style-layer-weights": ("style_layer_weights", float, "w_l, one per style layer (default: 1/L each)"),
-    "--init": ("init", str, f"starting image: {' | '.join(INITS)}"),
-    "--seed": ("seed", int, "seed for noise init and random weights (default: none)"),
+    "--style-blend": ("style_blend", float, "weight of each STYLE image (default: equal)"),
+    "--style-scale": ("style_scale", float, "size of the style image relative to the output"),
+    "--pooling": ("pooling", str, f"VGG19 pooling: {' | '.join(POOLINGS)}"),
+    "--preserve-color": ("preserve_color", str, f"keep the content's colours: {' | '.join(COLOR_MODES)}"),
+    "--init": ("init", str, f"starting image: {' | '.join(INITS)} | PATH"),
+    "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
     "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
 }
 
@@ -50,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{name}: {p['description']}" for name, p in PRESETS.items()),
     )
     parser.add_argument("content", nargs="?", help="content image: path, URL or sample:NAME")
-    parser.add_argument("style", nargs="?", help="style image: path, URL or sample:NAME")
+    parser.add_argument("style", nargs="*", help="style image(s): path, URL or sample:NAME; several are blended")
     parser.add_argument("-o", "--output", default="stylized.png", help="output PNG (default: %(default)s)")
     parser.add_argument("--demo", action="store_true", help=f"use the sample images {DEMO[0]} and {DEMO[1]}")
     parser.add_argument(
@@ -64,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"{text} (report: {shown})" if default is not None else text)  # fmt: skip
     parser.add_argument("--no-xla", action="store_true", help="compile steps without XLA")
     parser.add_argument("--save-every", type=int, metavar="N", help="also write OUT-STEP.png every N steps")
+    parser.add_argument("--animate", metavar="ANIM", help="write the run as an animation: .gif, or .mp4 with ffmpeg "
+                        "(a frame every --save-every steps, else 50 frames)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"nst {__version__}")
@@ -83,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.demo:
-        args.content, args.style = args.content or DEMO[0], args.style or DEMO[1]
+        args.content, args.style = args.content or DEMO[0], args.style or [DEMO[1]]
     if not (args.content and args.style):
         parser.error("give CONTENT and STYLE images, or --demo")
     try:
@@ -100,29 +112,47 @@ def run(args: argparse.Namespace) -> int:
     if args.save_every is not None and args.save_every < 1:
         raise ConfigError(f"--save-every must be at least 1, got {args.save_every}")
     # Check everything that can be checked before TensorFlow's slow import.
-    content = load_image(args.content, size=config.size)
-    style = load_image(args.style, size=config.size)
+    # The images are read again at each scale by `stylize`, from the originals.
+    config.blend(len(args.style))
+    for source in [args.content, *args.style]:
+        load_image(source, size=MIN_CHECK_SIZE)
+    if config.init not in INITS:
+        try:
+            load_image(config.init, size=MIN_CHECK_SIZE)
+        except ImageError as e:
+            raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise ConfigError(f"{output}: the output must be a .png file (it records the settings)")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(output.parent, os.W_OK):
-        raise ImageError(f"{output.parent}: folder is not writable. Choose another --output.")
+    if args.animate and Path(args.animate).suffix.lower() not in (".gif", ".mp4"):
+        raise ConfigError(f"{args.animate}: --animate writes a .gif or an .mp4")
+    for folder in {output.parent, Path(args.animate or output).parent}:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise ImageError(f"{folder}: folder is not writable. Choose another output path.")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tqdm.auto import tqdm
 
     from nst.optimize import stylize
 
-    bar = tqdm(total=config.steps, unit="step", disable=args.quiet, dynamic_ncols=True)
+    total = sum(steps for _, steps in config.schedule)
+    bar = tqdm(total=total, unit="step", disable=args.quiet, dynamic_ncols=True)
+    frame_every = args.save_every or max(1, total // 50)
+    frames = []
 
     def callback(progress) -> None:
         bar.update(progress.step - bar.n)
         bar.set_postfix_str(f"loss {progress.losses['total']:.3g} content {progress.losses['content']:.3g} "
                             f"style {progress.losses['style']:.3g}", refresh=False)  # fmt: skip
-        if args.save_every and progress.step % args.save_every == 0:
-            frame = output.with_name(f"{output.stem}-{progress.step:05d}.png")
-            save_image(frame, progress.image(), {"settings": config.to_dict(), "step": progress.step})
+        saving = args.save_every and progress.step % args.save_every == 0
+        if saving or (args.animate and (progress.step % frame_every == 0 or progress.step == total)):
+            image = progress.image()
+            if saving:
+                frame = output.with_name(f"{output.stem}-{progress.step:05d}.png")
+                save_image(frame, image, {"settings": config.to_dict(), "step": progress.step})
+            if args.animate:
+                frames.append(image)
 
     # SIGTERM ends the run like Ctrl-C: the best image so far is saved.
     received = [signal.SIGINT]
@@ -133,12 +163,13 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        result = stylize(content, style, config=config, callback=callback)
+        result = stylize(args.content, args.style, config=config, callback=callback)
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
-    result.sources.update(content=args.content, style=args.style)
     result.save(output)
+    if args.animate and frames:
+        save_animation(args.animate, frames)
     h, w = result.best_image.shape[:2]
     meta = result.metadata()
     print(

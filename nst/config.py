@@ -144,7 +144,9 @@ class Config:
             raise ConfigError(f"lbfgs_memory must be at least 1, got {self.lbfgs_memory}")
         if self.scales is not None:
             if not self.scales or list(self.scales) != sorted(set(self.scales)) or self.scales[-1] != self.size:
-                raise ConfigError(f"scales must be increasing sizes ending at size={self.size}, got {list(self.scales)}")
+                raise ConfigError(
+                    f"scales must be increasing sizes ending at size={self.size}, got {list(self.scales)}"
+                )
             if self.scales[0] < MIN_SIZE:
                 raise ConfigError(f"scales must be at least {MIN_SIZE} pixels, got {self.scales[0]}")
         if self.scale_steps is not None:

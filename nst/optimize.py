@@ -55,7 +55,8 @@ class Progress:
 
     def image(self) -> np.ndarray:
         """The current image, (height, width, 3) floats in [0, 1]. Copies it
-        from the device, so the loop pays only when a callback asks."""
+        from the device, so the loop pays only when a callback asks; call it
+        during the callback (later it returns a later image)."""
         return self._read_image()
 
     def pil(self) -> Image.Image:
@@ -88,12 +89,18 @@ class Result:
     stopped: str | None = None
     """Why the run ended early ('interrupted', or a NaN message), else None."""
 
+    @property
+    def start_loss(self) -> float | None:
+        """The loss at the start of the last scale (``None`` if none was computed)."""
+        sizes = self.history.get("size", [])
+        return next((t for t, s in zip(self.history["total"], sizes) if s == sizes[-1]), None) if sizes else None
+
     def metadata(self) -> dict[str, Any]:
         """What a saved PNG records so the result can be reproduced."""
         return {
             "settings": self.config.to_dict(),
             **self.sources,
-            "start_loss": self.history["total"][0] if self.history.get("total") else None,
+            "start_loss": self.start_loss,
             "best_step": self.best_step,
             "best_loss": self.best_loss,
             "steps_done": int(self.history["step"][-1]) if self.history.get("step") else 0,
@@ -230,12 +237,16 @@ class _Problem:
     def __init__(self, start: np.ndarray, extractor: Extractor, targets: Targets, config: Config) -> None:
         self.image = tf.Variable(start[None], name="image")
         self.best = tf.Variable(self.image.read_value(), trainable=False, name="best_image")
+        # The image the latest losses belong to (Adam moves `image` on after
+        # evaluating it); what a callback sees.
+        self.evaluated = tf.Variable(self.image.read_value(), trainable=False, name="evaluated_image")
         self.best_loss = tf.Variable(tf.fill([1], math.inf), trainable=False, name="best_loss")
         self.extractor, self.targets, self.config = extractor, targets, config
 
     def evaluate(self) -> dict[str, tf.Tensor]:
         """The objective at the current image; remembers it if it is the best."""
         losses = objective(self.image, self.extractor(self.image), self.targets, self.config)
+        self.evaluated.assign(self.image)
         improved = losses["total"] < self.best_loss
         self.best.assign(tf.where(improved[:, None, None, None], self.image, self.best))
         self.best_loss.assign(tf.where(improved, losses["total"], self.best_loss))
@@ -346,7 +357,7 @@ class _Run:
             raise _NonFinite(f"the loss became {values['total']} at step {step}; kept the best image before it")
         scale_steps = self.config.schedule[self.index][1]
         if self.callback is not None and (k % self.every == 0 or k == scale_steps):
-            read = lambda: self.present(self.problem.image.numpy()[0])  # noqa: E731
+            read = lambda: self.present(self.problem.evaluated.numpy()[0])
             self.callback(Progress(step, self.total_steps, values, now - self.start, self.index, read))
         self.last = time.perf_counter()
 

@@ -49,6 +49,53 @@ def test_cli_writes_png_with_settings(pictures, tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
 
 
+def test_every_control_reaches_the_config():
+    args = cli.build_parser().parse_args(
+        ["c.png", "s1.png", "s2.png", "--optimizer", "lbfgs", "--lbfgs-memory", "7", "--scales", "128", "256",
+         "--scale-steps", "50", "20", "--style-blend", "0.7", "0.3", "--style-scale", "0.5", "--pooling", "avg",
+         "--preserve-color", "luminance", "--init", "start.png", "--seed", "5", "--style-layer-weights", "1", "0", "0",
+         "0", "0", "--no-xla"]
+    )  # fmt: skip
+    config = cli.settings(args)
+    assert args.style == ["s1.png", "s2.png"]
+    assert (config.optimizer, config.lbfgs_memory, config.pooling, config.preserve_color) == (
+        "lbfgs",
+        7,
+        "avg",
+        "luminance",
+    )
+    assert config.scales == (128, 256) and config.size == 256 and config.schedule == [(128, 50), (256, 20)]
+    assert config.style_blend == (0.7, 0.3) and config.style_scale == 0.5
+    assert (config.init, config.seed, config.jit_compile) == ("start.png", 5, False)
+    assert config.style_layer_weights == (1.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_cli_blends_styles_coarse_to_fine_with_lbfgs_and_animates(pictures, tmp_path):
+    out, gif = tmp_path / "out.png", tmp_path / "run.gif"
+    content, style = pictures
+    code = cli.main([content, style, content, "-o", str(out), "--style-blend", "3", "1", "--scales", "16", "32",
+                     "--scale-steps", "2", "2", "--optimizer", "lbfgs", "--weights", "random", "--seed", "1",
+                     "--style-layers", "block1_conv1", "--content-layers", "block2_conv1", "--save-every", "2",
+                     "--animate", str(gif), "--quiet"])  # fmt: skip
+    assert code == 0
+    meta = read_metadata(out)
+    assert meta["style"] == f"{style} + {content}" and meta["settings"]["scales"] == [16, 32]
+    assert meta["steps_done"] == 4 and Image.open(out).size == (32, 24)
+    assert sorted(p.name for p in tmp_path.glob("out-*.png")) == ["out-00000.png", "out-00002.png", "out-00004.png"]
+    with Image.open(gif) as animation:
+        # Frames at steps 0, 2 (end of the first scale), 2 (start of the second) and 4, all at the output size.
+        assert animation.n_frames == 4 and animation.size == (32, 24)
+
+
+def test_same_seed_gives_a_bit_identical_png(pictures, tmp_path):
+    outputs = [tmp_path / "a.png", tmp_path / "b.png"]
+    for out in outputs:
+        assert cli.main([*pictures, "-o", str(out), "--size", "32", "--steps", "3", "--weights", "random", "--seed",
+                         "9", "--init", "noise", "--style-layers", "block1_conv1", "--content-layers", "block2_conv1",
+                         "--quiet"]) == 0  # fmt: skip
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
 def test_help_lists_options_with_defaults():
     text = cli.build_parser().format_help()
     for flag in ("--style-weight", "--content-layers", "--weights", "--preset", "--save-every", "--demo"):
@@ -72,6 +119,11 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
         (["--style-layers", "block9_conv1"], "unknown VGG19 layer 'block9_conv1'"),
         (["-o", "out.jpg"], "must be a .png"),
         (["--style-layer-weights", "1", "2"], "2 values but there are 5 style layers"),
+        (["--style-blend", "1", "2"], "style_blend has 2 weights for 1 style image"),
+        (["--optimizer", "sgd"], "unknown optimizer 'sgd'; choose one of: adam, lbfgs"),
+        (["--scales", "256", "128"], "scales must be increasing"),
+        (["--init", "nosie.png"], "--init: nosie.png: no such file"),
+        (["--animate", "run.avi"], "--animate writes a .gif or an .mp4"),
     ],
 )
 def test_bad_settings_fail_fast(pictures, args, message, tmp_path):
@@ -130,7 +182,8 @@ def test_interrupt_before_the_first_step_still_saves(pictures, tmp_path, monkeyp
     import nst.optimize
 
     def interrupted_at_once(content, style, *, config, callback):
-        return nst.optimize.Result(image=content, best_image=content, best_step=0, best_loss=float("inf"), history={},
+        start = load_image(content, size=config.size)
+        return nst.optimize.Result(image=start, best_image=start, best_step=0, best_loss=float("inf"), history={},
                                    timings={"total": 1.0, "step": 0.0}, config=config, sources={}, stopped="interrupted")  # fmt: skip
 
     monkeypatch.setattr(nst.optimize, "stylize", interrupted_at_once)

@@ -42,6 +42,30 @@ def test_network_stops_at_deepest_layer(random_extractor):
     assert not any(n.startswith(("block3", "block4", "block5")) for n in names)
 
 
+def test_average_pooling_keeps_the_weights_and_averages(random_extractor):
+    with pytest.warns(UserWarning, match="random weights"):
+        avg = Extractor(weights="random", seed=3, pooling="avg", **LAYERS)
+    kinds = {type(layer).__name__ for layer in avg.model.layers}
+    assert "AveragePooling2D" in kinds and "MaxPooling2D" not in kinds
+    images = tf.constant(np.random.default_rng(1).uniform(size=(1, 32, 40, 3)).astype(np.float32))
+    got, reference = avg(images), random_extractor(images)
+    np.testing.assert_allclose(got.style[0], reference.style[0], rtol=1e-6)  # before any pooling: equal
+    # block2_conv1 sees the 2x2 means of block1_conv2, through the same kernel.
+    layer = random_extractor.model.get_layer
+    x = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
+    b1 = layer("block1_conv2")(layer("block1_conv1")(x)).numpy()
+    means = b1.reshape(1, 16, 2, 20, 2, -1).mean(axis=(2, 4))
+    expected = layer("block2_conv1")(means)
+    np.testing.assert_allclose(got.style[1], expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got.style[1], reference.style[1], atol=1e-3)
+
+
+def test_grey_input_is_read_as_three_equal_channels(random_extractor):
+    grey = np.random.default_rng(2).uniform(size=(1, 16, 16, 1)).astype(np.float32)
+    one, three = random_extractor(tf.constant(grey)), random_extractor(tf.constant(np.repeat(grey, 3, -1)))
+    np.testing.assert_allclose(one.style[1], three.style[1], rtol=1e-6)
+
+
 def test_random_weights_are_seeded():
     a = Extractor(("block1_conv1",), (), weights="random", seed=1)
     b = Extractor(("block1_conv1",), (), weights="random", seed=1)

@@ -157,3 +157,22 @@ def test_download_is_cached(tmp_path, monkeypatch):
     source.unlink()
     assert images.download(source.as_uri()) == first and first.is_file()
     assert first.parent == tmp_path / "downloads"
+
+
+def test_animation_gif_has_every_frame_at_the_last_size(tmp_path):
+    small, large = np.zeros((6, 8, 3), np.float32), np.ones((12, 16, 3), np.float32)
+    path = images.save_animation(tmp_path / "run.gif", [small, large, large * 0.5], fps=5)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3 and gif.size == (16, 12) and gif.info["duration"] == 200
+        gif.seek(1)
+        assert np.asarray(gif.convert("RGB")).min() == 255
+
+
+def test_animation_errors_say_what_to_do(tmp_path, monkeypatch):
+    frame = np.zeros((4, 4, 3), np.float32)
+    with pytest.raises(images.ImageError, match="as .gif, or .mp4"):
+        images.save_animation(tmp_path / "run.avi", [frame])
+    monkeypatch.setattr(images.shutil, "which", lambda name: None)
+    with pytest.raises(images.ImageError, match="needs the ffmpeg program"):
+        images.save_animation(tmp_path / "run.mp4", [frame])
+    assert not list(tmp_path.iterdir())

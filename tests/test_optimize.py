@@ -76,6 +76,14 @@ def test_callback_gets_progress_every_n_steps_and_at_the_end(content_image, styl
     assert last.image().shape == (24, 32, 3) and last.pil().size == (32, 24)
 
 
+def test_progress_image_is_the_one_its_losses_belong_to(content_image, style_image):
+    seen = []
+    result = nst.stylize(content_image, style_image, **TINY, callback=lambda p: seen.append((p.losses, p.image())))
+    content, style = (nst.images.load_image(x, size=32) for x in (content_image, style_image))
+    for losses, image in (seen[0], seen[2], seen[-1]):
+        assert loss_of(image, content, style, result.config) == pytest.approx(losses["total"], rel=1e-4)
+
+
 def test_interrupt_keeps_the_best_image(content_image, style_image):
     def stop_at_3(progress):
         if progress.step == 3:
