@@ -137,6 +137,13 @@ def test_init_from_an_image_path(content_image, style_image, tmp_path):
         nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, init="nosie")
 
 
+def test_style_layer_weights_pick_the_layers_that_count(content_image, style_image):
+    result = nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, style_layer_weights=(0.0, 0.0, 2.0))
+    h = result.history
+    assert h["style"][0] == pytest.approx(2.0 * h["style/block3_conv1"][0], rel=1e-6)
+    assert h["style/block1_conv1"][0] > 0  # still reported, just not counted
+
+
 def test_average_pooling_runs_and_changes_the_objective(content_image, style_image):
     pooled = {p: nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, pooling=p) for p in ("max", "avg")}
     # block1_conv1 comes before any pooling; block2/3 come after it.
