@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from nst import __version__
-from nst.config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRESETS, VGG19_CONV_LAYERS, Config, ConfigError, preset
+from nst.config import (
+    COLOR_MODES,
+    DEVICES,
+    INITS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRESETS,
+    VGG19_CONV_LAYERS,
+    Config,
+    ConfigError,
+    preset,
+)
 from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, save_animation, save_image
 
 #: Inputs are test-decoded at this size before TensorFlow is imported.
@@ -45,6 +56,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--preserve-color": ("preserve_color", str, f"keep the content's colours: {' | '.join(COLOR_MODES)}"),
     "--init": ("init", str, f"starting image: {' | '.join(INITS)} | PATH"),
     "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
+    "--device": ("device", str, f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)"),
     "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
 }
 
@@ -175,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"nst: wrote {output} ({w}x{h}, best of {meta['steps_done']} steps at step {result.best_step}); "
         + (f"loss {meta['start_loss']:.4g} -> {result.best_loss:.4g}; " if meta["start_loss"] is not None else "")
-        + f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step"
+        + f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step on {result.device}"
         + (f"; stopped early: {result.stopped}" if result.stopped else "")
     )
     if result.stopped == "interrupted":

@@ -32,6 +32,7 @@ LOSS_FORMS = ("report", "tutorial")
 INITS = ("content", "style", "noise")
 OPTIMIZERS = ("adam", "lbfgs")
 POOLINGS = ("max", "avg")
+DEVICES = ("auto", "tpu", "gpu", "cpu")
 #: Gatys et al. 2017: transfer luminance only and keep the content's colours,
 #: or first give the style image the content's colour mean and covariance.
 COLOR_MODES = ("luminance", "histogram")
@@ -109,6 +110,8 @@ class Config:
     file named by $NST_VGG19_WEIGHTS if set, else 'imagenet'."""
     jit_compile: bool = True
     """Compile each step with XLA (measured faster on CPU and GPU)."""
+    device: str = "auto"
+    """Where to run: 'auto' (a TPU, else a GPU, else the CPU), 'tpu', 'gpu' or 'cpu'."""
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied and validated."""
@@ -138,6 +141,7 @@ class Config:
             raise ConfigError(f"epsilon must be > 0, got {self.epsilon}")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("device", self.device, DEVICES)
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
         if self.lbfgs_memory < 1:

@@ -122,11 +122,14 @@ def get_extractor(
     weights: str | None = None,
     seed: int | None = None,
     pooling: str = "max",
+    device: str = "CPU",
 ) -> Extractor:
-    """The extractor for these layers, weights and pooling, built once per process."""
+    """The extractor for these layers, weights and pooling, built once per
+    process and device kind, in the `tf.distribute` strategy scope in force
+    (so its weights live on that device)."""
     resolved = resolve_weights(weights)
     if resolved != weights:
-        return get_extractor(style_layers, content_layers, resolved, seed, pooling)
+        return get_extractor(style_layers, content_layers, resolved, seed, pooling, device)
     return Extractor(style_layers, content_layers, resolved, seed if resolved == "random" else None, pooling)
 
 

@@ -32,6 +32,8 @@ from PIL import Image
 
 from nst import color
 from nst.config import Config, preset
+from nst.device import Device
+from nst.device import current as current_device
 from nst.features import Extractor, get_extractor
 from nst.images import ImageError, ImageSource, load_image, save_image, to_pil
 from nst.losses import Targets, make_targets, objective
@@ -88,6 +90,8 @@ class Result:
     several styles are joined by ' + ')."""
     stopped: str | None = None
     """Why the run ended early ('interrupted', or a NaN message), else None."""
+    device: str = ""
+    """Where it ran (see `nst.device`)."""
 
     @property
     def start_loss(self) -> float | None:
@@ -105,6 +109,7 @@ class Result:
             "best_loss": self.best_loss,
             "steps_done": int(self.history["step"][-1]) if self.history.get("step") else 0,
             "stopped": self.stopped,
+            "device": self.device,
         }
 
     def save(self, path: str | os.PathLike, *, which: str = "best") -> Path:
@@ -145,11 +150,15 @@ def stylize(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     blend = config.blend(len(styles))
     t0 = time.perf_counter()
-    config = _repeatable(config)
-    extractor = get_extractor(config.style_layers, config.content_layers, config.weights, config.seed, config.pooling)
+    device = current_device(config.device)
+    config = _repeatable(config, device)
+    with device.strategy.scope():
+        extractor = get_extractor(
+            config.style_layers, config.content_layers, config.weights, config.seed, config.pooling, device.kind
+        )
     config = config.replace(weights=extractor.weights)
     sources = {"content": _describe(content), "style": " + ".join(_describe(s) for s in styles)}
-    run = _Run(config, callback, callback_every, t0)
+    run = _Run(config, callback, callback_every, t0, device)
     image = None
     try:
         for index, (size, steps) in enumerate(config.schedule):
@@ -164,7 +173,7 @@ def stylize(
             if index == 0:
                 run.timings["setup"] = time.perf_counter() - t0
             # 3. Optimise; the result starts the next scale.
-            problem = _Problem(start, extractor, targets, config)
+            problem = _Problem(start, extractor, targets, config, device.strategy)
             run.begin_scale(index, size, problem, scene.present)
             image = (_adam if config.optimizer == "adam" else _lbfgs)(problem, config, steps, run.report)
     except KeyboardInterrupt:
@@ -234,14 +243,28 @@ class _Problem:
     """The image being optimised at one scale, its objective, and the best
     image seen with its loss (tracked on the device)."""
 
-    def __init__(self, start: np.ndarray, extractor: Extractor, targets: Targets, config: Config) -> None:
-        self.image = tf.Variable(start[None], name="image")
-        self.best = tf.Variable(self.image.read_value(), trainable=False, name="best_image")
-        # The image the latest losses belong to (Adam moves `image` on after
-        # evaluating it); what a callback sees.
-        self.evaluated = tf.Variable(self.image.read_value(), trainable=False, name="evaluated_image")
-        self.best_loss = tf.Variable(tf.fill([1], math.inf), trainable=False, name="best_loss")
+    def __init__(
+        self,
+        start: np.ndarray,
+        extractor: Extractor,
+        targets: Targets,
+        config: Config,
+        strategy: tf.distribute.Strategy,
+    ) -> None:
+        self.strategy = strategy
+        with strategy.scope():  # on the device that runs the steps
+            self.image = tf.Variable(start[None], name="image")
+            self.best = tf.Variable(start[None], trainable=False, name="best_image")
+            # The image the latest losses belong to (Adam moves `image` on
+            # after evaluating it); what a callback sees.
+            self.evaluated = tf.Variable(start[None], trainable=False, name="evaluated_image")
+            self.best_loss = tf.Variable(tf.fill([1], math.inf), trainable=False, name="best_loss")
         self.extractor, self.targets, self.config = extractor, targets, config
+
+    def run(self, fn: Callable) -> Any:
+        """``fn()`` on the device, through the strategy (one replica)."""
+        results = self.strategy.run(fn)
+        return tf.nest.map_structure(lambda x: self.strategy.experimental_local_results(x)[0], results)
 
     def evaluate(self) -> dict[str, tf.Tensor]:
         """The objective at the current image; remembers it if it is the best."""
@@ -261,19 +284,20 @@ class _Problem:
 
 def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np.ndarray:
     """``steps`` Adam updates, each clipped to [0, 1]; the image after the last."""
-    optimizer = tf.keras.optimizers.Adam(
-        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
-    )
-    optimizer.build([problem.image])  # its moment variables now, so the step is traced once
+    with problem.strategy.scope():
+        optimizer = tf.keras.optimizers.Adam(
+            learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
+        )
+        optimizer.build([problem.image])  # its moment variables now, so the step is traced once
 
-    @tf.function(jit_compile=config.jit_compile)
-    def step() -> dict[str, tf.Tensor]:
+    def update() -> dict[str, tf.Tensor]:
         losses, gradient = problem.evaluate_with_gradient()
         optimizer.apply_gradients([(gradient, problem.image)])
         problem.image.assign(tf.clip_by_value(problem.image, 0.0, 1.0))
         return losses
 
-    final_evaluation = tf.function(problem.evaluate, jit_compile=config.jit_compile)
+    step = tf.function(lambda: problem.run(update), jit_compile=config.jit_compile)
+    final_evaluation = tf.function(lambda: problem.run(problem.evaluate), jit_compile=config.jit_compile)
     # Entry k of the history is the loss after k updates.
     for k in range(steps + 1):
         report(k, step() if k < steps else final_evaluation())
@@ -289,7 +313,7 @@ def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> n
     first (each one forward and backward pass, like an Adam step); returns
     the last accepted iterate."""
     shape = problem.image.shape
-    evaluate = tf.function(problem.evaluate_with_gradient, jit_compile=config.jit_compile)
+    evaluate = tf.function(lambda: problem.run(problem.evaluate_with_gradient), jit_compile=config.jit_compile)
     accepted = problem.image.numpy()
     count = 0
 
@@ -324,8 +348,8 @@ def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> n
 class _Run:
     """Bookkeeping across scales: history, timings, callbacks, the best image."""
 
-    def __init__(self, config: Config, callback: Callable | None, every: int, t0: float) -> None:
-        self.config, self.callback, self.every, self.t0 = config, callback, every, t0
+    def __init__(self, config: Config, callback: Callable | None, every: int, t0: float, device: Device) -> None:
+        self.config, self.callback, self.every, self.t0, self.device = config, callback, every, t0, device
         self.total_steps = sum(steps for _, steps in config.schedule)
         self.history: dict[str, list[float]] = {}
         self.timings: dict[str, float] = {}
@@ -385,17 +409,18 @@ class _Run:
             config=self.config,
             sources=sources,
             stopped=self.stopped,
+            device=str(self.device),
         )
 
 
-def _repeatable(config: Config) -> Config:
+def _repeatable(config: Config, device: Device) -> Config:
     """With a seed, make the run bit-identical on this machine.
 
     On CPU it already is (checked with and without XLA). GPU kernels may sum
     in any order, so there TensorFlow's op determinism is turned on, for the
     whole process, and XLA off (it has no deterministic max-pool gradient).
     """
-    if config.seed is None or not tf.config.list_physical_devices("GPU"):
+    if config.seed is None or device.kind != "GPU":
         return config
     tf.config.experimental.enable_op_determinism()
     if config.jit_compile:

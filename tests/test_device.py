@@ -1,0 +1,42 @@
+"""Device choice: the CPU here, clear errors for a missing GPU/TPU, and the
+engine's strategy path (scope + strategy.run) exercised on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY
+
+import nst
+from nst import device, optimize
+
+
+def test_this_machine_runs_on_the_cpu_with_the_default_strategy(monkeypatch):
+    monkeypatch.delenv("NST_DEVICE", raising=False)
+    chosen = device.current()
+    assert chosen.kind == "CPU" and chosen.strategy is tf.distribute.get_strategy()
+    assert device.current() is chosen and str(chosen).startswith("CPU: ")
+
+
+@pytest.mark.parametrize("kind, hint", [("gpu", "Change runtime type > GPU"), ("tpu", "Change runtime type > TPU")])
+def test_asking_for_a_missing_accelerator_says_how_to_get_one(kind, hint):
+    with pytest.raises(RuntimeError, match=hint):
+        device.current(kind)
+    with pytest.raises(ValueError, match="choose one of: auto, tpu, gpu, cpu"):
+        device.current("fpga")
+
+
+def test_the_strategy_path_gives_the_same_run(content_image, style_image, monkeypatch):
+    """A OneDeviceStrategy (what a GPU gets), on the CPU: same losses and image
+    as the default strategy, and the result says where it ran."""
+    plain = nst.stylize(content_image, style_image, **TINY)
+    # Labelled CPU: a "GPU" with a seed would turn on op determinism for the whole test process.
+    one = device.Device("CPU", "OneDeviceStrategy(/cpu:0)", tf.distribute.OneDeviceStrategy("/cpu:0"))
+    monkeypatch.setattr(optimize, "current_device", lambda kind: one)
+    placed = nst.stylize(content_image, style_image, **TINY)
+    np.testing.assert_allclose(placed.history["total"], plain.history["total"], rtol=1e-5)
+    np.testing.assert_allclose(placed.best_image, plain.best_image, atol=1e-5)
+    assert placed.device == "CPU: OneDeviceStrategy(/cpu:0)" and plain.device.startswith("CPU: ")
+    lbfgs = nst.stylize(content_image, style_image, **TINY, optimizer="lbfgs")
+    assert min(lbfgs.history["total"]) < lbfgs.history["total"][0]
