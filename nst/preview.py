@@ -1,0 +1,150 @@
+"""A live preview for notebooks: content, style and the current image side
+by side, a progress bar, and the loss curves, updated in place.
+
+Use it as the callback of any run::
+
+    preview = nst.preview.LivePreview("photo.jpg", "painting.jpg")
+    preview.show()
+    result = nst.stylize("photo.jpg", "painting.jpg", callback=preview)
+
+It is built from the core ipywidgets that Jupyter, JupyterLab, VS Code and
+Colab all ship (7.x and 8.x). The images are `ipywidgets.Image` widgets fed
+with encoded bytes, far cheaper than redrawing a figure; the loss plot is
+drawn off screen with matplotlib's Agg canvas, and only every so often.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from nst.images import ImageSource, load_image, to_pil
+
+if TYPE_CHECKING:
+    from nst.optimize import Progress, Result
+
+#: Longest side of the input thumbnails, pixels.
+THUMBNAIL = 256
+
+
+class LivePreview:
+    """Callable progress display; pass it as ``callback=`` to `nst.stylize`.
+
+    Args:
+        content, style: the inputs, shown beside the output (optional; a
+            list of styles shows the first).
+        every: refresh the current image every ``every`` steps (and at the end).
+        plot_every: redraw the loss curves every ``plot_every`` steps.
+        width: display width of each image, CSS pixels.
+    """
+
+    def __init__(
+        self,
+        content: ImageSource | None = None,
+        style: ImageSource | list[ImageSource] | None = None,
+        *,
+        every: int = 5,
+        plot_every: int = 50,
+        width: int = 256,
+    ) -> None:
+        self.every, self.plot_every = max(1, every), max(1, plot_every)
+        box = widgets.Layout(width=f"{width}px", object_fit="contain")
+        self.content_view = widgets.Image(format="png", layout=box)
+        self.style_view = widgets.Image(format="png", layout=box)
+        self.current_view = widgets.Image(format="jpeg", layout=box)
+        self.current_view.add_class("nst-current")
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="step", layout={"width": "60%"})
+        self.status = widgets.Label(value="")
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(width=f"{3 * width}px"))
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(
+                    [
+                        _captioned(self.content_view, "content"),
+                        _captioned(self.style_view, "style"),
+                        _captioned(self.current_view, "output"),
+                    ]
+                ),
+                widgets.HBox([self.progress, self.status]),
+                self.plot,
+            ]
+        )
+        self.history: dict[str, list[float]] = {}
+        self.updates = 0  # how many times the current image was refreshed
+        self.set_inputs(content, style)
+
+    def set_inputs(self, content: ImageSource | None, style: ImageSource | list[ImageSource] | None) -> None:
+        """Show these inputs and forget the last run's curves."""
+        if content is not None:
+            self.content_view.value = encode(load_image(content, size=THUMBNAIL), "png")
+        if style is not None:
+            first = style[0] if isinstance(style, (list, tuple)) else style
+            self.style_view.value = encode(load_image(first, size=THUMBNAIL), "png")
+        self.history = {}
+        self.plot.value = b""
+
+    def show(self) -> widgets.Widget:
+        """Display the preview in the notebook (once; it then updates in place)."""
+        from IPython.display import display
+
+        display(self.widget)
+        return self.widget
+
+    def __call__(self, progress: Progress) -> None:
+        """Record the losses; refresh the image and the plot when due."""
+        for name in ("total", "content", "style"):
+            self.history.setdefault(name, []).append(progress.losses[name])
+        self.history.setdefault("step", []).append(progress.step)
+        last = progress.step >= progress.steps
+        self.progress.max, self.progress.value = progress.steps, progress.step
+        self.status.value = (
+            f"loss {progress.losses['total']:.3g} (content {progress.losses['content']:.3g}, "
+            f"style {progress.losses['style']:.3g}) · {progress.elapsed:.0f} s"
+        )
+        if progress.step % self.every == 0 or last:
+            self.current_view.value = encode(progress.image(), "jpeg")
+            self.updates += 1
+        if progress.step % self.plot_every == 0 or last:
+            self.plot.value = loss_plot(self.history)
+
+    def finish(self, result: Result) -> None:
+        """Show the run's best image and full loss curves."""
+        self.current_view.value = encode(result.best_image, "jpeg")
+        self.plot.value = loss_plot(result.history)
+        ended = f"stopped ({result.stopped})" if result.stopped else "done"
+        self.status.value = f"{ended}: best loss {result.best_loss:.4g} at step {result.best_step}"
+
+
+def encode(image: np.ndarray, fmt: str = "png") -> bytes:
+    """An image in [0, 1] as PNG or JPEG bytes, for an `ipywidgets.Image`."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format=fmt.upper(), **({"quality": 90} if fmt == "jpeg" else {}))
+    return buffer.getvalue()
+
+
+def loss_plot(history: dict[str, list[float]], size: tuple[float, float] = (7.5, 2.4)) -> bytes:
+    """The total, content and style losses against the step, log scale, as PNG bytes."""
+    figure = Figure(figsize=size, dpi=100, layout="tight")
+    axes = figure.add_subplot()
+    steps = history.get("step", [])
+    for name in ("total", "content", "style"):
+        values = np.asarray(history.get(name, []), dtype=float)
+        if len(values) and (values > 0).any():
+            axes.plot(steps[: len(values)], np.where(values > 0, values, np.nan), label=name)
+    axes.set_yscale("log")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    if axes.lines:
+        axes.legend(loc="upper right", fontsize="small")
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    return buffer.getvalue()
+
+
+def _captioned(view: widgets.Widget, caption: str) -> Any:
+    return widgets.VBox([widgets.HTML(f"<b>{caption}</b>"), view])

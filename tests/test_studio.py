@@ -1,0 +1,118 @@
+"""The notebook parts, driven from Python: the live preview refreshes in
+place, the studio's controls become the run's settings, Run works in the
+background, Stop keeps the best image, Save writes the settings."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import time
+
+import numpy as np
+import pytest
+from conftest import TINY
+from PIL import Image
+
+import nst
+from nst.images import read_metadata, save_image
+from nst.preview import LivePreview, encode, loss_plot
+from nst.studio import UPLOAD, Studio, _uploaded
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_preview_updates_the_image_and_the_plot_in_place(content_image, style_image):
+    preview = LivePreview(content_image, style_image, every=2, plot_every=3)
+    widget = preview.widget
+    shown = []
+    original = preview.__call__
+
+    def spy(progress):
+        original(progress)
+        shown.append(preview.current_view.value)
+
+    result = nst.stylize(content_image, style_image, **{**TINY, "steps": 5}, callback=spy)
+    preview.finish(result)
+    assert preview.widget is widget  # one display, updated in place
+    assert preview.updates == 4  # steps 0, 2, 4 and the last (5)
+    assert len({bytes(v) for v in shown}) >= 3  # the picture really changed
+    assert decode(preview.current_view.value).shape == (24, 32, 3)
+    assert decode(preview.plot.value).shape[1] > 500 and preview.progress.value == 5
+    assert decode(preview.content_view.value).shape[1] == 256
+    assert "best loss" in preview.status.value
+
+
+def test_loss_plot_and_encode_make_real_images():
+    png = loss_plot({"step": [0, 1, 2], "total": [3.0, 2.0, 1.0], "content": [0.0, 1.0, 1.0], "style": [3, 1, 0.5]})
+    assert Image.open(io.BytesIO(png)).format == "PNG"
+    image = np.linspace(0, 1, 4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    assert Image.open(io.BytesIO(encode(image, "jpeg"))).size == (6, 4)
+    np.testing.assert_allclose(decode(encode(image, "png")) / 255.0, image, atol=1 / 255)
+
+
+@pytest.fixture
+def studio(content_image, style_image):
+    return Studio(content=content_image, style=style_image, **TINY)
+
+
+def test_controls_become_the_settings(studio):
+    studio.ratio.value = 1e-4
+    studio.tv_on.value, studio.tv_weight.value = True, 10.0
+    studio.learning_rate.value, studio.steps.value, studio.size.value = 0.05, 7, 48
+    studio.layer_weights[0].value = 0.0
+    studio.preserve_color.value, studio.optimizer.value = "luminance", "lbfgs"
+    c = studio.settings()
+    assert c.style_weight == pytest.approx(1e4) and c.content_weight == 1.0
+    assert (c.tv_weight, c.learning_rate, c.steps, c.size) == (10.0, 0.05, 7, 48)
+    assert c.style_layer_weights[0] == 0.0 and len(c.style_layer_weights) == 3
+    assert (c.preserve_color, c.optimizer, c.weights) == ("luminance", "lbfgs", "random")
+    studio.tv_on.value = False
+    assert studio.settings().tv_weight == 0.0
+
+
+def test_run_in_the_background_then_save(studio, tmp_path):
+    studio.steps.value = 3
+    studio.run(wait=True)
+    assert studio.error is None and studio.result is not None and studio.result.stopped is None
+    assert len(studio.result.history["total"]) == 4 and studio.preview.updates >= 4
+    assert not studio.save_button.disabled and not studio.run_button.disabled and studio.stop_button.disabled
+    written = studio.save(str(tmp_path / "studio.png"))
+    assert read_metadata(written)["settings"]["steps"] == 3 and "saved" in studio.message.value
+
+
+def test_stop_mid_run_keeps_the_best_image(studio):
+    studio.steps.value = 2000
+    studio.run()
+    deadline = time.time() + 60
+    while studio.preview.progress.value < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    assert studio.running and not studio.stop_button.disabled
+    studio.stop_button.click()
+    studio.wait(60)
+    result = studio.result
+    assert not studio.running and result.stopped == "interrupted"
+    assert 3 <= len(result.history["total"]) < 2000
+    assert result.best_loss == pytest.approx(min(result.history["total"]), rel=1e-6)
+    assert "stopped" in studio.message.value
+
+
+def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
+    png = save_image(tmp_path / "up.png", content_image).read_bytes()
+    upload = {"name": "up.png", "type": "image/png", "size": len(png), "content": memoryview(png),
+              "last_modified": datetime.datetime.now(datetime.timezone.utc)}  # fmt: skip
+    studio.style_upload.value = (upload,)
+    assert studio.style_pick.value == UPLOAD  # an upload selects itself
+    content, style = studio.inputs()
+    assert isinstance(style, Image.Image) and style.size == (128, 96)
+    studio.content_pick.value = UPLOAD  # nothing uploaded for content, and it started from an array
+    assert studio.inputs()[0] is not None
+    # Colab's ipywidgets 7 gives a dict of name -> file instead.
+    assert _uploaded({"up.png": {"content": png, "metadata": {}}}) == ("up.png", png) and _uploaded(()) is None
+    studio.size.value = 8  # below the slider's range: clamped, never invalid
+    assert studio.size.value == 32
+    studio.style_upload.value = ({**upload, "content": memoryview(b"not an image")},)
+    studio.run(wait=True)
+    assert studio.result is None and not studio.run_button.disabled
+    assert "up.png: cannot read this style image; upload a PNG" in studio.message.value
