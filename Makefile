@@ -1,6 +1,9 @@
 # The two set-up commands of the README:
 #   make demo   venv + install, then a style transfer of the sample images -> out/demo.png
 #   make test   venv + install, then the test suite
+# and:
+#   make studio                    the studio notebook as a web app (Voila), http://localhost:8866
+#   make repository REPO=owner/name  point the Colab badges and install cells at a GitHub repository
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED := ../shared
@@ -15,10 +18,11 @@ endif
 ifeq ($(origin NST_VGG19_WEIGHTS)$(wildcard $(BLOCK13)),undefined$(BLOCK13))
 DEMO_ARGS ?= --preset blocks1-3 --weights $(BLOCK13)
 endif
+REPOSITORY := $(shell sed -n 's/^REPOSITORY = "\(.*\)"/\1/p' nst/__init__.py)
 DEMO_SIZE ?= 256
 DEMO_STEPS ?= 200
 
-.PHONY: demo test
+.PHONY: demo test studio repository
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -31,3 +35,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+studio: $(VENV)/.installed
+	$(VENV)/bin/voila notebooks/studio.ipynb
+
+repository:
+	@test -n "$(REPO)" || { echo "usage: make repository REPO=owner/name"; exit 2; }
+	sed -i 's|$(REPOSITORY)|$(REPO)|g' README.md nst/__init__.py notebooks/*.ipynb

@@ -16,6 +16,11 @@ import sys as _sys
 
 __version__ = "0.1.0"
 
+#: The GitHub repository (owner/name) that the README's Colab badges and the
+#: notebooks' install cells point to. `make repository REPO=owner/name`
+#: rewrites every one of them; a test checks that they agree with this.
+REPOSITORY = "OWNER/nst"
+
 # oneDNN kernels make XLA-compiled steps ~16% faster on CPUs where TensorFlow
 # leaves them off (measured: 512 px, 2.47 s vs 2.93 s per step on an AMD EPYC).
 # The switch is read when TensorFlow is imported; a user's own setting wins.
@@ -25,14 +30,17 @@ if "tensorflow" not in _sys.modules:
 from nst.config import PRESETS, Config, ConfigError, preset
 
 _LAZY = {"stylize": "nst.optimize", "Result": "nst.optimize", "Progress": "nst.optimize"}
+_MODULES = {"color", "device", "features", "images", "losses", "optimize", "preview", "studio"}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _MODULES:  # nst.device, nst.preview, ... without importing each first
+        return importlib.import_module(f"nst.{name}")
     raise AttributeError(f"module 'nst' has no attribute {name!r}")
 
 
-__all__ = ["PRESETS", "Config", "ConfigError", "Progress", "Result", "__version__", "preset", "stylize"]
+__all__ = ["PRESETS", "REPOSITORY", "Config", "ConfigError", "Progress", "Result", "__version__", "preset", "stylize"]

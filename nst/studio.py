@@ -29,6 +29,7 @@ from nst.images import SAMPLE_PREFIX, SAMPLES, ImageSource
 from nst.preview import LivePreview
 
 UPLOAD = "(uploaded file)"
+OFF = "off"
 
 
 class Studio:
@@ -86,7 +87,7 @@ class Studio:
             for name, w in zip(c.style_layers, c.layer_weights)
         ]
         self.preserve_color = widgets.Dropdown(
-            options=[("off", None)] + [(mode, mode) for mode in COLOR_MODES], value=c.preserve_color,
+            options=[OFF, *COLOR_MODES], value=c.preserve_color or OFF,
             description="keep colours", style=slider["style"],
         )  # fmt: skip
         self.optimizer = widgets.ToggleButtons(options=list(OPTIMIZERS), value=c.optimizer, description="optimiser")
@@ -101,7 +102,7 @@ class Studio:
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.save_button.on_click(lambda _: self.save())
-        self.preview = LivePreview(every=1, plot_every=25)
+        self.preview = LivePreview(every=1, plot_every=10)
         self.message = widgets.HTML("")
 
         inputs = widgets.HBox(
@@ -138,7 +139,7 @@ class Studio:
             scales=None,
             scale_steps=None,
             style_layer_weights=tuple(s.value for s in self.layer_weights),
-            preserve_color=self.preserve_color.value,
+            preserve_color=None if self.preserve_color.value == OFF else self.preserve_color.value,
             optimizer=self.optimizer.value,
         )
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 # Before TensorFlow, Keras or matplotlib are imported by any test module.
 _SANDBOX = Path(tempfile.mkdtemp(prefix="nst-tests-"))
-for _var, _sub in {"KERAS_HOME": "keras", "NST_CACHE": "cache", "MPLCONFIGDIR": "mpl", "IPYTHONDIR": "ipython"}.items():
+for _var, _sub in {"KERAS_HOME": "keras", "NST_CACHE": "cache", "MPLCONFIGDIR": "mpl", "IPYTHONDIR": "ipython",
+                   "JUPYTER_CONFIG_DIR": "jupyter/config", "JUPYTER_DATA_DIR": "jupyter/data",
+                   "JUPYTER_RUNTIME_DIR": "jupyter/runtime"}.items():  # fmt: skip
     os.environ[_var] = str(_SANDBOX / _sub)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.pop("NST_VGG19_WEIGHTS", None)

@@ -68,8 +68,8 @@ def test_controls_become_the_settings(studio):
     assert (c.tv_weight, c.learning_rate, c.steps, c.size) == (10.0, 0.05, 7, 48)
     assert c.style_layer_weights[0] == 0.0 and len(c.style_layer_weights) == 3
     assert (c.preserve_color, c.optimizer, c.weights) == ("luminance", "lbfgs", "random")
-    studio.tv_on.value = False
-    assert studio.settings().tv_weight == 0.0
+    studio.tv_on.value, studio.preserve_color.value = False, "off"
+    assert studio.settings().tv_weight == 0.0 and studio.settings().preserve_color is None
 
 
 def test_run_in_the_background_then_save(studio, tmp_path):
@@ -104,7 +104,7 @@ def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
               "last_modified": datetime.datetime.now(datetime.timezone.utc)}  # fmt: skip
     studio.style_upload.value = (upload,)
     assert studio.style_pick.value == UPLOAD  # an upload selects itself
-    content, style = studio.inputs()
+    _, style = studio.inputs()
     assert isinstance(style, Image.Image) and style.size == (128, 96)
     studio.content_pick.value = UPLOAD  # nothing uploaded for content, and it started from an array
     assert studio.inputs()[0] is not None

@@ -1,0 +1,116 @@
+"""The studio in a real browser: Voila serves the notebook, headless Debian
+Chromium (through Playwright) moves a slider, presses Run, sees the preview
+change, presses Stop and takes a screenshot.
+
+Needs /usr/bin/chromium (Debian's `chromium` package; `.ci/run` installs it)
+and the `playwright` and `voila` Python packages; skips, saying which is
+missing, otherwise. Set NST_STUDIO_SCREENSHOT=PATH to keep the mid-run
+screenshot (and NST_STUDIO_SIZE to change the image size, 96 by default).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import BLOCK13_WEIGHTS
+from test_notebooks import with_parameters
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+STUDIO = Path(__file__).resolve().parents[1] / "notebooks" / "studio.ipynb"
+
+if not CHROMIUM.is_file():
+    pytest.skip("no /usr/bin/chromium: install Debian's chromium package (see README, Tests)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+pytest.importorskip("voila", reason="the voila package is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory):
+    """Voila serving the studio notebook with tiny settings; yields its URL."""
+    folder = tmp_path_factory.mktemp("voila")
+    weights = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
+    size = int(os.environ.get("NST_STUDIO_SIZE", "96"))
+    notebook = with_parameters(nbformat.read(STUDIO, as_version=4),
+                               {"SIZE": size, "STEPS": 400, "WEIGHTS": weights, "PRESET": "blocks1-3"})  # fmt: skip
+    nbformat.write(notebook, folder / "studio.ipynb")
+    port = free_port()
+    log = open(folder / "voila.log", "w")  # closed after the server stops
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voila", "studio.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+         "--VoilaConfiguration.show_tracebacks=True"],
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "api", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield url, folder
+    server.terminate()
+    server.wait(20)
+    log.close()
+
+
+def test_studio_in_a_browser(voila, tmp_path):
+    url, folder = voila
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS,
+                                    env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1150})
+            page.goto(url, timeout=60_000)
+            # Voila runs the notebook first (TensorFlow import, samples): wait for the UI.
+            page.wait_for_selector(".nst-run", timeout=180_000)
+
+            readout = page.locator(".nst-ratio .widget-readout")
+            before = readout.inner_text()
+            handle = page.locator(".nst-ratio .noUi-handle")
+            handle.focus()
+            for _ in range(4):
+                handle.press("ArrowRight")  # alpha/beta up four notches: less style
+            page.wait_for_function(
+                "(b) => document.querySelector('.nst-ratio .widget-readout').innerText !== b", arg=before
+            )
+            assert readout.inner_text() != before
+
+            page.click(".nst-run")
+            sources = set()
+            deadline = time.time() + 240
+            while len(sources) < 3 and time.time() < deadline:  # the start image, then two changes
+                src = page.get_attribute("img.nst-current", "src")
+                if src:
+                    sources.add(src)
+                time.sleep(0.2)
+            assert len(sources) >= 3, (folder / "voila.log").read_text()[-3000:]
+            time.sleep(30 if os.environ.get("NST_STUDIO_SCREENSHOT") else 2)  # a kept one shows more of the run
+            page.screenshot(path=str(tmp_path / "studio.png"), full_page=True)
+
+            page.click(".nst-stop")
+            page.wait_for_function("() => document.querySelector('.nst-studio').innerText.includes('stopped')",
+                                   timeout=60_000)  # fmt: skip
+            assert page.locator(".nst-run").is_enabled() and page.locator(".nst-save").is_enabled()
+        finally:
+            browser.close()
+    assert (tmp_path / "studio.png").stat().st_size > 10_000
+    if os.environ.get("NST_STUDIO_SCREENSHOT"):
+        shutil.copy(tmp_path / "studio.png", os.environ["NST_STUDIO_SCREENSHOT"])
