@@ -51,24 +51,25 @@ def voila(tmp_path_factory):
                                {"SIZE": size, "STEPS": 400, "WEIGHTS": weights, "PRESET": "blocks1-3"})  # fmt: skip
     nbformat.write(notebook, folder / "studio.ipynb")
     port = free_port()
-    log = open(folder / "voila.log", "w")  # closed after the server stops
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voila", "studio.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-         "--VoilaConfiguration.show_tracebacks=True"],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    with open(folder / "voila.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "voila", "studio.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+             "--VoilaConfiguration.show_tracebacks=True"],
+            cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
         try:
-            urllib.request.urlopen(url + "api", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield url, folder
-    server.terminate()
-    server.wait(20)
-    log.close()
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    urllib.request.urlopen(url + "api", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            yield url, folder
+        finally:
+            server.terminate()
+            server.wait(20)
 
 
 def test_studio_in_a_browser(voila, tmp_path):
