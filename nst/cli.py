@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
     parser = argparse.ArgumentParser(
         prog="nst",
-        description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE.",
+        description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE. "
+        "`nst figures --help`: remake the report's and the paper's figures.",
         epilog=f"Samples: {', '.join(SAMPLE_PREFIX + s for s in SAMPLES)}. "
         f"Layers: {' '.join(VGG19_CONV_LAYERS)}. Presets: "
         + "; ".join(f"{name}: {p['description']}" for name, p in PRESETS.items()),
@@ -104,6 +105,9 @@ def settings(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["figures"]:
+        return figures(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.demo:
@@ -116,6 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"nst: error: {e}", file=sys.stderr)
+        return 2
+
+
+def figures(argv: list[str]) -> int:
+    """``nst figures ...``: see `nst.figures`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from nst.figures import main as figures_main
+
+    try:
+        return figures_main(argv)
+    except (ImageError, ConfigError, OSError, RuntimeError, ValueError) as e:
+        print(f"nst figures: error: {e}", file=sys.stderr)
         return 2
 
 

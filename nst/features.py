@@ -56,6 +56,17 @@ def resolve_weights(weights: str | os.PathLike | None) -> str:
     return str(path.resolve())
 
 
+def available_layers(weights: str | os.PathLike | None) -> tuple[str, ...]:
+    """The VGG19 conv layers that ``weights`` provide: all of them, except for
+    an .npz file, which may hold only some (the block 1-3 file)."""
+    resolved = resolve_weights(weights)
+    if not resolved.lower().endswith(".npz"):
+        return VGG19_CONV_LAYERS
+    with np.load(resolved, allow_pickle=False) as arrays:
+        held = {key.split("/")[0] for key in arrays.files}
+    return tuple(layer for layer in VGG19_CONV_LAYERS if layer in held)
+
+
 class Extractor:
     """Callable VGG19 feature extractor for fixed style and content layers.
 

@@ -1,0 +1,78 @@
+"""`nst figures`: every figure is written, is an image with the layout it
+promises, says its settings, and shares runs instead of repeating them."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import BLOCK13_WEIGHTS
+from PIL import Image
+
+from nst import cli
+from nst.config import PAPER_STYLE_LAYERS
+from nst.figures import MILESTONES, NAMES, PAPER_STYLES, FigureSettings, Figures
+
+WEIGHTS = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """The full quick set, made once: (Figures, written paths, log lines)."""
+    lines = []
+    figures = Figures(FigureSettings.quick(weights=WEIGHTS), log=lines.append)
+    paths = figures.make(tmp_path_factory.mktemp("figures"))
+    return figures, paths, lines
+
+
+def test_every_figure_is_a_png_and_progress_is_animated(made):
+    figures, paths, _ = made
+    assert [p.name for p in paths] == [f"{name}.png" for name in NAMES] + ["progress.gif"]
+    for path in paths:
+        with Image.open(path) as im:
+            im.verify()
+    with Image.open(paths[-1]) as gif:
+        assert gif.n_frames == 2  # steps 0 and 3 of a 3-step run
+
+
+def image_axes(figure) -> list:
+    return [ax for ax in figure.axes if ax.images]
+
+
+def test_layouts_are_the_papers(made):
+    figures, _, _ = made
+    layers = [layer for layer in PAPER_STYLE_LAYERS if WEIGHTS == "random" or layer < "block4"]
+    expected = {
+        "report": 3,
+        "styles": 1 + 2 * len(PAPER_STYLES),  # content, then each output above its style
+        "ratio_layers": 4 * len(layers),
+        "init": 2 + len(figures.settings.seeds),
+        "color": 4,
+        "progress": len([m for m in MILESTONES if m <= 3]) + 1,
+    }
+    for name, count in expected.items():
+        assert len(image_axes(getattr(figures, name)())) == count, name
+    loss = figures.loss()
+    assert len(loss.axes) == 4 and all(ax.get_yscale() == "log" for ax in loss.axes)
+    assert {ax.get_xlabel() for ax in loss.axes} == {"step", "wall time (s)"}
+
+
+def test_titles_say_the_settings_and_runs_are_shared(made):
+    figures, _, lines = made
+    title = figures.report()._suptitle.get_text()
+    assert "32 px, 3 adam steps" in title and "content block3_conv2" in title
+    if WEIGHTS != "random":
+        assert "only VGG19 blocks 1-3" in title and figures.partial
+    # report, color's plain run, init's content start, loss's Adam and progress are one run.
+    layers = len(image_axes(figures.ratio_layers())) // 4
+    distinct = 1 + len(PAPER_STYLES) + 4 * layers + (1 + len(figures.settings.seeds)) + 2 + 1
+    assert len(figures.runs) == distinct
+    assert sum(line.startswith("  run ") for line in lines) == distinct
+
+
+def test_cli_only_one_and_bad_names(tmp_path, capsys):
+    assert cli.main(["figures", "--quick", "--only", "report", "--out", str(tmp_path), "--weights", WEIGHTS]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.png"]
+    assert "wrote 1 files" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["figures", "--only", "nothing"])
+    assert cli.main(["figures", "--quick", "--size", "4", "--out", str(tmp_path)]) == 2
+    assert "size must be between 16 and 8192" in capsys.readouterr().err
