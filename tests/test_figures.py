@@ -9,7 +9,7 @@ from PIL import Image
 
 from nst import cli
 from nst.config import PAPER_STYLE_LAYERS
-from nst.figures import MILESTONES, NAMES, PAPER_STYLES, FigureSettings, Figures
+from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings
 
 WEIGHTS = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
 
@@ -24,7 +24,7 @@ def made(tmp_path_factory):
 
 
 def test_every_figure_is_a_png_and_progress_is_animated(made):
-    figures, paths, _ = made
+    _, paths, _ = made
     assert [p.name for p in paths] == [f"{name}.png" for name in NAMES] + ["progress.gif"]
     for path in paths:
         with Image.open(path) as im:
