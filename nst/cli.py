@@ -29,9 +29,9 @@ from nst.config import (
     ConfigError,
     preset,
 )
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, save_animation, save_image
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, require_side, save_animation, save_image
 
-#: Inputs are test-decoded at this size before TensorFlow is imported.
+#: An init image is test-decoded at this size before TensorFlow is imported.
 MIN_CHECK_SIZE = 16
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
 
@@ -56,6 +56,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--preserve-color": ("preserve_color", str, f"keep the content's colours: {' | '.join(COLOR_MODES)}"),
     "--init": ("init", str, f"starting image: {' | '.join(INITS)} | PATH"),
     "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
+    "--max-pixels": ("max_pixels", int, "refuse input images with more pixels (decompression-bomb guard)"),
     "--device": ("device", str, f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)"),
     "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
 }
@@ -142,11 +143,14 @@ def run(args: argparse.Namespace) -> int:
     # Check everything that can be checked before TensorFlow's slow import.
     # The images are read again at each scale by `stylize`, from the originals.
     config.blend(len(args.style))
-    for source in [args.content, *args.style]:
-        load_image(source, size=MIN_CHECK_SIZE)
+    first = config.schedule[0][0]
+    require_side(load_image(args.content, first, config.max_pixels), config.min_side, args.content)
+    for source in args.style:
+        style_size = max(round(first * config.style_scale), 1)
+        require_side(load_image(source, style_size, config.max_pixels), config.min_side, source)
     if config.init not in INITS:
         try:
-            load_image(config.init, size=MIN_CHECK_SIZE)
+            load_image(config.init, MIN_CHECK_SIZE, config.max_pixels)
         except ImageError as e:
             raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
     output = Path(args.output)

@@ -38,6 +38,11 @@ DEVICES = ("auto", "tpu", "gpu", "cpu")
 COLOR_MODES = ("luminance", "histogram")
 
 MIN_SIZE, MAX_SIZE = 16, 8192
+#: Larger input images are refused as possible decompression bombs (Pillow's
+#: own warning threshold); `Config.max_pixels` / --max-pixels raise it.
+MAX_PIXELS = 89_478_485
+#: Channels of each VGG19 block; block b works at 1 / 2^(b-1) of the input size.
+VGG19_BLOCK_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
 class ConfigError(ValueError):
@@ -110,6 +115,8 @@ class Config:
     file named by $NST_VGG19_WEIGHTS if set, else 'imagenet'."""
     jit_compile: bool = True
     """Compile each step with XLA (measured faster on CPU and GPU)."""
+    max_pixels: int = MAX_PIXELS
+    """Input images with more pixels are refused (a decompression-bomb guard)."""
     device: str = "auto"
     """Where to run: 'auto' (a TPU, else a GPU, else the CPU), 'tpu', 'gpu' or 'cpu'."""
 
@@ -144,6 +151,8 @@ class Config:
         _check_choice("device", self.device, DEVICES)
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
+        if self.max_pixels < 1:
+            raise ConfigError(f"max_pixels must be at least 1, got {self.max_pixels}")
         if self.lbfgs_memory < 1:
             raise ConfigError(f"lbfgs_memory must be at least 1, got {self.lbfgs_memory}")
         if self.scales is not None:
@@ -191,6 +200,13 @@ class Config:
         """(size, steps) of each scale, smallest first."""
         sizes = self.scales or (self.size,)
         return list(zip(sizes, self.scale_steps or [self.steps] * len(sizes)))
+
+    @property
+    def min_side(self) -> int:
+        """The shortest image side the chosen layers can take: each pooling
+        before the deepest layer halves the image, and it must stay >= 1 px."""
+        deepest = max(int(layer[5]) for layer in self.content_layers + self.style_layers)
+        return 2 ** (deepest - 1)
 
     def blend(self, styles: int) -> tuple[float, ...]:
         """The weight of each of ``styles`` style images, summing to 1."""

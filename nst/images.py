@@ -8,6 +8,7 @@ TensorFlow loads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from nst import __version__
+from nst.config import MAX_PIXELS
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
@@ -57,7 +60,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nst"
 
 
-def load_image(source: ImageSource, size: int | None = None) -> np.ndarray:
+def load_image(source: ImageSource, size: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Load an image as float32 RGB in [0, 1], shape (height, width, 3).
 
     ``source`` is a file path, an http(s) URL (downloaded once and cached), a
@@ -65,20 +68,42 @@ def load_image(source: ImageSource, size: int | None = None) -> np.ndarray:
     an array (height, width[, channels]) of uint8, uint16 or floats in [0, 1].
     EXIF orientation is applied; grey, palette, CMYK and 16-bit images become
     RGB; transparency is composited on white. With ``size``, the longest side
-    is resized to ``size`` pixels.
+    is resized to ``size`` pixels. Files of more than ``max_pixels`` pixels
+    are refused before they are decoded.
     """
     if isinstance(source, np.ndarray):
         image = _array_to_rgb(source)
         if size is None or max(image.shape[:2]) == size:
             return image  # already the right size: no 8-bit round trip
         return to_array(resize(to_pil(image), size))
-    pil = source if isinstance(source, Image.Image) else open_image(source)
+    pil = source if isinstance(source, Image.Image) else open_image(source, max_pixels)
     pil = _to_rgb(pil)
     return to_array(pil if size is None else resize(pil, size))
 
 
-def open_image(source: str | os.PathLike) -> Image.Image:
-    """Open a path, URL or sample name as a decoded PIL image (EXIF-rotated)."""
+def require_side(image: np.ndarray, min_side: int, source: ImageSource) -> np.ndarray:
+    """``image`` if its shorter side is at least ``min_side`` pixels (what the
+    chosen VGG19 layers need), else an ImageError that says so."""
+    short = min(image.shape[:2])
+    if short < min_side:
+        raise ImageError(
+            f"{describe(source)}: at {max(image.shape[:2])} px its short side is {short} px, but the chosen layers "
+            f"need at least {min_side} px (each VGG19 block halves it). Raise --size, use shallower layers, or crop "
+            f"the image to a less elongated shape."
+        )
+    return image
+
+
+def describe(source: ImageSource) -> str:
+    """A path, URL or sample name as given, else the kind of object."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return f"<{type(source).__name__}>"
+
+
+def open_image(source: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open a path, URL or sample name as a decoded PIL image (EXIF-rotated),
+    refusing more than ``max_pixels`` pixels before decoding them."""
     text = os.fspath(source)
     if text.startswith(SAMPLE_PREFIX):
         path = sample_path(text[len(SAMPLE_PREFIX) :])
@@ -88,13 +113,33 @@ def open_image(source: str | os.PathLike) -> Image.Image:
         path = Path(text)
     check_readable(path)
     try:
-        with Image.open(path) as im:
+        with _pixel_limit(max_pixels), Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise ImageError(
+                    f"{path}: {im.width} x {im.height} = {im.width * im.height:,} pixels is over the limit of "
+                    f"{max_pixels:,} (a guard against decompression bombs). If you trust the file, raise it "
+                    f"with --max-pixels (max_pixels=)."
+                )
             im.load()
             return ImageOps.exif_transpose(im)
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: {e}. Use a smaller image.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, ImageError):
+            raise
         raise ImageError(f"{path}: not a readable image ({e}). Give a PNG, JPEG or other raster image.") from None
+
+
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow open up to ``max_pixels`` (its own bomb check would stop at
+    its default); the caller checks the size itself."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(max_pixels, previous or 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def check_readable(path: Path) -> None:
@@ -247,6 +292,11 @@ def download(url: str) -> Path:
             data = response.read()
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise ImageError(f"{url}: download failed ({e}). Check the address or download it and give the file.") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Exception:  # Pillow raises many kinds for non-images
+        raise ImageError(f"{url}: the server did not send an image ({len(data)} bytes). Check the address.") from None
     _write_atomic(target, data)
     return target
 

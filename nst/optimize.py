@@ -35,7 +35,7 @@ from nst.config import Config, preset
 from nst.device import Device
 from nst.device import current as current_device
 from nst.features import Extractor, get_extractor
-from nst.images import ImageError, ImageSource, load_image, save_image, to_pil
+from nst.images import ImageError, ImageSource, describe, load_image, require_side, save_image, to_pil
 from nst.losses import Targets, make_targets, objective
 
 
@@ -157,7 +157,7 @@ def stylize(
             config.style_layers, config.content_layers, config.weights, config.seed, config.pooling, device.kind
         )
     config = config.replace(weights=extractor.weights)
-    sources = {"content": _describe(content), "style": " + ".join(_describe(s) for s in styles)}
+    sources = {"content": describe(content), "style": " + ".join(describe(s) for s in styles)}
     run = _Run(config, callback, callback_every, t0, device)
     image = None
     try:
@@ -194,9 +194,9 @@ class _Scene:
 
     @classmethod
     def load(cls, content: ImageSource, styles: list[ImageSource], config: Config, size: int) -> _Scene:
-        rgb = load_image(content, size=size)
+        rgb = require_side(load_image(content, size, config.max_pixels), config.min_side, content)
         style_size = max(round(size * config.style_scale), 1)
-        style_rgbs = [load_image(s, size=style_size) for s in styles]
+        style_rgbs = [require_side(load_image(s, style_size, config.max_pixels), config.min_side, s) for s in styles]
         if config.preserve_color == "histogram":
             return cls(rgb, [color.match_color(s, rgb) for s in style_rgbs], rgb, "histogram")
         if config.preserve_color == "luminance":
@@ -215,7 +215,7 @@ class _Scene:
             first = self.styles[0]
         else:
             try:
-                first = load_image(config.init, size=max(shape[:2]))
+                first = load_image(config.init, max(shape[:2]), config.max_pixels)
             except ImageError as e:
                 raise ImageError(f"init: {e} (init is content, style, noise or an image)") from None
             if self.mode == "luminance":
@@ -433,9 +433,3 @@ def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == tuple(shape):
         return image
     return tf.image.resize(image, shape, method="bicubic").numpy().clip(0, 1)
-
-
-def _describe(source: ImageSource) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    return f"<{type(source).__name__}>"
