@@ -29,10 +29,20 @@ from nst.config import (
     ConfigError,
     preset,
 )
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, require_side, save_animation, save_image
+from nst.images import (
+    SAMPLE_PREFIX,
+    SAMPLES,
+    ImageError,
+    load_image,
+    read_metadata,
+    require_side,
+    save_animation,
+    save_image,
+)
 
 #: An init image is test-decoded at this size before TensorFlow is imported.
 MIN_CHECK_SIZE = 16
+DEFAULT_OUTPUT = "stylized.png"
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
 
 #: CLI flag -> (Config field, type, help). Each default shown is the report preset's.
@@ -75,11 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("content", nargs="?", help="content image: path, URL or sample:NAME")
     parser.add_argument("style", nargs="*", help="style image(s): path, URL or sample:NAME; several are blended")
-    parser.add_argument("-o", "--output", default="stylized.png", help="output PNG (default: %(default)s)")
+    parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT, help="output PNG (default: %(default)s)")
+    parser.add_argument("--resume", metavar="OUT.png", help="go on from a PNG that nst wrote, with its recorded "
+                        "settings and inputs, for the steps it had left (or --steps); writes back to it unless -o")  # fmt: skip
     parser.add_argument("--demo", action="store_true", help=f"use the sample images {DEMO[0]} and {DEMO[1]}")
-    parser.add_argument(
-        "--preset", default="report", choices=list(PRESETS), help="starting settings (default: %(default)s)"
-    )
+    parser.add_argument("--preset", choices=list(PRESETS), help="starting settings (default: report)")
     for flag, (name, kind, text) in OPTIONS.items():
         default = getattr(defaults, name)
         shown = " ".join(default) if isinstance(default, tuple) else default
@@ -96,13 +106,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings(args: argparse.Namespace) -> Config:
-    """The Config the arguments ask for: the preset, then each flag given."""
+def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """The Config the arguments ask for: the preset (or ``base``), then each flag given."""
     changes = {name: getattr(args, flag[2:].replace("-", "_")) for flag, (name, _, _) in OPTIONS.items()}
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.no_xla:
         changes["jit_compile"] = False
-    return preset(args.preset, **changes)
+    if base is not None and args.preset is None:
+        return base.replace(**changes)
+    return preset(args.preset or "report", **changes)
+
+
+def resume(args: argparse.Namespace) -> Config:
+    """Fill ``args`` from the PNG named by --resume; the Config that continues
+    its run: its settings, started from its image, for the steps it had left
+    (or --steps), written back to it (or -o)."""
+    path = Path(args.resume)
+    load_image(path, MIN_CHECK_SIZE)  # a readable image, or a clear error
+    meta = read_metadata(path)
+    if "settings" not in meta:
+        raise ImageError(f"{path}: records no settings, so it was not written by nst; cannot resume from it.")
+    sources = [meta.get("content"), *meta.get("styles", [meta.get("style")])]
+    if not all(isinstance(s, str) and not s.startswith("<") for s in sources):
+        raise ImageError(f"{path}: its inputs were Python objects, not files; give CONTENT and STYLE to go on from it.")
+    args.content, args.style = args.content or sources[0], args.style or sources[1:]
+    if args.output == DEFAULT_OUTPUT:
+        args.output = str(path)
+    recorded = Config.from_dict(meta["settings"])
+    left = recorded.steps - int(meta.get("steps_done") or 0)
+    base = recorded.replace(init=str(path.resolve()), scales=None, scale_steps=None,
+                            steps=left if left > 0 else recorded.steps)  # fmt: skip
+    args.resumed_from = {"path": str(path), "steps_done": meta.get("steps_done")}
+    return settings(args, base)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.demo:
         args.content, args.style = args.content or DEMO[0], args.style or [DEMO[1]]
-    if not (args.content and args.style):
-        parser.error("give CONTENT and STYLE images, or --demo")
+    if not (args.content and args.style) and not args.resume:
+        parser.error("give CONTENT and STYLE images, --demo, or --resume OUT.png")
     try:
         return run(args)
     except (ImageError, ConfigError, OSError, RuntimeError) as e:
@@ -137,7 +172,7 @@ def figures(argv: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = settings(args)
+    config = resume(args) if args.resume else settings(args)
     if args.save_every is not None and args.save_every < 1:
         raise ConfigError(f"--save-every must be at least 1, got {args.save_every}")
     # Check everything that can be checked before TensorFlow's slow import.
@@ -199,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
+    if args.resume:
+        result.sources["resumed_from"] = args.resumed_from
     result.save(output)
     if args.animate and frames:
         save_animation(args.animate, frames)

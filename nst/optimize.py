@@ -85,9 +85,9 @@ class Result:
     """Seconds: 'setup' (images, model, first targets), 'first_step'
     (includes compilation), 'step' (median of the others), 'total'."""
     config: Config
-    sources: dict[str, str]
-    """What the content and style images were (path, URL or kind of object;
-    several styles are joined by ' + ')."""
+    sources: dict[str, Any]
+    """What the content and style images were (path, URL or kind of object):
+    'content', 'style' (several joined by ' + ') and the list 'styles'."""
     stopped: str | None = None
     """Why the run ended early ('interrupted', or a NaN message), else None."""
     device: str = ""
@@ -157,7 +157,11 @@ def stylize(
             config.style_layers, config.content_layers, config.weights, config.seed, config.pooling, device.kind
         )
     config = config.replace(weights=extractor.weights)
-    sources = {"content": describe(content), "style": " + ".join(describe(s) for s in styles)}
+    sources = {
+        "content": describe(content),
+        "style": " + ".join(describe(s) for s in styles),
+        "styles": [describe(s) for s in styles],  # what --resume reads back
+    }
     run = _Run(config, callback, callback_every, t0, device)
     image = None
     try:

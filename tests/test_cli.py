@@ -193,3 +193,37 @@ def test_interrupt_before_the_first_step_still_saves(pictures, tmp_path, monkeyp
     assert meta["steps_done"] == 0 and meta["start_loss"] is None and meta["stopped"] == "interrupted"
     np.testing.assert_allclose(load_image(out), load_image(pictures[0], size=32), atol=1 / 255)
     assert "stopped early: interrupted" in capsys.readouterr().out
+
+
+def test_resume_goes_on_from_a_saved_run(pictures, tmp_path, capsys):
+    """An interrupted run (2 of 6 steps) resumed: same settings and inputs,
+    starts at the saved image's loss, does the 4 steps left, says so."""
+    import nst
+
+    def stop_at_2(progress):
+        if progress.step == 2:
+            raise KeyboardInterrupt
+
+    content, style = pictures
+    first = nst.stylize(content, style, size=32, steps=6, weights="random", seed=1, style_weight=50.0,
+                        style_layers=("block1_conv1",), content_layers=("block2_conv1",), callback=stop_at_2)  # fmt: skip
+    saved = first.save(tmp_path / "run.png")
+    assert read_metadata(saved)["steps_done"] == 2
+    assert cli.main(["--resume", str(saved), "-o", str(tmp_path / "more.png"), "--quiet"]) == 0
+    meta = read_metadata(tmp_path / "more.png")
+    assert meta["steps_done"] == 4 and meta["resumed_from"] == {"path": str(saved), "steps_done": 2}
+    assert meta["content"] == content and meta["styles"] == [style]
+    recorded = read_metadata(saved)["settings"]
+    assert {k: v for k, v in meta["settings"].items() if k not in ("init", "steps")} == {
+        k: v for k, v in recorded.items() if k not in ("init", "steps")
+    }
+    assert meta["settings"]["init"] == str(saved.resolve())
+    # It starts where the first run's saved (8-bit) image is, not from the content.
+    assert meta["start_loss"] == pytest.approx(first.best_loss, rel=0.05)
+    # Without -o it writes back to the file it resumed; a PNG without settings is refused.
+    assert cli.main(["--resume", str(tmp_path / "more.png"), "--steps", "1", "--quiet"]) == 0
+    assert read_metadata(tmp_path / "more.png")["steps_done"] == 1
+    plain = save_image(tmp_path / "plain.png", load_image(content, size=32))
+    capsys.readouterr()
+    assert cli.main(["--resume", str(plain)]) == 2
+    assert "records no settings" in capsys.readouterr().err
