@@ -39,6 +39,7 @@ from nst.images import (
     save_animation,
     save_image,
 )
+from nst.resources import check_memory
 
 #: An init image is test-decoded at this size before TensorFlow is imported.
 MIN_CHECK_SIZE = 16
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give CONTENT and STYLE images, --demo, or --resume OUT.png")
     try:
         return run(args)
-    except (ImageError, ConfigError, OSError, RuntimeError) as e:
+    except (ImageError, ConfigError, OSError, RuntimeError, MemoryError) as e:
         if args.debug:
             traceback.print_exc()
         print(f"nst: error: {e}", file=sys.stderr)
@@ -179,7 +180,10 @@ def run(args: argparse.Namespace) -> int:
     # The images are read again at each scale by `stylize`, from the originals.
     config.blend(len(args.style))
     first = config.schedule[0][0]
-    require_side(load_image(args.content, first, config.max_pixels), config.min_side, args.content)
+    content = require_side(load_image(args.content, first, config.max_pixels), config.min_side, args.content)
+    height, width = (round(n * config.size / first) for n in content.shape[:2])
+    if args.device in (None, "auto", "cpu"):
+        check_memory(config, height, width)
     for source in args.style:
         style_size = max(round(first * config.style_scale), 1)
         require_side(load_image(source, style_size, config.max_pixels), config.min_side, source)

@@ -37,6 +37,7 @@ from nst.device import current as current_device
 from nst.features import Extractor, get_extractor
 from nst.images import ImageError, ImageSource, describe, load_image, require_side, save_image, to_pil
 from nst.losses import Targets, make_targets, objective
+from nst.resources import check_memory, estimate_bytes
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,8 @@ def stylize(
             #    size; each style image is brought to size * style_scale (its
             #    Gram targets are rescaled to the output's number of positions).
             scene = _Scene.load(content, styles, config, size)
+            if device.kind == "CPU":  # host memory; a GPU's out-of-memory error is caught below
+                check_memory(config, *scene.content.shape[:2])
             start = scene.start(config) if image is None else _resize(image, scene.content.shape[:2])
             # 2. Targets, once per scale: P at the content layers and the
             #    blend of the styles' Gram matrices A at the style layers.
@@ -186,6 +189,13 @@ def stylize(
         run.stopped = "interrupted"
     except _NonFinite as e:
         run.stopped = str(e)
+    except tf.errors.ResourceExhaustedError:
+        shape = scene.content.shape
+        raise MemoryError(
+            f"out of memory on {device} for a {shape[1]} x {shape[0]} output (about "
+            f"{estimate_bytes(config, *shape[:2]) / 2**30:.1f} GiB needed): use a smaller --size, or coarse to "
+            f"fine (--scales) on a machine with more memory."
+        ) from None
     return run.result(sources)
 
 
