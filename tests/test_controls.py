@@ -98,7 +98,11 @@ def test_one_style_weighted_fully_is_that_style_alone(content_image, style_image
 def test_style_scale_sizes_the_style_image(content_image, style_image, monkeypatch):
     sizes = []
     original = optimize.load_image
-    monkeypatch.setattr(optimize, "load_image", lambda source, size, max_pixels: sizes.append(size) or original(source, size, max_pixels))
+    monkeypatch.setattr(
+        optimize,
+        "load_image",
+        lambda source, size, max_pixels: sizes.append(size) or original(source, size, max_pixels),
+    )
     nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, style_scale=0.5)
     assert sizes == [32, 16]
 
