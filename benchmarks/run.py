@@ -1,0 +1,255 @@
+"""nst against the TensorFlow tutorial's loop, on the same work, in one run.
+
+    python benchmarks/run.py                     # everything below, ~15 min on 2 CPU cores
+    python benchmarks/run.py --only steps floor  # some sections
+
+Sections (each prints a Markdown table; ratios are nst / baseline, measured
+in this run, interleaved):
+
+- steps: seconds per step at 256 and 512 px, random weights (the arithmetic
+  does not depend on them): the tutorial loop, nst with the tutorial's
+  layers and losses, nst with the report's; median over repeats.
+- floor: the FLOP count of one step from the layer shapes (forward to the
+  deepest layer, backward to the image) over a measured matmul rate.
+- startup: `nst --help`, and a whole `nst` run of one step (import, model,
+  compile) as seen from the shell.
+- memory: peak resident memory of a short run at 512 and 1024 px.
+- converge: with the real block 1-3 weights, the report's objective (blocks
+  1-3, alpha 1, beta 1e4): the tutorial's loop with its weights set so that
+  it minimises exactly that objective, 300 steps; then how long nst (L-BFGS)
+  takes to reach the objective the baseline reached.
+"""
+
+# ruff: noqa: I001  (import order is deliberate, see below)
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# The order matters: `nst` turns oneDNN on before TensorFlow loads (the
+# baseline, in this process, gets it too), and the baseline lives beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nst
+import tensorflow as tf
+from tutorial import Tutorial
+
+from nst.config import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS
+from nst.images import load_image
+
+SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_block1_to_block3.npz"
+CONTENT, STYLE = "sample:tubingen", "sample:starry_night"
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+# -- steps ----------------------------------------------------------------------
+
+
+def seconds_per_step(step, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        float(step())  # waits for the result
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def nst_step_time(preset: str, size: int, steps: int) -> float:
+    result = nst.stylize(CONTENT, STYLE, preset=preset, size=size, steps=steps, weights="random", seed=0)
+    return result.timings["step"]
+
+
+def section_steps(sizes: tuple[int, ...], repeats: int, steps: int) -> dict:
+    rows, out = [], {}
+    for size in sizes:
+        content, style = load_image(CONTENT, size), load_image(STYLE, size)
+        baseline = Tutorial(content, style)
+        baseline.step()  # trace
+        base, tut, rep = [], [], []
+        for _ in range(repeats):  # interleaved, so drifts in machine speed hit all three
+            base.append(seconds_per_step(baseline.step, steps))
+            tut.append(nst_step_time("tutorial", size, steps + 2))
+            rep.append(nst_step_time("report", size, steps + 2))
+        b, t, r = (statistics.median(x) for x in (base, tut, rep))
+        out[size] = {"baseline": b, "nst_tutorial": t, "nst_report": r}
+        h, w = content.shape[:2]
+        rows.append([f"{w}x{h}", f"{b:.3f}", f"{t:.3f} ({t / b:.2f})", f"{r:.3f} ({r / b:.2f})"])
+    print(f"Seconds per Adam step, median of {repeats} interleaved repeats of {steps} steps (random weights):\n")
+    table(["size", "tutorial loop", "nst, tutorial preset (ratio)", "nst, report preset (ratio)"], rows)
+    return out
+
+
+# -- floor ------------------------------------------------------------------------
+
+
+def step_flops(height: int, width: int, deepest: str) -> float:
+    """Multiply-adds x 2 of the convolutions up to ``deepest``, forward and
+    backward to the input (no filter gradients: the weights are fixed)."""
+    flops, channels_in = 0.0, 3
+    for layer in VGG19_CONV_LAYERS[: VGG19_CONV_LAYERS.index(deepest) + 1]:
+        block = int(layer[5])
+        scale = 2 ** (block - 1)
+        out = VGG19_BLOCK_CHANNELS[block]
+        flops += 2 * (height // scale) * (width // scale) * channels_in * out * 9
+        channels_in = out
+    return 2 * flops  # forward + backward to the input
+
+
+def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
+    a = tf.random.normal((n, n))
+    f = tf.function(lambda: tf.matmul(a, a))
+    f().numpy()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        f().numpy()
+    return 2 * n**3 * repeats / (time.perf_counter() - t)
+
+
+def section_floor(steps: dict) -> None:
+    rate = matmul_rate()
+    rows = []
+    for size, measured in steps.items():
+        h, w = load_image(CONTENT, size).shape[:2]
+        for name, deepest, key in (("tutorial preset", "block5_conv2", "nst_tutorial"),
+                                   ("report preset", "block5_conv1", "nst_report")):  # fmt: skip
+            flops = step_flops(h, w, deepest)
+            floor = flops / rate
+            rows.append([f"{w}x{h}", name, f"{flops / 1e9:.0f}", f"{floor:.3f}", f"{measured[key]:.3f}",
+                         f"{measured[key] / floor:.2f}"])  # fmt: skip
+    print(f"FLOP floor: measured float32 matmul rate {rate / 1e9:.0f} GFLOP/s (2048x2048, tf.function):\n")
+    table(["size", "nst", "GFLOP per step", "floor s", "measured s", "measured / floor"], rows)
+
+
+# -- startup ------------------------------------------------------------------------
+
+
+def wall(command: list[str], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def section_startup() -> None:
+    nst_cli = [sys.executable, "-m", "nst"]
+    help_s = wall([*nst_cli, "--help"])
+    one = wall([*nst_cli, "--demo", "--weights", "random", "--size", "256", "--steps", "1", "--quiet", "-o",
+                "/tmp/nst-bench-startup.png"], repeats=2)  # fmt: skip
+    print("Start-up, median wall time from the shell:\n")
+    table(["command", "seconds"], [["nst --help", f"{help_s:.2f}"], ["nst --demo, 256 px, 1 step", f"{one:.1f}"]])
+
+
+# -- memory --------------------------------------------------------------------------
+
+MEMORY_CHILD = """
+import json, resource, sys
+sys.path.insert(0, {here!r})
+which, size = sys.argv[1], int(sys.argv[2])
+import nst
+from nst.images import load_image
+if which == "baseline":
+    from tutorial import Tutorial
+    t = Tutorial(load_image({content!r}, size), load_image({style!r}, size))
+    for _ in range(3):
+        float(t.step())
+else:
+    nst.stylize({content!r}, {style!r}, preset=which, size=size, steps=3, weights="random", seed=0)
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+"""
+
+
+def peak_bytes(which: str, size: int) -> int:
+    code = MEMORY_CHILD.format(here=str(Path(__file__).resolve().parent), content=CONTENT, style=STYLE)
+    done = subprocess.run([sys.executable, "-c", code, which, str(size)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def section_memory(sizes: tuple[int, ...]) -> None:
+    rows = []
+    for size in sizes:
+        base, tut, rep = peak_bytes("baseline", size), peak_bytes("tutorial", size), peak_bytes("report", size)
+        rows.append([str(size), f"{base / 2**30:.2f}", f"{tut / 2**30:.2f} ({tut / base:.2f})",
+                     f"{rep / 2**30:.2f} ({rep / base:.2f})"])  # fmt: skip
+    print("Peak resident memory (GiB) of a 3-step run in a fresh process:\n")
+    table(["size", "tutorial loop", "nst, tutorial preset (ratio)", "nst, report preset (ratio)"], rows)
+
+
+# -- converge --------------------------------------------------------------------------
+
+
+def section_converge(sizes: tuple[int, ...], baseline_steps: int) -> None:
+    if not SHARED_WEIGHTS.is_file():
+        print(f"converge: skipped, no {SHARED_WEIGHTS}\n")
+        return
+    weights = dict(np.load(SHARED_WEIGHTS))
+    config = nst.preset("blocks1-3", weights=str(SHARED_WEIGHTS))
+    rows = []
+    for size in sizes:
+        content, style = load_image(CONTENT, size), load_image(STYLE, size)
+        h, w = content.shape[:2]
+        # The tutorial's losses are the report's up to constants: mean (F-P)^2 = 2/(N M) x the report's
+        # content loss, and mean (G/M - A/M)^2 = 4 E_l. These weights make its objective the report's.
+        n, m = 256, (h // 4) * (w // 4)  # block3_conv2: 256 channels at a quarter of the size
+        baseline = Tutorial(content, style, style_layers=config.style_layers, content_layers=config.content_layers,
+                            weights=weights, content_weight=config.content_weight * n * m / 2,
+                            style_weight=config.style_weight / 4, tv_weight=0.0)  # fmt: skip
+        start = time.perf_counter()
+        losses = [float(baseline.step()) for _ in range(baseline_steps)]
+        base_time = time.perf_counter() - start
+        target = min(losses)
+        result = nst.stylize(content, style, config=config.replace(size=size, steps=baseline_steps,
+                                                                      optimizer="lbfgs"))  # fmt: skip
+        h_ = result.history
+        reached = next((i for i, v in enumerate(h_["total"]) if v <= target), None)
+        nst_time = h_["time"][reached] if reached is not None else float("nan")
+        rows.append([f"{w}x{h}", f"{target:.4g}", f"{base_time:.1f}",
+                     f"{reached} evaluations, {nst_time:.1f} s ({nst_time / base_time:.2f})"
+                     if reached is not None else "not reached"])  # fmt: skip
+    print(f"Time to the baseline's objective after {baseline_steps} steps (report's objective, blocks 1-3, "
+          f"real weights; nst: L-BFGS, time from its first step, compilation included):\n")  # fmt: skip
+    table(["size", "baseline objective", "baseline s", "nst to reach it (ratio)"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=["steps", "floor", "startup", "memory", "converge"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--memory-sizes", nargs="+", type=int, default=[512, 1024])
+    parser.add_argument("--converge-sizes", nargs="+", type=int, default=[256])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-steps", type=int, default=300)
+    args = parser.parse_args()
+    only = set(args.only or ["steps", "floor", "startup", "memory", "converge"])
+    print(f"nst {nst.__version__}, TensorFlow {tf.__version__}, Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs; {' '.join(sys.argv)}\n")  # fmt: skip
+    steps = section_steps(tuple(args.sizes), args.repeats, 5) if only & {"steps", "floor"} else {}
+    if "floor" in only:
+        section_floor(steps)
+    if "startup" in only:
+        section_startup()
+    if "memory" in only:
+        section_memory(tuple(args.memory_sizes))
+    if "converge" in only:
+        section_converge(tuple(args.converge_sizes), args.baseline_steps)
+    print(f"(peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB)")
+
+
+if __name__ == "__main__":
+    main()
