@@ -4,8 +4,11 @@
     result = nst.stylize("photo.jpg", "painting.jpg", steps=300)
     result.save("out.png")
 
+    # a sweep, run as one batch: three style weights
+    results = nst.stylize_many(nst.grid(["photo.jpg"], ["painting.jpg"], style_weight=[1e2, 1e3, 1e4]))
+
 `Config`, `preset` and `PRESETS` hold the settings and their defaults;
-`stylize`, `Result` and `Progress` load TensorFlow on first use, so that
+`stylize`, `stylize_many`, `grid`, `Job`, `Result` and `Progress` load TensorFlow on first use, so that
 importing `nst` (and `nst --help`) stays fast.
 """
 
@@ -29,7 +32,7 @@ if "tensorflow" not in _sys.modules:
 
 from nst.config import PRESETS, Config, ConfigError, preset
 
-_LAZY = {"stylize": "nst.optimize", "Result": "nst.optimize", "Progress": "nst.optimize"}
+_LAZY = {name: "nst.optimize" for name in ("stylize", "stylize_many", "grid", "Job", "Result", "Progress")}
 _MODULES = {"color", "device", "features", "images", "losses", "optimize", "preview", "studio"}
 
 
@@ -43,4 +46,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nst' has no attribute {name!r}")
 
 
-__all__ = ["PRESETS", "REPOSITORY", "Config", "ConfigError", "Progress", "Result", "__version__", "preset", "stylize"]
+__all__ = [
+    "PRESETS", "REPOSITORY", "Config", "ConfigError", "Job", "Progress", "Result", "__version__", "grid", "preset",
+    "stylize", "stylize_many",
+]  # fmt: skip

@@ -23,6 +23,7 @@ from nst.config import (
     INITS,
     OPTIMIZERS,
     POOLINGS,
+    PRECISIONS,
     PRESETS,
     VGG19_CONV_LAYERS,
     Config,
@@ -69,6 +70,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
     "--max-pixels": ("max_pixels", int, "refuse input images with more pixels (decompression-bomb guard)"),
     "--device": ("device", str, f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)"),
+    "--precision": ("precision", str, f"VGG19 arithmetic: {' | '.join(PRECISIONS)} (auto: 16-bit on GPU/TPU)"),
     "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
 }
 

@@ -33,6 +33,11 @@ INITS = ("content", "style", "noise")
 OPTIMIZERS = ("adam", "lbfgs")
 POOLINGS = ("max", "avg")
 DEVICES = ("auto", "tpu", "gpu", "cpu")
+#: Arithmetic of the VGG19 pass. The mixed policies compute the convolutions
+#: in 16 bits (fast on GPU tensor cores and TPUs, slow on CPUs) and keep the
+#: weights, Gram matrices and losses in float32; 'auto' picks mixed_float16
+#: on a GPU, mixed_bfloat16 on a TPU and float32 on a CPU.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 #: Gatys et al. 2017: transfer luminance only and keep the content's colours,
 #: or first give the style image the content's colour mean and covariance.
 COLOR_MODES = ("luminance", "histogram")
@@ -119,6 +124,8 @@ class Config:
     """Input images with more pixels are refused (a decompression-bomb guard)."""
     device: str = "auto"
     """Where to run: 'auto' (a TPU, else a GPU, else the CPU), 'tpu', 'gpu' or 'cpu'."""
+    precision: str = "float32"
+    """'float32', 'mixed_float16', 'mixed_bfloat16' or 'auto' (see `PRECISIONS`)."""
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied and validated."""
@@ -149,6 +156,9 @@ class Config:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.precision == "mixed_float16" and self.optimizer == "lbfgs":
+            raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
         if self.max_pixels < 1:

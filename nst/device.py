@@ -3,14 +3,20 @@
 The engine and the notebooks share this. `current()` picks once per process:
 
 - a TPU when one is attached (Colab's TPU runtime, or $TPU_NAME): the TPU
-  system is initialised and a `TPUStrategy` over **one** core is used (one
-  image is one replica; more cores would only repeat the same work);
+  system is initialised and a `TPUStrategy` over **one** core runs a single
+  image (more cores would only repeat the same work);
 - else the first GPU, through `OneDeviceStrategy`;
 - else the CPU, through TensorFlow's default strategy.
 
-Variables (the image, Adam's moments, VGG19's weights) are created in the
+Each also has a ``spread`` strategy over all devices of its kind, for a
+batch of independent runs (`nst.stylize_many`): `TPUStrategy` over every TPU
+core, `MirroredStrategy` over every GPU, or over the logical CPU devices if
+more than one is configured (how the tests check it); with one device it is
+the single-device strategy.
+
+Variables (the images, Adam's moments, VGG19's weights) are created in the
 strategy's scope and each step runs through ``strategy.run``, so the same
-code serves all three.
+code serves all of them.
 """
 
 from __future__ import annotations
@@ -27,14 +33,27 @@ from nst.config import DEVICES
 @dataclass(frozen=True)
 class Device:
     """A place to run: its kind ('TPU', 'GPU', 'CPU'), a description for
-    people, and the `tf.distribute.Strategy` that places work there."""
+    people, the `tf.distribute.Strategy` that places one run there, and the
+    one that spreads a batch of runs over all devices of that kind."""
 
     kind: str
     description: str
     strategy: tf.distribute.Strategy
+    spread: tf.distribute.Strategy
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.description}"
+
+    def precision(self, requested: str, optimizer: str = "adam") -> str:
+        """The Keras dtype policy for ``requested`` (see `nst.config.PRECISIONS`):
+        'auto' is mixed_float16 on a GPU (tensor cores; float32 with L-BFGS,
+        whose gradients are not loss-scaled), mixed_bfloat16 on a TPU, and
+        float32 on a CPU (which has no fast 16-bit arithmetic)."""
+        if requested != "auto":
+            return requested
+        if self.kind == "GPU":
+            return "mixed_float16" if optimizer == "adam" else "float32"
+        return "mixed_bfloat16" if self.kind == "TPU" else "float32"
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,13 +73,16 @@ def current(kind: str = "auto") -> Device:
     if kind in ("auto", "gpu") and gpus:
         details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
         name = details.get("device_name", gpus[0].name)
-        return Device(
-            "GPU", f"{name} ({len(gpus)} found, using the first)", tf.distribute.OneDeviceStrategy(gpus[0].name)
-        )
+        one = tf.distribute.OneDeviceStrategy(gpus[0].name)
+        spread = tf.distribute.MirroredStrategy([g.name for g in gpus]) if len(gpus) > 1 else one
+        return Device("GPU", f"{name} ({len(gpus)} found)", one, spread)
     if kind == "gpu":
         raise RuntimeError("no GPU found: in Colab choose Runtime > Change runtime type > GPU")
     cores = os.cpu_count() or 1
-    return Device("CPU", f"{cores} cores", tf.distribute.get_strategy())
+    cpus = tf.config.list_logical_devices("CPU")
+    default = tf.distribute.get_strategy()
+    spread = tf.distribute.MirroredStrategy([c.name for c in cpus]) if len(cpus) > 1 else default
+    return Device("CPU", f"{cores} cores, {len(cpus)} logical device(s)", default, spread)
 
 
 def _tpu() -> Device | None:
@@ -74,6 +96,6 @@ def _tpu() -> Device | None:
     except (ValueError, RuntimeError, tf.errors.OpError):
         return None
     assignment = tf.tpu.experimental.DeviceAssignment.build(topology, num_replicas=1)
-    strategy = tf.distribute.TPUStrategy(resolver, experimental_device_assignment=assignment)
+    one = tf.distribute.TPUStrategy(resolver, experimental_device_assignment=assignment)
     cores = topology.num_tasks * topology.num_tpus_per_task
-    return Device("TPU", f"{resolver.master() or 'local'} (1 of {cores} cores)", strategy)
+    return Device("TPU", f"{resolver.master() or 'local'} ({cores} cores)", one, tf.distribute.TPUStrategy(resolver))

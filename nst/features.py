@@ -81,6 +81,7 @@ class Extractor:
         weights: str = "imagenet",
         seed: int | None = None,
         pooling: str = "max",
+        precision: str = "float32",
     ) -> None:
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
@@ -92,7 +93,25 @@ class Extractor:
             raise ValueError(f"unknown VGG19 layer(s) {unknown}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
         if pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
-        vgg = _vgg19(weights)
+        self.precision = precision
+        # Under a mixed policy Keras keeps the weights in float32 and computes
+        # each layer in float16 / bfloat16; __call__ hands float32 features to
+        # the losses, so Gram matrices and losses stay in float32.
+        previous = tf.keras.mixed_precision.global_policy()
+        tf.keras.mixed_precision.set_global_policy(precision)
+        try:
+            self.model = self._build(_vgg19(weights), layers, pooling)
+        finally:
+            tf.keras.mixed_precision.set_global_policy(previous)
+        self.model.trainable = False
+        if weights == "random":
+            _randomise(self.model, seed)
+        elif weights.lower().endswith(".npz"):
+            _load_npz(self.model, weights)
+        self._index = {name: i for i, name in enumerate(layers)}
+
+    @staticmethod
+    def _build(vgg: tf.keras.Model, layers: list[str], pooling: str) -> tf.keras.Model:
         # VGG19 is a chain: walk it up to the deepest layer asked for, reusing
         # its conv layers (and so their weights) and, for 'avg', putting
         # average pooling where Keras has max pooling.
@@ -106,20 +125,14 @@ class Extractor:
                 outputs[layer.name] = x
             if len(outputs) == len(layers):
                 break
-        self.model = tf.keras.Model(inputs, [outputs[name] for name in layers], name="vgg19_features")
-        self.model.trainable = False
-        if weights == "random":
-            _randomise(self.model, seed)
-        elif weights.lower().endswith(".npz"):
-            _load_npz(self.model, weights)
-        self._index = {name: i for i, name in enumerate(layers)}
+        return tf.keras.Model(inputs, [outputs[name] for name in layers], name="vgg19_features")
 
     def __call__(self, images: tf.Tensor) -> Features:
         if images.shape[-1] == 1:
             images = tf.tile(images, [1, 1, 1, 3])
         x = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
         outputs = self.model(x, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        outputs = [tf.cast(o, tf.float32) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
         return Features(
             style=[outputs[self._index[name]] for name in self.style_layers],
             content=[outputs[self._index[name]] for name in self.content_layers],
@@ -133,15 +146,18 @@ def get_extractor(
     weights: str | None = None,
     seed: int | None = None,
     pooling: str = "max",
+    precision: str = "float32",
     device: str = "CPU",
 ) -> Extractor:
-    """The extractor for these layers, weights and pooling, built once per
-    process and device kind, in the `tf.distribute` strategy scope in force
-    (so its weights live on that device)."""
+    """The extractor for these layers, weights, pooling and precision
+    ('float32', 'mixed_float16' or 'mixed_bfloat16'), built once per process
+    and device (a `tf.distribute` strategy's name), in that strategy's scope
+    (so its weights live there)."""
     resolved = resolve_weights(weights)
     if resolved != weights:
-        return get_extractor(style_layers, content_layers, resolved, seed, pooling, device)
-    return Extractor(style_layers, content_layers, resolved, seed if resolved == "random" else None, pooling)
+        return get_extractor(style_layers, content_layers, resolved, seed, pooling, precision, device)
+    seed = seed if resolved == "random" else None
+    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision)
 
 
 def _vgg19(weights: str) -> tf.keras.Model:

@@ -16,7 +16,7 @@ can be reproduced.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -120,22 +120,50 @@ def make_targets(content: Features, style: Features, config: Config) -> Targets:
     )
 
 
-def objective(image: tf.Tensor, features: Features, targets: Targets, config: Config) -> dict[str, tf.Tensor]:
+class Weights(NamedTuple):
+    """alpha, beta, gamma and the style layer weights w_l of each batch
+    element: shapes (batch,) and (batch, layers). A batch of independent runs
+    (`nst.stylize_many`) may weigh each element differently."""
+
+    content: tf.Tensor
+    style: tf.Tensor
+    tv: tf.Tensor
+    layers: tf.Tensor
+
+    @classmethod
+    def of(cls, configs: Sequence[Config]) -> Weights:
+        """The weights of ``configs``, one batch element each."""
+        return cls(
+            content=tf.constant([c.content_weight for c in configs], tf.float32),
+            style=tf.constant([c.style_weight for c in configs], tf.float32),
+            tv=tf.constant([c.tv_weight for c in configs], tf.float32),
+            layers=tf.constant(
+                [c.layer_weights for c in configs], tf.float32, shape=[len(configs), len(configs[0].style_layers)]
+            ),
+        )
+
+
+def objective(
+    image: tf.Tensor, features: Features, targets: Targets, config: Config, weights: Weights | None = None
+) -> dict[str, tf.Tensor]:
     """Every term of the total loss, per batch element.
 
     Keys: 'total', 'content' (mean over content layers), 'style'
-    (``sum_l w_l E_l``), 'tv', and 'style/<layer>' (each unweighted E_l).
+    (``sum_l w_l E_l``), 'tv' (always computed; weighted by gamma in the
+    total), and 'style/<layer>' (each unweighted E_l). The weights are
+    ``config``'s unless ``weights`` gives them per batch element.
     """
     form = LOSS_FORMS[config.loss_form]
+    weights = Weights(*(tf.cast(w, image.dtype) for w in weights or Weights.of([config])))
     zero = tf.zeros(tf.shape(image)[:1], image.dtype)
     content = zero
     for f, p in zip(features.content, targets.content):
         content += form.content(f, p) / len(targets.content)
     terms = {}
     style = zero
-    for layer, w, f, a in zip(config.style_layers, config.layer_weights, features.style, targets.style):
+    for i, (layer, f, a) in enumerate(zip(config.style_layers, features.style, targets.style)):
         terms[f"style/{layer}"] = form.style(f, a)
-        style += w * terms[f"style/{layer}"]
-    tv = total_variation_loss(image) if config.tv_weight else zero
-    total = config.content_weight * content + config.style_weight * style + config.tv_weight * tv
+        style += weights.layers[:, i] * terms[f"style/{layer}"]
+    tv = total_variation_loss(image)
+    total = weights.content * content + weights.style * style + weights.tv * tv
     return {"total": total, "content": content, "style": style, "tv": tv, **terms}

@@ -1,7 +1,9 @@
 """The run: compute the targets once per scale, then optimise the image.
 
-`stylize` is the one entry point. The image is a `tf.Variable` of pixels in
-[0, 1]. With Adam, each step computes the objective under a
+`stylize` runs one image; `stylize_many` runs several independent ones (a
+sweep, see `grid`) as batches, spread over the device's replicas. The images
+are a `tf.Variable` of pixels in [0, 1], (batch, height, width, channels);
+`stylize` is a batch of one. With Adam, each step computes the objective under a
 `tf.GradientTape`, applies one update and clips the pixels back into range,
 all in one compiled `tf.function` (XLA by default). With L-BFGS, SciPy's
 L-BFGS-B drives the same compiled loss-and-gradient function and keeps the
@@ -15,12 +17,15 @@ from the inputs at that size.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import math
 import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +39,9 @@ from nst import color
 from nst.config import Config, preset
 from nst.device import Device
 from nst.device import current as current_device
-from nst.features import Extractor, get_extractor
+from nst.features import Extractor, get_extractor, resolve_weights
 from nst.images import ImageError, ImageSource, describe, load_image, require_side, save_image, to_pil
-from nst.losses import Targets, make_targets, objective
+from nst.losses import Targets, Weights, make_targets, objective
 from nst.resources import check_memory, estimate_bytes
 
 
@@ -54,6 +59,8 @@ class Progress:
     """Seconds since the first step started."""
     scale: int
     """Which scale is running (0, 1, ...; always 0 unless coarse to fine)."""
+    job: int
+    """Which job of `stylize_many` this is about (always 0 for `stylize`)."""
     _read_image: Callable[[], np.ndarray] = field(repr=False)
 
     def image(self) -> np.ndarray:
@@ -142,47 +149,183 @@ def stylize(
     Returns:
         A `Result`. Ctrl-C ends the run early and still returns one.
     """
+    (result,) = stylize_many(
+        [Job(content, style)], config=config, callback=callback, callback_every=callback_every, **overrides
+    )
+    assert result is not None  # one job: it ran, or its interrupt was raised
+    return result
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of `stylize_many`: its images, and the settings in which it
+    differs from the shared config (any `Config` field)."""
+
+    content: ImageSource
+    style: ImageSource | Sequence[ImageSource]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def grid(
+    contents: Sequence[ImageSource], styles: Sequence[ImageSource | Sequence[ImageSource]], **axes: Sequence[Any]
+) -> list[Job]:
+    """A `Job` for every content, style and combination of the ``axes``'
+    values, in that order; e.g. ``grid(["sample:tubingen"],
+    ["sample:starry_night"], style_weight=[1e2, 1e3, 1e4])`` is three jobs."""
+    combinations = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    return [Job(c, s, settings) for c in contents for s in styles for settings in combinations]
+
+
+#: Settings in which the runs of one batch may differ: each image has its own.
+PER_IMAGE = (
+    "content_weight", "style_weight", "tv_weight", "style_layer_weights", "style_blend", "style_scale",
+    "preserve_color", "init", "seed", "preset",
+)  # fmt: skip
+DEFAULTS = Config()
+
+
+def stylize_many(
+    jobs: Sequence[Job],
+    *,
+    config: Config | None = None,
+    callback: Callable[[Progress], Any] | None = None,
+    callback_every: int = 1,
+    **overrides: Any,
+) -> list[Result | None]:
+    """Several independent runs (a sweep: see `grid`), optimised as batches.
+
+    Jobs whose outputs have the same shape at every scale and whose settings
+    differ only in `PER_IMAGE` ones run together, as one batch of images,
+    spread over the device's replicas (`nst.device`: all TPU cores, all GPUs).
+    Each image's loss depends on it alone and Adam moves each pixel on its
+    own, so a batch gives the images of separate runs (tested), in less time
+    when the device has room. L-BFGS runs, whose line searches would couple
+    the images, run one by one.
+
+    Args:
+        jobs: the runs; each job's settings override the shared ones.
+        config, **overrides: the shared settings, as for `stylize`.
+        callback: as for `stylize`, once per job at each report;
+            ``progress.job`` is the job's index in ``jobs``.
+
+    Returns:
+        A `Result` per job, in order. If the user interrupts, the batch that
+        was running returns its best images so far, and the jobs of batches
+        that had not started get ``None``.
+    """
+    base = _settings(config, overrides)
+    # All inputs are read and checked before anything runs.
+    prepared = [_Prepared.of(index, job, base) for index, job in enumerate(jobs)]
+    batches: dict[tuple, list[_Prepared]] = {}
+    for p in prepared:
+        batches.setdefault(p.batch_key(), []).append(p)
+    results: list[Result | None] = [None] * len(jobs)
+    for batch in batches.values():
+        try:
+            done = _run_batch(batch, callback, callback_every)
+        except KeyboardInterrupt:
+            if not any(results):  # nothing made yet: nothing to return
+                raise
+            break
+        for p, result in zip(batch, done):
+            results[p.index] = result
+        if any(r.stopped == "interrupted" for r in done):
+            break
+    return results
+
+
+def _settings(config: Config | None, overrides: dict[str, Any]) -> Config:
+    """``config`` (default: the report's) with ``overrides``; or the preset they name."""
     if "preset" in overrides:
         if config is not None:
             raise ValueError("give either config or preset, not both")
-        config = preset(overrides.pop("preset"), **overrides)
-    else:
-        config = (config or Config()).replace(**overrides)
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    blend = config.blend(len(styles))
-    t0 = time.perf_counter()
-    device = current_device(config.device)
-    config = _repeatable(config, device)
-    with device.strategy.scope():
-        extractor = get_extractor(
-            config.style_layers, config.content_layers, config.weights, config.seed, config.pooling, device.kind
+        return preset(overrides.pop("preset"), **overrides)
+    return (config or Config()).replace(**overrides)
+
+
+@dataclass
+class _Prepared:
+    """A job ready to run: its full settings, device, inputs at each scale."""
+
+    index: int
+    config: Config
+    device: Device
+    scenes: list[_Scene]
+    blend: tuple[float, ...]
+    sources: dict[str, Any]
+
+    @classmethod
+    def of(cls, index: int, job: Job, base: Config) -> _Prepared:
+        config = base.replace(**job.settings)
+        styles = list(job.style) if isinstance(job.style, (list, tuple)) else [job.style]
+        device = current_device(config.device)
+        config = _repeatable(config, device).replace(
+            weights=resolve_weights(config.weights), precision=device.precision(config.precision, config.optimizer)
         )
-    config = config.replace(weights=extractor.weights)
-    sources = {
-        "content": describe(content),
-        "style": " + ".join(describe(s) for s in styles),
-        "styles": [describe(s) for s in styles],  # what --resume reads back
-    }
-    run = _Run(config, callback, callback_every, t0, device)
-    image = None
+        # Each style image is brought to size * style_scale (its Gram targets
+        # are rescaled to the output's number of positions).
+        scenes = [_Scene.load(job.content, styles, config, size) for size, _ in config.schedule]
+        sources = {
+            "content": describe(job.content),
+            "style": " + ".join(describe(s) for s in styles),
+            "styles": [describe(s) for s in styles],  # what --resume reads back
+        }
+        return cls(index, config, device, scenes, config.blend(len(styles)), sources)
+
+    def batch_key(self) -> tuple:
+        """Equal for jobs that can share a batch."""
+        if self.config.optimizer == "lbfgs":
+            return ("alone", self.index)
+        shared = {name: getattr(DEFAULTS, name) for name in PER_IMAGE}
+        if self.config.weights == "random":  # the seed picks the weights: it must agree
+            del shared["seed"]
+        shapes = tuple(scene.content.shape for scene in self.scenes)
+        return (dataclasses.replace(self.config, **shared), shapes)
+
+
+def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) -> list[Result]:
+    """Run ``batch`` as one batch of images; one `Result` per job."""
+    t0 = time.perf_counter()
+    config, device = batch[0].config, batch[0].device
+    strategy = device.strategy if len(batch) == 1 else device.spread
+    # Each replica takes an equal share of the images: pad the batch with
+    # copies of the last job (their results are dropped).
+    replicas = strategy.num_replicas_in_sync
+    members = batch + [batch[-1]] * (-len(batch) % replicas)
+    with strategy.scope():
+        extractor = get_extractor(
+            config.style_layers, config.content_layers, config.weights, config.seed, config.pooling,
+            config.precision, str(id(strategy)),
+        )  # fmt: skip
+    where = f"{device}" + (f", {replicas} replicas" if replicas > 1 else "")
+    run = _Run(batch, callback, every, t0, where)
+    images = None
     try:
         for index, (size, steps) in enumerate(config.schedule):
-            # 1. Images at this scale: the output has the content image's
-            #    size; each style image is brought to size * style_scale (its
-            #    Gram targets are rescaled to the output's number of positions).
-            scene = _Scene.load(content, styles, config, size)
+            # 1. Images at this scale: each job's start (the previous scale's
+            #    result, upsampled, after the first).
+            scenes = [m.scenes[index] for m in members]
+            shape = scenes[0].content.shape
             if device.kind == "CPU":  # host memory; a GPU's out-of-memory error is caught below
-                check_memory(config, *scene.content.shape[:2])
-            start = scene.start(config) if image is None else _resize(image, scene.content.shape[:2])
+                check_memory(config, *shape[:2], batch=len(members))
+            if images is None:
+                starts = [scene.start(m.config) for scene, m in zip(scenes, members)]
+            else:
+                starts = [_resize(image, shape[:2]) for image in images]
             # 2. Targets, once per scale: P at the content layers and the
             #    blend of the styles' Gram matrices A at the style layers.
-            targets = _blend_targets(extractor, scene, blend, config)
+            per_job = [_blend_targets(extractor, scene, m.blend, config) for scene, m in zip(scenes, members)]
+            targets = Targets(
+                content=[tf.concat(layer, 0) for layer in zip(*(t.content for t in per_job))],
+                style=[tf.concat(layer, 0) for layer in zip(*(t.style for t in per_job))],
+            )
             if index == 0:
                 run.timings["setup"] = time.perf_counter() - t0
-            # 3. Optimise; the result starts the next scale.
-            problem = _Problem(start, extractor, targets, config, device.strategy)
-            run.begin_scale(index, size, problem, scene.present)
-            image = (_adam if config.optimizer == "adam" else _lbfgs)(problem, config, steps, run.report)
+            # 3. Optimise; the results start the next scale.
+            weights = Weights.of([m.config for m in members])
+            problem = _Problem(np.stack(starts), extractor, targets, weights, config, strategy)
+            run.begin_scale(index, size, problem, [scene.present for scene in scenes])
+            images = (_adam if config.optimizer == "adam" else _lbfgs)(problem, config, steps, run.report)
     except KeyboardInterrupt:
         if run.problem is None:  # nothing made yet: there is nothing to return
             raise
@@ -190,13 +333,12 @@ def stylize(
     except _NonFinite as e:
         run.stopped = str(e)
     except tf.errors.ResourceExhaustedError:
-        shape = scene.content.shape
         raise MemoryError(
-            f"out of memory on {device} for a {shape[1]} x {shape[0]} output (about "
-            f"{estimate_bytes(config, *shape[:2]) / 2**30:.1f} GiB needed): use a smaller --size, or coarse to "
-            f"fine (--scales) on a machine with more memory."
+            f"out of memory on {where} for {len(members)} x a {shape[1]} x {shape[0]} output (about "
+            f"{estimate_bytes(config, *shape[:2], len(members)) / 2**30:.1f} GiB needed): use a smaller --size, "
+            f"fewer runs at once, or coarse to fine (--scales) on a machine with more memory."
         ) from None
-    return run.result(sources)
+    return [run.result(j) for j in range(len(batch))]
 
 
 class _Scene:
@@ -254,68 +396,136 @@ class _NonFinite(ArithmeticError):
 
 
 class _Problem:
-    """The image being optimised at one scale, its objective, and the best
-    image seen with its loss (tracked on the device)."""
+    """The batch of images being optimised at one scale, its objective, and
+    the best image seen for each with its loss (tracked on the device).
+
+    Under a strategy with several replicas, every replica holds the whole
+    batch (it is small next to VGG19's activations) and evaluates its equal
+    share of it; the optimiser sums the replicas' gradients, which are zero
+    outside each one's share, so every replica applies the same update."""
 
     def __init__(
         self,
         start: np.ndarray,
         extractor: Extractor,
         targets: Targets,
+        weights: Weights,
         config: Config,
         strategy: tf.distribute.Strategy,
     ) -> None:
-        self.strategy = strategy
-        with strategy.scope():  # on the device that runs the steps
-            self.image = tf.Variable(start[None], name="image")
-            self.best = tf.Variable(start[None], trainable=False, name="best_image")
-            # The image the latest losses belong to (Adam moves `image` on
+        self.strategy, self.batch = strategy, len(start)
+        # Replicas write equal values: take the first replica's.
+        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        with strategy.scope():  # on the device(s) that run the steps
+            self.image = tf.Variable(start, name="image", aggregation=first)
+            self.best = tf.Variable(start, trainable=False, name="best_image", aggregation=first)
+            # The images the latest losses belong to (Adam moves `image` on
             # after evaluating it); what a callback sees.
-            self.evaluated = tf.Variable(start[None], trainable=False, name="evaluated_image")
-            self.best_loss = tf.Variable(tf.fill([1], math.inf), trainable=False, name="best_loss")
-        self.extractor, self.targets, self.config = extractor, targets, config
+            self.evaluated = tf.Variable(start, trainable=False, name="evaluated_image", aggregation=first)
+            self.best_loss = tf.Variable(tf.fill([self.batch], math.inf), trainable=False, aggregation=first)
+        self.extractor, self.targets, self.weights, self.config = extractor, targets, weights, config
+        self.names: list[str] = []
+        """The objective's terms, in the order `evaluate` stacks them (known once traced)."""
+        self.scale_loss: Callable[[tf.Tensor], tf.Tensor] = tf.identity
+        """What the total is multiplied by before differentiating (see `_adam`)."""
+        # One replica: the whole step is compiled with XLA (``self.jit``).
+        # Several: XLA cannot span the replicas' devices, so each replica's
+        # VGG19 pass and gradient are compiled, and the gathering and the
+        # update between replicas run as a graph around them.
+        self.jit = config.jit_compile and strategy.num_replicas_in_sync == 1
+        if strategy.num_replicas_in_sync > 1:
+            self._compiled_local = tf.function(self._local, jit_compile=config.jit_compile)
+            self._compiled_gradient = tf.function(self._local_with_gradient, jit_compile=config.jit_compile)
+        else:
+            self._compiled_local, self._compiled_gradient = self._local, self._local_with_gradient
 
     def run(self, fn: Callable) -> Any:
-        """``fn()`` on the device, through the strategy (one replica)."""
+        """``fn()`` on every replica, through the strategy; the first replica's
+        results (all replicas return the same)."""
         results = self.strategy.run(fn)
         return tf.nest.map_structure(lambda x: self.strategy.experimental_local_results(x)[0], results)
 
-    def evaluate(self) -> dict[str, tf.Tensor]:
-        """The objective at the current image; remembers it if it is the best."""
-        losses = objective(self.image, self.extractor(self.image), self.targets, self.config)
-        self.evaluated.assign(self.image)
-        improved = losses["total"] < self.best_loss
-        self.best.assign(tf.where(improved[:, None, None, None], self.image, self.best))
-        self.best_loss.assign(tf.where(improved, losses["total"], self.best_loss))
-        return losses
+    def _share(self, x: tf.Tensor) -> tf.Tensor:
+        """This replica's share of a tensor with the batch first."""
+        context = tf.distribute.get_replica_context()
+        if context.num_replicas_in_sync == 1:
+            return x
+        per = self.batch // context.num_replicas_in_sync
+        return tf.gather(x, tf.range(per) + context.replica_id_in_sync_group * per)
 
-    def evaluate_with_gradient(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """The objective and its gradient with respect to the pixels."""
+    def _local(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """This replica's share: every term for each of its images, stacked
+        as (terms, share), and their total loss to differentiate."""
+        image = self._share(self.image)
+        targets = Targets([self._share(p) for p in self.targets.content], [self._share(a) for a in self.targets.style])
+        weights = Weights(*(self._share(w) for w in self.weights))
+        losses = objective(image, self.extractor(image), targets, self.config, weights)
+        self.names = list(losses)
+        return tf.stack(list(losses.values())), tf.reduce_sum(losses["total"])
+
+    def _local_with_gradient(self) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
-            losses = self.evaluate()
-        return losses, tape.gradient(losses["total"], self.image)
+            values, total = self._local()
+            total = self.scale_loss(total)
+        return values, tf.convert_to_tensor(tape.gradient(total, self.image))
+
+    def _remember(self, values: tf.Tensor) -> tf.Tensor:
+        """All replicas' terms, (terms, batch); remembers the best images."""
+        context = tf.distribute.get_replica_context()
+        if context.num_replicas_in_sync > 1:
+            values = context.all_gather(values, axis=1)
+        self.evaluated.assign(self.image)
+        improved = values[0] < self.best_loss
+        self.best.assign(tf.where(improved[:, None, None, None], self.image, self.best))
+        self.best_loss.assign(tf.where(improved, values[0], self.best_loss))
+        return values
+
+    def evaluate(self) -> tf.Tensor:
+        """The objective's terms at the current images, (terms, batch)."""
+        return self._remember(self._compiled_local()[0])
+
+    def evaluate_with_gradient(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """The terms, and the gradient of the total with respect to the pixels
+        (of this replica's share; zero elsewhere)."""
+        values, gradient = self._compiled_gradient()
+        return self._remember(values), gradient
 
 
 def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np.ndarray:
-    """``steps`` Adam updates, each clipped to [0, 1]; the image after the last."""
+    """``steps`` Adam updates, each clipped to [0, 1]; the images after the last."""
     with problem.strategy.scope():
         optimizer = tf.keras.optimizers.Adam(
             learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
         )
+        scaled = config.precision == "mixed_float16"
+        if scaled:
+            # float16 tops out at 65504, and the report's losses give feature
+            # gradients of 1e7 and more (measured): the backward pass would
+            # overflow. Keras' loss scaling multiplies the loss by a scale
+            # before it and divides the gradient after, skipping the step and
+            # halving the scale on an overflow. The scale is set from the
+            # loss at the start (below) and doubled after 50 good steps.
+            optimizer = tf.keras.optimizers.LossScaleOptimizer(optimizer, dynamic_growth_steps=50)
+            problem.scale_loss = optimizer.scale_loss
         optimizer.build([problem.image])  # its moment variables now, so the step is traced once
 
-    def update() -> dict[str, tf.Tensor]:
-        losses, gradient = problem.evaluate_with_gradient()
-        optimizer.apply_gradients([(gradient, problem.image)])
+    def update() -> tf.Tensor:
+        values, gradient = problem.evaluate_with_gradient()
+        optimizer.apply_gradients([(gradient, problem.image)])  # sums the replicas' gradients
         problem.image.assign(tf.clip_by_value(problem.image, 0.0, 1.0))
-        return losses
+        return values
 
-    step = tf.function(lambda: problem.run(update), jit_compile=config.jit_compile)
-    final_evaluation = tf.function(lambda: problem.run(problem.evaluate), jit_compile=config.jit_compile)
+    # One compiled step: the losses come back as one small array per step and
+    # the images stay on the device unless a callback asks for one.
+    step = tf.function(lambda: problem.run(update), jit_compile=problem.jit)
+    final_evaluation = tf.function(lambda: problem.run(problem.evaluate), jit_compile=problem.jit)
     # Entry k of the history is the loss after k updates.
+    if scaled:  # a scaled loss of about 2^26 keeps the gradients well inside float16's range
+        start = np.max(final_evaluation().numpy()[0])
+        optimizer.dynamic_scale.assign(2.0 ** np.floor(26 - np.log2(max(start, 1e-30))))
     for k in range(steps + 1):
-        report(k, step() if k < steps else final_evaluation())
-    return problem.image.numpy()[0]
+        report(k, (step() if k < steps else final_evaluation()).numpy())
+    return problem.image.numpy()
 
 
 class _Budget(Exception):
@@ -325,9 +535,9 @@ class _Budget(Exception):
 def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> np.ndarray:
     """L-BFGS-B within [0, 1] for ``steps`` function evaluations after the
     first (each one forward and backward pass, like an Adam step); returns
-    the last accepted iterate."""
+    the last accepted iterate. One image (its line searches are its own)."""
     shape = problem.image.shape
-    evaluate = tf.function(lambda: problem.run(problem.evaluate_with_gradient), jit_compile=config.jit_compile)
+    evaluate = tf.function(lambda: problem.run(problem.evaluate_with_gradient), jit_compile=problem.jit)
     accepted = problem.image.numpy()
     count = 0
 
@@ -336,10 +546,10 @@ def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> n
         if count > steps:
             raise _Budget
         problem.image.assign(x.reshape(shape).astype(np.float32))
-        losses, gradient = evaluate()
-        report(count, losses)
+        values, gradient = (t.numpy() for t in evaluate())
+        report(count, values)
         count += 1
-        return float(losses["total"][0]), gradient.numpy().ravel().astype(np.float64)
+        return float(values[0, 0]), gradient.ravel().astype(np.float64)
 
     def on_iteration(xk: np.ndarray) -> None:
         nonlocal accepted
@@ -356,16 +566,18 @@ def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> n
         accepted = result.x.reshape(shape).astype(np.float32)
     except _Budget:
         pass
-    return accepted[0]
+    return accepted
 
 
 class _Run:
-    """Bookkeeping across scales: history, timings, callbacks, the best image."""
+    """Bookkeeping for a batch across scales: per job, its history and
+    callbacks; timings; the best images."""
 
-    def __init__(self, config: Config, callback: Callable | None, every: int, t0: float, device: Device) -> None:
-        self.config, self.callback, self.every, self.t0, self.device = config, callback, every, t0, device
-        self.total_steps = sum(steps for _, steps in config.schedule)
-        self.history: dict[str, list[float]] = {}
+    def __init__(self, jobs: list[_Prepared], callback: Callable | None, every: int, t0: float, where: str) -> None:
+        self.jobs, self.callback, self.every, self.t0, self.where = jobs, callback, every, t0, where
+        self.schedule = jobs[0].config.schedule
+        self.total_steps = sum(steps for _, steps in self.schedule)
+        self.histories: list[dict[str, list[float]]] = [{} for _ in jobs]
         self.timings: dict[str, float] = {}
         self.step_times: list[float] = []
         self.offset = 0
@@ -374,56 +586,64 @@ class _Run:
         self.problem: _Problem | None = None
         self.start = self.last = 0.0
 
-    def begin_scale(self, index: int, size: int, problem: _Problem, present: Callable) -> None:
+    def begin_scale(self, index: int, size: int, problem: _Problem, present: list[Callable]) -> None:
         if self.problem is not None:
-            self.offset += self.config.schedule[index - 1][1]
+            self.offset += self.schedule[index - 1][1]
         else:
             self.start = time.perf_counter()
         self.index, self.size, self.problem, self.present = index, size, problem, present
         self.scale_starts.append(len(self.step_times))
         self.last = time.perf_counter()
 
-    def report(self, k: int, losses: dict[str, tf.Tensor]) -> None:
-        """Record evaluation ``k`` of this scale; call back; stop on NaN."""
+    def report(self, k: int, values: np.ndarray) -> None:
+        """Record evaluation ``k`` of this scale (``values``: terms x batch);
+        call back; stop on NaN."""
         now = time.perf_counter()
         self.step_times.append(now - self.last)
-        values = {name: float(v[0]) for name, v in losses.items()}
         step = self.offset + k
-        for name, v in {"step": float(step), "size": float(self.size), "time": now - self.start, **values}.items():
-            self.history.setdefault(name, []).append(v)
-        if not math.isfinite(values["total"]):
-            raise _NonFinite(f"the loss became {values['total']} at step {step}; kept the best image before it")
-        scale_steps = self.config.schedule[self.index][1]
-        if self.callback is not None and (k % self.every == 0 or k == scale_steps):
-            read = lambda: self.present(self.problem.evaluated.numpy()[0])
-            self.callback(Progress(step, self.total_steps, values, now - self.start, self.index, read))
+        for j, (job, history) in enumerate(zip(self.jobs, self.histories)):
+            losses = {name: float(v) for name, v in zip(self.problem.names, values[:, j])}
+            for name, v in {"step": float(step), "size": float(self.size), "time": now - self.start, **losses}.items():
+                history.setdefault(name, []).append(v)
+            if not math.isfinite(losses["total"]):
+                which = f" in job {job.index}" if len(self.jobs) > 1 else ""
+                raise _NonFinite(
+                    f"the loss became {losses['total']} at step {step}{which}; kept the best image before it"
+                )
+            if self.callback is not None and (k % self.every == 0 or k == self.schedule[self.index][1]):
+                read = functools.partial(self._read, j)
+                self.callback(Progress(step, self.total_steps, losses, now - self.start, self.index, job.index, read))
         self.last = time.perf_counter()
 
-    def result(self, sources: dict[str, str]) -> Result:
+    def _read(self, j: int) -> np.ndarray:
+        return self.present[j](self.problem.evaluated[j].numpy())
+
+    def result(self, j: int) -> Result:
+        """The `Result` of job ``j`` of the batch."""
         times = self.step_times
-        self.timings["first_step"] = times[0] if times else 0.0
+        timings = dict(self.timings, first_step=times[0] if times else 0.0)
         # Leave out each scale's first and last evaluation (they compile).
         ends = {*self.scale_starts, *(i - 1 for i in self.scale_starts), len(times) - 1}
         later = [t for i, t in enumerate(times) if i not in ends]
-        self.timings["step"] = statistics.median(later) if later else self.timings["first_step"]
-        self.timings["total"] = time.perf_counter() - self.t0
+        timings["step"] = statistics.median(later) if later else timings["first_step"]
+        timings["total"] = time.perf_counter() - self.t0
         # The best image is the best at the last scale that ran (losses at
         # different sizes do not compare).
-        sizes = np.array(self.history.get("size", []))
-        totals = np.where(sizes == self.size, self.history.get("total", []), np.nan) if sizes.size else np.array([])
+        history = self.histories[j]
+        sizes = np.array(history.get("size", []))
+        totals = np.where(sizes == self.size, history.get("total", []), np.nan) if sizes.size else np.array([])
         best = int(np.nanargmin(totals)) if np.isfinite(totals).any() else None
-        problem = self.problem
         return Result(
-            image=self.present(problem.image.numpy()[0]),
-            best_image=self.present(problem.best.numpy()[0]),
-            best_step=int(self.history["step"][best]) if best is not None else 0,
-            best_loss=float(problem.best_loss.numpy()[0]),
-            history=self.history,
-            timings=self.timings,
-            config=self.config,
-            sources=sources,
+            image=self.present[j](self.problem.image[j].numpy()),
+            best_image=self.present[j](self.problem.best[j].numpy()),
+            best_step=int(history["step"][best]) if best is not None else 0,
+            best_loss=float(self.problem.best_loss[j].numpy()),
+            history=history,
+            timings=timings,
+            config=self.jobs[j].config,
+            sources=self.jobs[j].sources,
             stopped=self.stopped,
-            device=str(self.device),
+            device=self.where,
         )
 
 

@@ -21,15 +21,16 @@ BASE_BYTES = 1.0e9
 ACTIVATION_FACTOR = 6.5
 
 
-def estimate_bytes(config: Config, height: int, width: int) -> int:
-    """Approximate peak memory of a run on a ``height`` x ``width`` output."""
+def estimate_bytes(config: Config, height: int, width: int, batch: int = 1) -> int:
+    """Approximate peak memory of a run on a ``height`` x ``width`` output
+    (of ``batch`` such runs optimised together)."""
     deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in config.content_layers + config.style_layers)
     floats = 0
     for layer in VGG19_CONV_LAYERS[: deepest + 1]:
         block = int(layer[5])
         scale = 2 ** (block - 1)
         floats += (height // scale) * (width // scale) * VGG19_BLOCK_CHANNELS[block]
-    return int(BASE_BYTES + ACTIVATION_FACTOR * 4 * floats)
+    return int(BASE_BYTES + ACTIVATION_FACTOR * 4 * floats * batch)
 
 
 def available_bytes() -> int | None:
@@ -47,26 +48,27 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_memory(config: Config, height: int, width: int, available: int | None = None) -> None:
+def check_memory(config: Config, height: int, width: int, available: int | None = None, batch: int = 1) -> None:
     """Raise ConfigError, with a size that would fit, if a run on a
-    ``height`` x ``width`` output is estimated to need more memory than is
-    available."""
+    ``height`` x ``width`` output (``batch`` of them at once) is estimated to
+    need more memory than is available."""
     available = available_bytes() if available is None else available
-    needed = estimate_bytes(config, height, width)
+    needed = estimate_bytes(config, height, width, batch)
     if available is None or needed <= available:
         return
-    fits = _largest_fitting_size(config, height, width, available)
+    fits = _largest_fitting_size(config, height, width, available, batch)
+    what = f"{batch} runs at once on a" if batch > 1 else "a"
     advice = f"use --size {fits} or smaller" if fits else "free some memory"
     raise ConfigError(
-        f"a {width} x {height} output needs about {needed / 2**30:.1f} GiB of memory and "
+        f"{what} {width} x {height} output needs about {needed / 2**30:.1f} GiB of memory and "
         f"{available / 2**30:.1f} GiB is available: {advice} (coarse to fine, --scales, reaches large sizes "
         f"only at its last scale), or run on a machine with more memory."
     )
 
 
-def _largest_fitting_size(config: Config, height: int, width: int, available: int) -> int | None:
+def _largest_fitting_size(config: Config, height: int, width: int, available: int, batch: int) -> int | None:
     longest = max(height, width)
     for size in range(longest, 15, -16):
-        if estimate_bytes(config, height * size // longest, width * size // longest) <= available:
+        if estimate_bytes(config, height * size // longest, width * size // longest, batch) <= available:
             return size
     return None

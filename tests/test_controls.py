@@ -161,12 +161,12 @@ def test_average_pooling_runs_and_changes_the_objective(content_image, style_ima
 def test_a_seed_on_a_gpu_turns_on_op_determinism_and_xla_off(monkeypatch):
     enabled = []
     monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: enabled.append(True))
-    gpu = Device("GPU", "a test stand-in", tf.distribute.get_strategy())
+    gpu = Device("GPU", "a test stand-in", tf.distribute.get_strategy(), tf.distribute.get_strategy())
     with pytest.warns(UserWarning, match="XLA off"):
         assert optimize._repeatable(nst.Config(seed=1), gpu).jit_compile is False
     assert enabled == [True]
     assert optimize._repeatable(nst.Config(), gpu).jit_compile is True  # no seed: untouched
-    cpu = Device("CPU", "a test stand-in", tf.distribute.get_strategy())
+    cpu = Device("CPU", "a test stand-in", tf.distribute.get_strategy(), tf.distribute.get_strategy())
     assert optimize._repeatable(nst.Config(seed=1), cpu).jit_compile is True  # bit-identical already
 
 

@@ -32,7 +32,8 @@ def test_the_strategy_path_gives_the_same_run(content_image, style_image, monkey
     as the default strategy, and the result says where it ran."""
     plain = nst.stylize(content_image, style_image, **TINY)
     # Labelled CPU: a "GPU" with a seed would turn on op determinism for the whole test process.
-    one = device.Device("CPU", "OneDeviceStrategy(/cpu:0)", tf.distribute.OneDeviceStrategy("/cpu:0"))
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    one = device.Device("CPU", "OneDeviceStrategy(/cpu:0)", strategy, strategy)
     monkeypatch.setattr(optimize, "current_device", lambda kind: one)
     placed = nst.stylize(content_image, style_image, **TINY)
     np.testing.assert_allclose(placed.history["total"], plain.history["total"], rtol=1e-5)

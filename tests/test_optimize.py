@@ -4,12 +4,15 @@ lowest-loss one, targets are computed once, stops keep the best image, and
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import BLOCK13_LAYERS, TINY
 
 import nst
+from nst import optimize
 from nst.features import Extractor, get_extractor
 from nst.losses import make_targets, objective
 
@@ -137,3 +140,22 @@ def test_real_weights_transfer_the_style(block13_weights, content_image, style_i
     content = nst.images.load_image(content_image, size=96)
     grey = lambda im: im @ np.array([0.299, 0.587, 0.114])
     assert np.corrcoef(grey(result.best_image).ravel(), grey(content).ravel())[0, 1] > 0.6
+
+
+def test_steps_are_traced_once_per_scale(content_image, style_image, monkeypatch):
+    """No retracing between steps: each scale traces its step and its final
+    evaluation once, and TensorFlow logs no retracing warning."""
+    traced = []
+    real = optimize.objective
+    monkeypatch.setattr(optimize, "objective", lambda *args: traced.append(1) or real(*args))
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    try:
+        result = nst.stylize(content_image, style_image, **{**TINY, "scales": (24, 32), "steps": 6})
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert len(result.history["total"]) == 14
+    assert len(traced) == 4  # 2 scales x (step, final evaluation), not one per step
+    assert not [m for m in messages if "retracing" in m]
