@@ -1,6 +1,6 @@
 """nst against the TensorFlow tutorial's loop, on the same work, in one run.
 
-    python benchmarks/run.py                     # everything below, ~15 min on 2 CPU cores
+    python benchmarks/run.py                     # everything below, ~45 min on 2 CPU cores
     python benchmarks/run.py --only steps floor  # some sections
 
 Sections (each prints a Markdown table; ratios are nst / baseline, measured
@@ -18,6 +18,10 @@ in this run, interleaved):
   1-3, alpha 1, beta 1e4): the tutorial's loop with its weights set so that
   it minimises exactly that objective, 300 steps; then how long nst (L-BFGS)
   takes to reach the objective the baseline reached.
+- coarse: a 1024 px coarse-to-fine run (256 -> 512 -> 1024 px), its total
+  time from the call, against the baseline's per-step time at 1024 px.
+- sweep: four runs with different style weights as one batch (`stylize_many`)
+  against the same four run one after another.
 """
 
 # ruff: noqa: I001  (import order is deliberate, see below)
@@ -214,8 +218,13 @@ def section_converge(sizes: tuple[int, ...], baseline_steps: int) -> None:
         losses = [float(baseline.step()) for _ in range(baseline_steps)]
         base_time = time.perf_counter() - start
         target = min(losses)
-        result = nst.stylize(content, style, config=config.replace(size=size, steps=baseline_steps,
-                                                                      optimizer="lbfgs"))  # fmt: skip
+
+        def stop_when_reached(progress: nst.Progress) -> None:
+            if progress.losses["total"] <= target:
+                raise KeyboardInterrupt  # nst keeps what it has and returns
+
+        lbfgs = config.replace(size=size, steps=baseline_steps, optimizer="lbfgs")
+        result = nst.stylize(content, style, config=lbfgs, callback=stop_when_reached)
         h_ = result.history
         reached = next((i for i, v in enumerate(h_["total"]) if v <= target), None)
         nst_time = h_["time"][reached] if reached is not None else float("nan")
@@ -227,16 +236,65 @@ def section_converge(sizes: tuple[int, ...], baseline_steps: int) -> None:
     table(["size", "baseline objective", "baseline s", "nst to reach it (ratio)"], rows)
 
 
+# -- coarse to fine ------------------------------------------------------------------
+
+
+def section_coarse(scales: tuple[int, ...], scale_steps: tuple[int, ...]) -> None:
+    size = scales[-1]
+    content, style = load_image(CONTENT, size), load_image(STYLE, size)
+    baseline = Tutorial(content, style)
+    baseline.step()  # trace
+    per_step = seconds_per_step(baseline.step, 3)
+    start = time.perf_counter()
+    result = nst.stylize(CONTENT, STYLE, weights="random", seed=0, scales=scales, scale_steps=scale_steps)
+    total = time.perf_counter() - start
+    h, w = content.shape[:2]
+    steps = sum(scale_steps)
+    at_scale = [result.history["time"][result.history["size"].index(float(s))] for s in scales[1:]]
+    print(f"Coarse to fine to {w}x{h} (report preset, random weights; scales {list(scales)}, steps "
+          f"{list(scale_steps)}), total time of the `stylize` call:\n")  # fmt: skip
+    table(["run", "seconds"], [
+        [f"nst, {steps} steps over {len(scales)} scales (scales start at {', '.join(f'{t:.0f}' for t in at_scale)} s)",
+         f"{total:.0f}"],
+        [f"tutorial loop, {steps} steps at {w}x{h} ({per_step:.1f} s per step, 3 steps measured)",
+         f"{per_step * steps:.0f} (x{per_step * steps / total:.1f})"],
+    ])  # fmt: skip
+
+
+# -- sweep ------------------------------------------------------------------------------
+
+
+def section_sweep(size: int, steps: int) -> None:
+    weights = [1e2, 1e3, 1e4, 1e5]
+    jobs = nst.grid([CONTENT], [STYLE], style_weight=weights)
+    settings = {"preset": "blocks1-3", "size": size, "steps": steps, "weights": "random", "seed": 0}
+    nst.stylize_many(jobs[:1], **{**settings, "steps": 2})  # compile once for both
+    start = time.perf_counter()
+    for job in jobs:
+        nst.stylize(job.content, job.style, **settings, **job.settings)
+    apart = time.perf_counter() - start
+    start = time.perf_counter()
+    nst.stylize_many(jobs, **settings)
+    together = time.perf_counter() - start
+    print(f"A sweep of {len(jobs)} style weights, {size} px, {steps} steps each (blocks 1-3, random weights), "
+          f"wall time including compilation:\n")  # fmt: skip
+    table(["how", "seconds"], [["one after another (`stylize` x 4)", f"{apart:.1f}"],
+                               ["one batch (`stylize_many`)", f"{together:.1f} ({together / apart:.2f})"]])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=["steps", "floor", "startup", "memory", "converge"])
+    sections = ["steps", "floor", "startup", "memory", "converge", "coarse", "sweep"]
+    parser.add_argument("--only", nargs="+", choices=sections)
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--memory-sizes", nargs="+", type=int, default=[512, 1024])
-    parser.add_argument("--converge-sizes", nargs="+", type=int, default=[256])
+    parser.add_argument("--converge-sizes", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--scales", nargs="+", type=int, default=[256, 512, 1024])
+    parser.add_argument("--scale-steps", nargs="+", type=int, default=[100, 50, 20])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-steps", type=int, default=300)
     args = parser.parse_args()
-    only = set(args.only or ["steps", "floor", "startup", "memory", "converge"])
+    only = set(args.only or sections)
     print(f"nst {nst.__version__}, TensorFlow {tf.__version__}, Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs; {' '.join(sys.argv)}\n")  # fmt: skip
     steps = section_steps(tuple(args.sizes), args.repeats, 5) if only & {"steps", "floor"} else {}
@@ -248,6 +306,10 @@ def main() -> None:
         section_memory(tuple(args.memory_sizes))
     if "converge" in only:
         section_converge(tuple(args.converge_sizes), args.baseline_steps)
+    if "coarse" in only:
+        section_coarse(tuple(args.scales), tuple(args.scale_steps))
+    if "sweep" in only:
+        section_sweep(256, 20)
     print(f"(peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB)")
 
 
