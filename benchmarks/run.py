@@ -34,6 +34,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,23 +79,60 @@ def nst_step_time(preset: str, size: int, steps: int) -> float:
     return result.timings["step"]
 
 
+#: The tutorial's loop as its users run it on this CPU: its own process, where
+#: TensorFlow leaves oneDNN off (nst turns it on in this one).
+PLAIN_CHILD = """
+import json, os, statistics, sys, time
+sys.path.insert(0, {here!r})
+import tensorflow as tf
+from tutorial import Tutorial
+import numpy as np
+steps, images = int(sys.argv[1]), np.load(sys.argv[2])
+baseline = Tutorial(images["content"], images["style"])
+float(baseline.step())
+times = []
+for _ in range(steps):
+    t = time.perf_counter()
+    float(baseline.step())
+    times.append(time.perf_counter() - t)
+print(json.dumps(statistics.median(times)))
+"""
+
+
+def plain_step_time(content: np.ndarray, style: np.ndarray, steps: int) -> float:
+    code = PLAIN_CHILD.format(here=str(Path(__file__).resolve().parent))
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    with tempfile.TemporaryDirectory() as folder:
+        images = Path(folder) / "images.npz"
+        np.savez(images, content=content, style=style)
+        done = subprocess.run([sys.executable, "-c", code, str(steps), str(images)], capture_output=True, text=True,
+                              check=True, env=env)  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def section_steps(sizes: tuple[int, ...], repeats: int, steps: int) -> dict:
     rows, out = [], {}
     for size in sizes:
         content, style = load_image(CONTENT, size), load_image(STYLE, size)
         baseline = Tutorial(content, style)
         baseline.step()  # trace
-        base, tut, rep = [], [], []
-        for _ in range(repeats):  # interleaved, so drifts in machine speed hit all three
+        base, plain, tut, rep = [], [], [], []
+        for _ in range(repeats):  # interleaved, so drifts in machine speed hit all of them
             base.append(seconds_per_step(baseline.step, steps))
+            plain.append(plain_step_time(content, style, steps))
             tut.append(nst_step_time("tutorial", size, steps + 2))
             rep.append(nst_step_time("report", size, steps + 2))
-        b, t, r = (statistics.median(x) for x in (base, tut, rep))
-        out[size] = {"baseline": b, "nst_tutorial": t, "nst_report": r}
+        b, u, t, r = (statistics.median(x) for x in (base, plain, tut, rep))
+        out[size] = {"baseline": b, "plain": u, "nst_tutorial": t, "nst_report": r}
         h, w = content.shape[:2]
-        rows.append([f"{w}x{h}", f"{b:.3f}", f"{t:.3f} ({t / b:.2f})", f"{r:.3f} ({r / b:.2f})"])
-    print(f"Seconds per Adam step, median of {repeats} interleaved repeats of {steps} steps (random weights):\n")
-    table(["size", "tutorial loop", "nst, tutorial preset (ratio)", "nst, report preset (ratio)"], rows)
+        rows.append([f"{w}x{h}", f"{b:.3f}", f"{u:.3f}", f"{t:.3f} ({t / b:.2f} / {t / u:.2f})",
+                     f"{r:.3f} ({r / b:.2f} / {r / u:.2f})"])  # fmt: skip
+    print(
+        f"Seconds per Adam step, median of {repeats} interleaved repeats of {steps} steps (random weights); "
+        f"ratios to the tutorial loop in this process (oneDNN on) / in its own (oneDNN off, as its users run it):\n"
+    )
+    table(["size", "tutorial loop, oneDNN on", "tutorial loop, own process", "nst, tutorial preset (ratios)",
+           "nst, report preset (ratios)"], rows)  # fmt: skip
     return out
 
 
@@ -163,7 +201,7 @@ def section_startup() -> None:
 # -- memory --------------------------------------------------------------------------
 
 MEMORY_CHILD = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {here!r})
 which, size = sys.argv[1], int(sys.argv[2])
 import nst
@@ -175,7 +213,9 @@ if which == "baseline":
         float(t.step())
 else:
     nst.stylize({content!r}, {style!r}, preset=which, size=size, steps=3, weights="random", seed=0)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and
+# exec, so a child would report this benchmark's own size if larger.
+print(json.dumps(next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))))
 """
 
 
@@ -219,7 +259,7 @@ def section_converge(sizes: tuple[int, ...], baseline_steps: int) -> None:
         base_time = time.perf_counter() - start
         target = min(losses)
 
-        def stop_when_reached(progress: nst.Progress) -> None:
+        def stop_when_reached(progress: nst.Progress, target: float = target) -> None:
             if progress.losses["total"] <= target:
                 raise KeyboardInterrupt  # nst keeps what it has and returns
 
