@@ -47,7 +47,7 @@ import nst
 import tensorflow as tf
 from tutorial import Tutorial
 
-from nst.config import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS
+from nst.config import PAPER_STYLE_LAYERS, VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS
 from nst.images import load_image
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_block1_to_block3.npz"
@@ -139,17 +139,22 @@ def section_steps(sizes: tuple[int, ...], repeats: int, steps: int) -> dict:
 # -- floor ------------------------------------------------------------------------
 
 
-def step_flops(height: int, width: int, deepest: str) -> float:
-    """Multiply-adds x 2 of the convolutions up to ``deepest``, forward and
-    backward to the input (no filter gradients: the weights are fixed)."""
+def step_flops(height: int, width: int, deepest: str, style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS) -> float:
+    """Multiply-adds x 2 of one step: the convolutions up to ``deepest``,
+    forward and backward to the input (no filter gradients: the weights are
+    fixed), and the Gram matrices of the style layers (G = F F^T, and
+    (G - A) F in the backward pass: 2 N^2 M each)."""
     flops, channels_in = 0.0, 3
     for layer in VGG19_CONV_LAYERS[: VGG19_CONV_LAYERS.index(deepest) + 1]:
         block = int(layer[5])
         scale = 2 ** (block - 1)
         out = VGG19_BLOCK_CHANNELS[block]
-        flops += 2 * (height // scale) * (width // scale) * channels_in * out * 9
+        positions = (height // scale) * (width // scale)
+        flops += 2 * 2 * positions * channels_in * out * 9  # forward + backward to the input
+        if layer in style_layers:
+            flops += 2 * 2 * out * out * positions
         channels_in = out
-    return 2 * flops  # forward + backward to the input
+    return flops
 
 
 def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
