@@ -66,7 +66,7 @@ def test_a_batch_gives_the_images_of_separate_runs(content_image, style_image, b
             if settings.get("tv_weight"):
                 # |x|' jumps at 0: where neighbouring pixels tie (8-bit
                 # inputs), rounding noise of 1e-7 flips the TV gradient there.
-                assert difference.mean() < 1e-5 and difference.max() < 2e-3
+                assert difference.mean() < 1e-4 and difference.max() < 2e-3
             else:
                 assert difference.max() < 2e-5
         assert result.best_step == alone.best_step and result.config == alone.config
