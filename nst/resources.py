@@ -5,8 +5,8 @@ The estimate counts the activations VGG19 keeps up to the deepest layer
 used (each block halves the image and has 64 ... 512 channels), times a
 factor for the backward pass and XLA's buffers, plus TensorFlow and the
 model themselves. Calibrated on this project's CPU machine (report preset,
-float32): peak resident memory 1.3 GB at 256 px, 2.4 GB at 512 px, 6.9 GB at
-1024 px; the estimate is within 5% of these. No TensorFlow is imported here.
+float32): peak resident memory 1.37 GB at 256 px, 2.05 GB at 512 px, 5.31 GB
+at 1024 px; the estimate is within 5% of these. No TensorFlow is imported here.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import os
 from nst.config import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS, Config, ConfigError
 
 #: Bytes that TensorFlow, Keras and the model take before any image.
-BASE_BYTES = 1.0e9
+BASE_BYTES = 1.05e9
 #: Peak bytes per byte of kept activations (forward, backward, XLA buffers).
-ACTIVATION_FACTOR = 6.5
+ACTIVATION_FACTOR = 4.6
 
 
 def estimate_bytes(config: Config, height: int, width: int, batch: int = 1) -> int:

@@ -19,21 +19,46 @@ def random_extractor() -> Extractor:
         return Extractor(weights="random", seed=3, **LAYERS)
 
 
-def test_outputs_equal_keras_vgg19_layers(random_extractor):
+def _keras_vgg19_like(extractor: Extractor) -> tf.keras.Model:
+    """Keras' own VGG19 (MaxPooling2D) with the extractor's weights, giving
+    the extractor's layers from preprocessed input."""
     vgg = tf.keras.applications.VGG19(include_top=False, weights=None)
-    for layer in random_extractor.model.layers:
+    for layer in extractor.model.layers:
         if layer.weights:
             vgg.get_layer(layer.name).set_weights(layer.get_weights())
-    images = np.random.default_rng(0).uniform(size=(2, 40, 48, 3)).astype(np.float32)
-    keras_input = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
+    return tf.keras.Model(
+        vgg.input, [vgg.get_layer(name).output for name in ("block1_conv1", "block2_conv1", "block2_conv2")]
+    )
+
+
+def test_outputs_equal_keras_vgg19_layers(random_extractor):
+    keras_vgg = _keras_vgg19_like(random_extractor)
+    # Odd sides: Keras' pooling drops the last row and column, and so must ours.
+    images = np.random.default_rng(0).uniform(size=(2, 41, 49, 3)).astype(np.float32)
+    expected = keras_vgg(tf.keras.applications.vgg19.preprocess_input(images * 255.0))
     got = random_extractor(tf.constant(images))
-    for name, ours in [
-        ("block1_conv1", got.style[0]),
-        ("block2_conv1", got.style[1]),
-        ("block2_conv2", got.content[0]),
-    ]:
-        expected = tf.keras.Model(vgg.input, vgg.get_layer(name).output)(keras_input)
-        np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
+    for ours, theirs in zip([*got.style, *got.content], expected):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_gradient_equals_keras_max_pooling_gradient(random_extractor):
+    # The pooling's gradient is written differently from MaxPooling2D's (a
+    # reduction, not select-and-scatter); through ReLUs it is the same.
+    keras_vgg = _keras_vgg19_like(random_extractor)
+    rng = np.random.default_rng(4)
+    images = tf.constant(rng.uniform(size=(1, 37, 44, 3)).astype(np.float32))
+    probes = [tf.constant(rng.normal(size=f.shape).astype(np.float32)) for f in keras_vgg(images * 255.0)]
+
+    def gradient(features):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = sum(tf.reduce_sum(p * f) for p, f in zip(probes, features(images)))
+        return tape.gradient(loss, images).numpy()
+
+    ours = gradient(lambda x: [*(f := random_extractor(x)).style, *f.content])
+    theirs = gradient(lambda x: keras_vgg(tf.keras.applications.vgg19.preprocess_input(x * 255.0)))
+    assert np.abs(theirs).max() > 1.0  # a gradient worth comparing
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
 
 
 def test_network_stops_at_deepest_layer(random_extractor):
@@ -45,8 +70,7 @@ def test_network_stops_at_deepest_layer(random_extractor):
 def test_average_pooling_keeps_the_weights_and_averages(random_extractor):
     with pytest.warns(UserWarning, match="random weights"):
         avg = Extractor(weights="random", seed=3, pooling="avg", **LAYERS)
-    kinds = {type(layer).__name__ for layer in avg.model.layers}
-    assert "AveragePooling2D" in kinds and "MaxPooling2D" not in kinds
+    assert {layer.mode for layer in avg.model.layers if isinstance(layer, features.Pool2x2)} == {"avg"}
     images = tf.constant(np.random.default_rng(1).uniform(size=(1, 32, 40, 3)).astype(np.float32))
     got, reference = avg(images), random_extractor(images)
     np.testing.assert_allclose(got.style[0], reference.style[0], rtol=1e-6)  # before any pooling: equal
