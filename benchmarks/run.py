@@ -210,7 +210,13 @@ import json, sys
 sys.path.insert(0, {here!r})
 which, size = sys.argv[1], int(sys.argv[2])
 import nst
+import tensorflow
 from nst.images import load_image
+# VmHWM (peak) and VmRSS, not getrusage's ru_maxrss: Linux carries ru_maxrss
+# across fork and exec, so a child would report this benchmark's own size.
+def status(key):
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key + ":"))
+imported = status("VmRSS")
 if which == "baseline":
     from tutorial import Tutorial
     t = Tutorial(load_image({content!r}, size), load_image({style!r}, size))
@@ -218,26 +224,42 @@ if which == "baseline":
         float(t.step())
 else:
     nst.stylize({content!r}, {style!r}, preset=which, size=size, steps=3, weights="random", seed=0)
-# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and
-# exec, so a child would report this benchmark's own size if larger.
-print(json.dumps(next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))))
+print(json.dumps([status("VmHWM"), imported]))
 """
 
+#: nst's report preset with TensorFlow's oneDNN memory pool off: oneDNN's
+#: allocator keeps freed memory for reuse, which spares each step the page
+#: faults of a fresh XLA buffer (~6% of a step) and costs its pool.
+SYSTEM_ALLOCATOR = {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1"}
 
-def peak_bytes(which: str, size: int) -> int:
+
+def peak_bytes(which: str, size: int, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """Peak resident bytes of a 3-step run in a fresh process, and its
+    resident bytes after importing nst and TensorFlow."""
     code = MEMORY_CHILD.format(here=str(Path(__file__).resolve().parent), content=CONTENT, style=STYLE)
-    done = subprocess.run([sys.executable, "-c", code, which, str(size)], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, "-c", code, which, str(size)], capture_output=True, text=True, check=True,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+    peak, imported = json.loads(done.stdout.strip().splitlines()[-1])
+    return peak, imported
 
 
 def section_memory(sizes: tuple[int, ...]) -> None:
-    rows = []
+    rows, gib = [], 2**30
     for size in sizes:
-        base, tut, rep = peak_bytes("baseline", size), peak_bytes("tutorial", size), peak_bytes("report", size)
-        rows.append([str(size), f"{base / 2**30:.2f}", f"{tut / 2**30:.2f} ({tut / base:.2f})",
-                     f"{rep / 2**30:.2f} ({rep / base:.2f})"])  # fmt: skip
-    print("Peak resident memory (GiB) of a 3-step run in a fresh process:\n")
-    table(["size", "tutorial loop", "nst, tutorial preset (ratio)", "nst, report preset (ratio)"], rows)
+        (base, imported), (tut, _), (rep, _), (sys_, _) = (
+            peak_bytes("baseline", size), peak_bytes("tutorial", size), peak_bytes("report", size),
+            peak_bytes("report", size, SYSTEM_ALLOCATOR),
+        )  # fmt: skip
+        rows.append([str(size), f"{base / gib:.2f}", f"{tut / gib:.2f} ({tut / base:.2f})",
+                     f"{rep / gib:.2f} ({rep / base:.2f})", f"{sys_ / gib:.2f} ({sys_ / base:.2f})",
+                     f"{imported / gib:.2f}", f"{(sys_ - imported) / (base - imported):.2f}"])  # fmt: skip
+    print(
+        "Peak resident memory (GiB) of a 3-step run in a fresh process; the last columns: what a process holds "
+        "after `import nst, tensorflow`, and the ratio of the peaks above that (system allocator / baseline):\n"
+    )
+    table(["size", "tutorial loop", "nst, tutorial preset (ratio)", "nst, report preset (ratio)",
+           "nst, report, TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (ratio)", "after import", "above import (ratio)"],
+          rows)  # fmt: skip
 
 
 # -- converge --------------------------------------------------------------------------

@@ -24,9 +24,13 @@ __version__ = "0.1.0"
 #: rewrites every one of them; a test checks that they agree with this.
 REPOSITORY = "OWNER/nst"
 
-# oneDNN kernels make XLA-compiled steps ~16% faster on CPUs where TensorFlow
-# leaves them off (measured: 512 px, 2.47 s vs 2.93 s per step on an AMD EPYC).
-# The switch is read when TensorFlow is imported; a user's own setting wins.
+# With oneDNN on (TensorFlow leaves it off on some CPUs), TensorFlow's CPU
+# allocator keeps freed memory for reuse, so an XLA-compiled step's buffers
+# skip the page faults of fresh memory: ~6% faster per step at 512 px on an
+# AMD EPYC (2.13 s vs 2.27 s), for ~0.4 GiB more peak memory
+# (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 gives that back; BENCHMARKS.md). XLA
+# compiles its own convolutions either way. The switch is read when
+# TensorFlow is imported; a user's own setting wins.
 if "tensorflow" not in _sys.modules:
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
