@@ -4,9 +4,14 @@ the run starts, so a too-large size gets advice instead of an opaque crash.
 The estimate counts the activations VGG19 keeps up to the deepest layer
 used (each block halves the image and has 64 ... 512 channels), times a
 factor for the backward pass and XLA's buffers, plus TensorFlow and the
-model themselves. Calibrated on this project's CPU machine (report preset,
-float32): peak resident memory 1.37 GB at 256 px, 2.05 GB at 512 px, 5.31 GB
-at 1024 px; the estimate is within 5% of these. No TensorFlow is imported here.
+model themselves. The factor depends on TensorFlow's CPU allocator: with
+oneDNN on (as `import nst` sets it), a pool that keeps freed memory for
+reuse (faster steps, more memory); with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 or
+oneDNN off, the system's. Calibrated on this project's CPU machine (report
+preset, float32), peak resident memory: with the pool 1.37 GB at 256 px,
+2.05 GB at 512 px, 5.31 GB at 1024 px; with the system allocator 1.58 GB at
+512 px, 3.09 GB at 1024 px. The estimate is within 5% of these. No
+TensorFlow is imported here.
 """
 
 from __future__ import annotations
@@ -17,20 +22,37 @@ from nst.config import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS, Config, ConfigEr
 
 #: Bytes that TensorFlow, Keras and the model take before any image.
 BASE_BYTES = 1.05e9
-#: Peak bytes per byte of kept activations (forward, backward, XLA buffers).
-ACTIVATION_FACTOR = 4.6
+#: Peak bytes per byte of kept activations (forward, backward, XLA buffers),
+#: with TensorFlow's oneDNN memory pool and with the system allocator.
+POOLED_FACTOR, SYSTEM_FACTOR = 4.6, 2.2
+#: Set before TensorFlow starts, this keeps oneDNN but drops its memory pool.
+SYSTEM_ALLOCATOR_VARIABLE = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
 
 
-def estimate_bytes(config: Config, height: int, width: int, batch: int = 1) -> int:
+def pooled_allocator() -> bool:
+    """Whether TensorFlow's CPU memory goes through oneDNN's pool, as the
+    environment says: oneDNN not turned off (unset, TensorFlow's default
+    depends on the CPU; the larger estimate is the safe one) and the system
+    allocator not asked for."""
+
+    def setting(name: str, default: str) -> bool:
+        return os.environ.get(name, default).strip().lower() in ("1", "true")
+
+    return setting("TF_ENABLE_ONEDNN_OPTS", "1") and not setting(SYSTEM_ALLOCATOR_VARIABLE, "0")
+
+
+def estimate_bytes(config: Config, height: int, width: int, batch: int = 1, *, pooled: bool | None = None) -> int:
     """Approximate peak memory of a run on a ``height`` x ``width`` output
-    (of ``batch`` such runs optimised together)."""
+    (of ``batch`` such runs optimised together), with oneDNN's memory pool
+    or without (default: as the environment says)."""
+    pooled = pooled_allocator() if pooled is None else pooled
     deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in config.content_layers + config.style_layers)
     floats = 0
     for layer in VGG19_CONV_LAYERS[: deepest + 1]:
         block = int(layer[5])
         scale = 2 ** (block - 1)
         floats += (height // scale) * (width // scale) * VGG19_BLOCK_CHANNELS[block]
-    return int(BASE_BYTES + ACTIVATION_FACTOR * 4 * floats * batch)
+    return int(BASE_BYTES + (POOLED_FACTOR if pooled else SYSTEM_FACTOR) * 4 * floats * batch)
 
 
 def available_bytes() -> int | None:
@@ -59,10 +81,16 @@ def check_memory(config: Config, height: int, width: int, available: int | None 
     fits = _largest_fitting_size(config, height, width, available, batch)
     what = f"{batch} runs at once on a" if batch > 1 else "a"
     advice = f"use --size {fits} or smaller" if fits else "free some memory"
+    advice += " (coarse to fine, --scales, reaches large sizes only at its last scale)"
+    without_pool = estimate_bytes(config, height, width, batch, pooled=False)
+    if pooled_allocator() and without_pool <= available:
+        advice += (
+            f", start Python with {SYSTEM_ALLOCATOR_VARIABLE}=1 (TensorFlow then keeps no memory pool: about "
+            f"{without_pool / 2**30:.1f} GiB, steps ~6% slower)"
+        )
     raise ConfigError(
         f"{what} {width} x {height} output needs about {needed / 2**30:.1f} GiB of memory and "
-        f"{available / 2**30:.1f} GiB is available: {advice} (coarse to fine, --scales, reaches large sizes "
-        f"only at its last scale), or run on a machine with more memory."
+        f"{available / 2**30:.1f} GiB is available: {advice}, or run on a machine with more memory."
     )
 
 
