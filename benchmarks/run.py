@@ -1,6 +1,6 @@
 """nst against the TensorFlow tutorial's loop, on the same work, in one run.
 
-    python benchmarks/run.py                     # everything below, ~45 min on 2 CPU cores
+    python benchmarks/run.py                     # everything below, ~35 min on 2 CPU cores
     python benchmarks/run.py --only steps floor  # some sections
 
 Sections (each prints a Markdown table; ratios are nst / baseline, measured
