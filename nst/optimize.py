@@ -395,6 +395,15 @@ class _NonFinite(ArithmeticError):
     """The loss became NaN or infinite."""
 
 
+def _compile(fn: Callable, *args: Any, jit_compile: bool) -> Callable:
+    """``fn(*args)`` as a `tf.function` of its own. Every run and scale
+    compiles its steps afresh, for its own variables; TensorFlow counts traces
+    by Python code object, so lambdas here would share one count across runs
+    and it would warn of retracing from the fifth run in a process (a
+    studio's fifth Run). A partial has no code object: each counts alone."""
+    return tf.function(functools.partial(fn, *args), jit_compile=jit_compile)
+
+
 class _Problem:
     """The batch of images being optimised at one scale, its objective, and
     the best image seen for each with its loss (tracked on the device).
@@ -434,8 +443,8 @@ class _Problem:
         # update between replicas run as a graph around them.
         self.jit = config.jit_compile and strategy.num_replicas_in_sync == 1
         if strategy.num_replicas_in_sync > 1:
-            self._compiled_local = tf.function(self._local, jit_compile=config.jit_compile)
-            self._compiled_gradient = tf.function(self._local_with_gradient, jit_compile=config.jit_compile)
+            self._compiled_local = _compile(self._local, jit_compile=config.jit_compile)
+            self._compiled_gradient = _compile(self._local_with_gradient, jit_compile=config.jit_compile)
         else:
             self._compiled_local, self._compiled_gradient = self._local, self._local_with_gradient
 
@@ -517,8 +526,8 @@ def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np
 
     # One compiled step: the losses come back as one small array per step and
     # the images stay on the device unless a callback asks for one.
-    step = tf.function(lambda: problem.run(update), jit_compile=problem.jit)
-    final_evaluation = tf.function(lambda: problem.run(problem.evaluate), jit_compile=problem.jit)
+    step = _compile(problem.run, update, jit_compile=problem.jit)
+    final_evaluation = _compile(problem.run, problem.evaluate, jit_compile=problem.jit)
     # Entry k of the history is the loss after k updates.
     if scaled:  # a scaled loss of about 2^26 keeps the gradients well inside float16's range
         start = np.max(final_evaluation().numpy()[0])
@@ -537,7 +546,7 @@ def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> n
     first (each one forward and backward pass, like an Adam step); returns
     the last accepted iterate. One image (its line searches are its own)."""
     shape = problem.image.shape
-    evaluate = tf.function(lambda: problem.run(problem.evaluate_with_gradient), jit_compile=problem.jit)
+    evaluate = _compile(problem.run, problem.evaluate_with_gradient, jit_compile=problem.jit)
     accepted = problem.image.numpy()
     count = 0
 

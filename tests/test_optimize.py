@@ -159,3 +159,19 @@ def test_steps_are_traced_once_per_scale(content_image, style_image, monkeypatch
     assert len(result.history["total"]) == 14
     assert len(traced) == 4  # 2 scales x (step, final evaluation), not one per step
     assert not [m for m in messages if "retracing" in m]
+
+
+def test_runs_one_after_another_log_no_retracing_warning(content_image, style_image):
+    """Each run compiles its own step for its own variables (as a studio's
+    Run button does); TensorFlow must not read that as retracing in a loop
+    (it counts traces per Python function, and warned from the fifth run)."""
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    try:
+        for alpha in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+            nst.stylize(content_image, style_image, **{**TINY, "steps": 1, "content_weight": alpha})
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m]
