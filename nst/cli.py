@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import signal
 import sys
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         many = types[name].startswith("tuple")  # a list of values on the command line
         parser.add_argument(flag, type=kind, nargs="+" if many else None, metavar=name.upper(),
                             help=f"{text} (report: {shown})" if default is not None else text)  # fmt: skip
+    parser.add_argument("--sweep", action="append", metavar="OPTION=V1,V2,...", help="one run per value, e.g. "
+                        "--sweep style-weight=1e3,1e4,1e5 (repeat for a grid): optimised as one batch where only "
+                        "weights, styles, init or seed differ; writes OUT-OPTION-VALUE.png for each")  # fmt: skip
     parser.add_argument("--no-xla", action="store_true", help="compile steps without XLA")
     parser.add_argument("--save-every", type=int, metavar="N", help="also write OUT-STEP.png every N steps")
     parser.add_argument("--animate", metavar="ANIM", help="write the run as an animation: .gif, or .mp4 with ffmpeg "
@@ -118,6 +122,33 @@ def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
     if base is not None and args.preset is None:
         return base.replace(**changes)
     return preset(args.preset or "report", **changes)
+
+
+def sweep(args: argparse.Namespace, config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """The runs that --sweep asks for: for every combination of its values,
+    the output name's suffix and the settings that differ from ``config``
+    (each checked now); [] without --sweep."""
+    if not args.sweep:
+        return []
+    axes = []
+    for item in args.sweep:
+        name, _, values = item.partition("=")
+        flag = "--" + name.removeprefix("--")
+        field, kind, _ = OPTIONS.get(flag, (None, None, None))
+        if field is None or not values or isinstance(getattr(config, field), tuple):
+            single = ", ".join(f[2:] for f, (n, _, _) in OPTIONS.items() if not isinstance(getattr(config, n), tuple))
+            raise ConfigError(f"--sweep {item}: give OPTION=V1,V2,... with one of these options: {single}")
+        try:
+            axes.append((flag[2:], field, [(raw, kind(raw)) for raw in values.split(",")]))
+        except ValueError as e:
+            raise ConfigError(f"--sweep {item}: {e}") from None
+    runs = []
+    for combination in itertools.product(*(values for _, _, values in axes)):
+        suffix = "".join(f"-{name}-{raw}" for (name, _, _), (raw, _) in zip(axes, combination))
+        changes = {field: value for (_, field, _), (_, value) in zip(axes, combination)}
+        config.replace(**changes)  # a bad value is reported before TensorFlow loads
+        runs.append((suffix, changes))
+    return runs
 
 
 def resume(args: argparse.Namespace) -> Config:
@@ -178,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
     config = resume(args) if args.resume else settings(args)
     if args.save_every is not None and args.save_every < 1:
         raise ConfigError(f"--save-every must be at least 1, got {args.save_every}")
+    runs = sweep(args, config)
+    if runs and (args.resume or args.animate or args.save_every):
+        raise ConfigError("--sweep writes one PNG per run; it does not go with --resume, --animate or --save-every")
     # Check everything that can be checked before TensorFlow's slow import.
     # The images are read again at each scale by `stylize`, from the originals.
     config.blend(len(args.style))
@@ -207,15 +241,18 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tqdm.auto import tqdm
 
-    from nst.optimize import stylize
+    from nst.optimize import Job, stylize, stylize_many
 
     total = sum(steps for _, steps in config.schedule)
-    bar = tqdm(total=total, unit="step", disable=args.quiet, dynamic_ncols=True)
+    every_run = [config.replace(**changes) for _, changes in runs] or [config]
+    bar = tqdm(total=sum(steps for c in every_run for _, steps in c.schedule), unit="step", disable=args.quiet,
+               dynamic_ncols=True)  # fmt: skip
     frame_every = args.save_every or max(1, total // 50)
-    frames = []
+    frames, done = [], {}
 
     def callback(progress) -> None:
-        bar.update(progress.step - bar.n)
+        bar.update(progress.step - done.get(progress.job, 0))
+        done[progress.job] = progress.step
         bar.set_postfix_str(f"loss {progress.losses['total']:.3g} content {progress.losses['content']:.3g} "
                             f"style {progress.losses['style']:.3g}", refresh=False)  # fmt: skip
         saving = args.save_every and progress.step % args.save_every == 0
@@ -236,23 +273,33 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        result = stylize(args.content, args.style, config=config, callback=callback)
+        if runs:
+            jobs = [Job(args.content, args.style, changes) for _, changes in runs]
+            results = stylize_many(jobs, config=config, callback=callback)
+            outputs = [output.with_name(f"{output.stem}{suffix}.png") for suffix, _ in runs]
+        else:
+            results, outputs = [stylize(args.content, args.style, config=config, callback=callback)], [output]
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
-    if args.resume:
-        result.sources["resumed_from"] = args.resumed_from
-    result.save(output)
+    for result, path in zip(results, outputs):
+        if result is None:
+            print(f"nst: interrupted before {path} was started; not written")
+            continue
+        if args.resume:
+            result.sources["resumed_from"] = args.resumed_from
+        result.save(path)
+        h, w = result.best_image.shape[:2]
+        meta = result.metadata()
+        print(
+            f"nst: wrote {path} ({w}x{h}, best of {meta['steps_done']} steps at step {result.best_step}); "
+            + (f"loss {meta['start_loss']:.4g} -> {result.best_loss:.4g}; " if meta["start_loss"] is not None else "")
+            + f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step on {result.device}"
+            + (f"; stopped early: {result.stopped}" if result.stopped else "")
+        )
     if args.animate and frames:
         save_animation(args.animate, frames)
-    h, w = result.best_image.shape[:2]
-    meta = result.metadata()
-    print(
-        f"nst: wrote {output} ({w}x{h}, best of {meta['steps_done']} steps at step {result.best_step}); "
-        + (f"loss {meta['start_loss']:.4g} -> {result.best_loss:.4g}; " if meta["start_loss"] is not None else "")
-        + f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step on {result.device}"
-        + (f"; stopped early: {result.stopped}" if result.stopped else "")
-    )
-    if result.stopped == "interrupted":
+    stopped = [r.stopped for r in results if r is not None and r.stopped]
+    if "interrupted" in stopped or None in results:
         return 128 + received[-1]
-    return 1 if result.stopped else 0
+    return 1 if stopped else 0

@@ -49,6 +49,25 @@ def test_cli_writes_png_with_settings(pictures, tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
 
 
+def test_cli_sweep_writes_one_png_per_run_as_separate_runs_would(pictures, tmp_path, capsys):
+    content, style = pictures
+    common = [content, style, "--size", "32", "--steps", "3", "--weights", "random", "--seed", "1", "--quiet",
+              *("--style-layers", "block1_conv1", "block2_conv1", "--content-layers", "block2_conv2")]  # fmt: skip
+    code = cli.main([*common, "-o", str(tmp_path / "grid.png"), "--sweep", "style-weight=10,1e4",
+                     "--sweep", "tv-weight=0,1"])  # fmt: skip
+    assert code == 0
+    names = [f"grid-style-weight-{b}-tv-weight-{t}.png" for b in ("10", "1e4") for t in ("0", "1")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert capsys.readouterr().out.count("nst: wrote") == 4
+    settings = read_metadata(tmp_path / names[2])["settings"]
+    assert (settings["style_weight"], settings["tv_weight"]) == (1e4, 0.0)
+    # One of them, alone: the same image (the batch is four independent runs).
+    assert cli.main([*common, "-o", str(tmp_path / "alone.png"), "--style-weight", "1e4", "--tv-weight", "0"]) == 0
+    swept, alone = load_image(tmp_path / names[2]), load_image(tmp_path / "alone.png")
+    assert np.abs(swept - alone).max() <= 2 / 255  # 8-bit PNGs; batching reorders sums
+    assert np.abs(swept - load_image(tmp_path / names[0])).mean() > 0.01  # and the settings did differ
+
+
 def test_every_control_reaches_the_config():
     args = cli.build_parser().parse_args(
         ["c.png", "s1.png", "s2.png", "--optimizer", "lbfgs", "--lbfgs-memory", "7", "--scales", "128", "256",
@@ -124,6 +143,10 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
         (["--scales", "256", "128"], "scales must be increasing"),
         (["--init", "nosie.png"], "--init: nosie.png: no such file"),
         (["--animate", "run.avi"], "--animate writes a .gif or an .mp4"),
+        (["--sweep", "style-weight=1e3,lots"], "--sweep style-weight=1e3,lots: could not convert string to float"),
+        (["--sweep", "style-layers=block1_conv1"], "--sweep style-layers=block1_conv1: give OPTION=V1,V2,..."),
+        (["--sweep", "steps=4,0"], "steps must be at least 1"),
+        (["--sweep", "seed=1,2", "--save-every", "2"], "--sweep writes one PNG per run; it does not go with"),
     ],
 )
 def test_bad_settings_fail_fast(pictures, args, message, tmp_path):
