@@ -124,10 +124,11 @@ def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
     return preset(args.preset or "report", **changes)
 
 
-def sweep(args: argparse.Namespace, config: Config) -> list[tuple[str, dict[str, Any]]]:
+def sweep(args: argparse.Namespace, config: Config) -> list[tuple[str, dict[str, Any], Config]]:
     """The runs that --sweep asks for: for every combination of its values,
-    the output name's suffix and the settings that differ from ``config``
-    (each checked now); [] without --sweep."""
+    the output name's suffix, the settings that differ from ``config`` and
+    the run's whole Config (checked now, before TensorFlow loads); [] without
+    --sweep."""
     if not args.sweep:
         return []
     axes = []
@@ -146,8 +147,7 @@ def sweep(args: argparse.Namespace, config: Config) -> list[tuple[str, dict[str,
     for combination in itertools.product(*(values for _, _, values in axes)):
         suffix = "".join(f"-{name}-{raw}" for (name, _, _), (raw, _) in zip(axes, combination))
         changes = {field: value for (_, field, _), (_, value) in zip(axes, combination)}
-        config.replace(**changes)  # a bad value is reported before TensorFlow loads
-        runs.append((suffix, changes))
+        runs.append((suffix, changes, config.replace(**changes)))
     return runs
 
 
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     from nst.optimize import Job, stylize, stylize_many
 
     total = sum(steps for _, steps in config.schedule)
-    every_run = [config.replace(**changes) for _, changes in runs] or [config]
+    every_run = [run_config for _, _, run_config in runs] or [config]
     bar = tqdm(total=sum(steps for c in every_run for _, steps in c.schedule), unit="step", disable=args.quiet,
                dynamic_ncols=True)  # fmt: skip
     frame_every = args.save_every or max(1, total // 50)
@@ -274,9 +274,9 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if runs:
-            jobs = [Job(args.content, args.style, changes) for _, changes in runs]
+            jobs = [Job(args.content, args.style, changes) for _, changes, _ in runs]
             results = stylize_many(jobs, config=config, callback=callback)
-            outputs = [output.with_name(f"{output.stem}{suffix}.png") for suffix, _ in runs]
+            outputs = [output.with_name(f"{output.stem}{suffix}.png") for suffix, _, _ in runs]
         else:
             results, outputs = [stylize(args.content, args.style, config=config, callback=callback)], [output]
     finally:
