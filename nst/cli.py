@@ -42,6 +42,7 @@ from nst.images import (
     save_image,
 )
 from nst.resources import check_memory
+from nst.weights import WeightsError, check_weights
 
 #: An init image is test-decoded at this size before TensorFlow is imported.
 MIN_CHECK_SIZE = 16
@@ -81,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
     parser = argparse.ArgumentParser(
         prog="nst",
+        usage="nst CONTENT STYLE [STYLE ...] [-o OUT.png] [options]\n"
+        "       nst --demo | --resume OUT.png [options]\n"
+        "       nst figures [--out DIR] [options]   (see nst figures --help)",
         description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE. "
-        "`nst figures --help`: remake the report's and the paper's figures.",
+        "`nst figures` remakes the report's and the paper's figures.",
         epilog=f"Samples: {', '.join(SAMPLE_PREFIX + s for s in SAMPLES)}. "
         f"Layers: {' '.join(VGG19_CONV_LAYERS)}. Presets: "
-        + "; ".join(f"{name}: {p['description']}" for name, p in PRESETS.items()),
+        + " ".join(f"{name}: {p['description']}" for name, p in PRESETS.items()),
     )
     parser.add_argument("content", nargs="?", help="content image: path, URL or sample:NAME")
     parser.add_argument("style", nargs="*", help="style image(s): path, URL or sample:NAME; several are blended")
@@ -168,7 +172,9 @@ def resume(args: argparse.Namespace) -> Config:
         args.output = str(path)
     recorded = Config.from_dict(meta["settings"])
     left = recorded.steps - int(meta.get("steps_done") or 0)
-    base = recorded.replace(init=str(path.resolve()), scales=None, scale_steps=None,
+    # From its image, with Adam warm (a fresh Adam's first steps would climb
+    # away from a converged image before coming back).
+    base = recorded.replace(init=str(path.resolve()), scales=None, scale_steps=None, adam_warm_start=True,
                             steps=left if left > 0 else recorded.steps)  # fmt: skip
     args.resumed_from = {"path": str(path), "steps_done": meta.get("steps_done")}
     return settings(args, base)
@@ -186,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give CONTENT and STYLE images, --demo, or --resume OUT.png")
     try:
         return run(args)
-    except (ImageError, ConfigError, OSError, RuntimeError, MemoryError) as e:
+    except (ImageError, ConfigError, WeightsError, OSError, RuntimeError, MemoryError) as e:
         if args.debug:
             traceback.print_exc()
         print(f"nst: error: {e}", file=sys.stderr)
@@ -215,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
     # Check everything that can be checked before TensorFlow's slow import.
     # The images are read again at each scale by `stylize`, from the originals.
     config.blend(len(args.style))
+    check_weights(config.weights, config.content_layers + config.style_layers)
     first = config.schedule[0][0]
     content = require_side(load_image(args.content, first, config.max_pixels), config.min_side, args.content)
     height, width = (round(n * config.size / first) for n in content.shape[:2])
@@ -245,16 +252,18 @@ def run(args: argparse.Namespace) -> int:
 
     total = sum(steps for _, steps in config.schedule)
     every_run = [run_config for _, _, run_config in runs] or [config]
+    # The bar goes when the run ends (leave=False): the summary line below
+    # says how it ended, and a log does not get the last state twice.
     bar = tqdm(total=sum(steps for c in every_run for _, steps in c.schedule), unit="step", disable=args.quiet,
-               dynamic_ncols=True)  # fmt: skip
+               dynamic_ncols=True, leave=False)  # fmt: skip
     frame_every = args.save_every or max(1, total // 50)
     frames, done = [], {}
 
     def callback(progress) -> None:
-        bar.update(progress.step - done.get(progress.job, 0))
-        done[progress.job] = progress.step
         bar.set_postfix_str(f"loss {progress.losses['total']:.3g} content {progress.losses['content']:.3g} "
                             f"style {progress.losses['style']:.3g}", refresh=False)  # fmt: skip
+        bar.update(progress.step - done.get(progress.job, 0))
+        done[progress.job] = progress.step
         saving = args.save_every and progress.step % args.save_every == 0
         if saving or (args.animate and (progress.step % frame_every == 0 or progress.step == total)):
             image = progress.image()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,11 @@ MIN_SIZE, MAX_SIZE = 16, 8192
 #: Larger input images are refused as possible decompression bombs (Pillow's
 #: own warning threshold); `Config.max_pixels` / --max-pixels raise it.
 MAX_PIXELS = 89_478_485
+#: Upper bounds that keep every value inside what NumPy, SciPy and TensorFlow
+#: take (a run of ten million steps is already weeks long).
+MAX_STEPS, MAX_LBFGS_MEMORY, MAX_MAX_PIXELS = 10_000_000, 10_000, 2**40
+#: Weights and rates above this would overflow the float32 arithmetic of a run.
+MAX_REAL = 1e30
 #: Channels of each VGG19 block; block b works at 1 / 2^(b-1) of the input size.
 VGG19_BLOCK_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
@@ -91,6 +98,12 @@ class Config:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
+    adam_warm_start: bool = False
+    """Go on with the Adam state that the ``init`` PNG records (nst saves it
+    in every Adam output): a fresh Adam moves every pixel by about the
+    learning rate in its first steps, whatever the gradient, which from a
+    nearly converged image climbs away before it comes back. ``nst
+    --resume`` sets this; without a record Adam starts fresh."""
     lbfgs_memory: int = 20
     """How many past steps L-BFGS keeps to model the curvature."""
     scales: tuple[int, ...] | None = None
@@ -130,79 +143,91 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied and validated."""
         changes = _normalise(changes)
-        if changes.get("scales") and "size" not in changes:
-            changes["size"] = changes["scales"][-1]
+        scales = changes.get("scales")
+        if isinstance(scales, tuple) and scales and "size" not in changes:
+            changes["size"] = scales[-1]
         return dataclasses.replace(self, **changes).validate()
 
     def validate(self) -> Config:
-        """Return ``self`` if every value is valid, else raise ConfigError."""
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
-        if not MIN_SIZE <= self.size <= MAX_SIZE:
-            raise ConfigError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {self.size}")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        """Return ``self`` if every value is valid, else raise ConfigError.
+
+        Every value is checked for its type first (a whole number, a finite
+        real number, a name), so NaN, infinities, strings where numbers
+        belong and out-of-range values all end here, never in a run."""
+        _check_choice("preset", self.preset, tuple(PRESETS))
+        _check_integer("size", self.size, MIN_SIZE, MAX_SIZE)
+        _check_integer("steps", self.steps, 1, MAX_STEPS)
         for name in ("content_weight", "style_weight", "tv_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+            _check_real(name, getattr(self, name), 0)
+        _check_real("learning_rate", self.learning_rate, 0, inclusive=False)
         for name in ("beta_1", "beta_2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.epsilon > 0:
-            raise ConfigError(f"epsilon must be > 0, got {self.epsilon}")
+            _check_real(name, getattr(self, name), 0, 1, high_inclusive=False)
+        _check_real("epsilon", self.epsilon, 0, inclusive=False)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("loss_form", self.loss_form, LOSS_FORMS)
         if self.precision == "mixed_float16" and self.optimizer == "lbfgs":
             raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
-        if self.max_pixels < 1:
-            raise ConfigError(f"max_pixels must be at least 1, got {self.max_pixels}")
-        if self.lbfgs_memory < 1:
-            raise ConfigError(f"lbfgs_memory must be at least 1, got {self.lbfgs_memory}")
+        _check_integer("max_pixels", self.max_pixels, 1, MAX_MAX_PIXELS)
+        _check_integer("lbfgs_memory", self.lbfgs_memory, 1, MAX_LBFGS_MEMORY)
+        if self.seed is not None:
+            _check_integer("seed", self.seed, 0, 2**32 - 1)
+        for name in ("jit_compile", "adam_warm_start"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.scales is not None:
+            _check_sequence("scales", self.scales)
+            for value in self.scales:
+                _check_integer("scales", value, MIN_SIZE, MAX_SIZE)
             if not self.scales or list(self.scales) != sorted(set(self.scales)) or self.scales[-1] != self.size:
                 raise ConfigError(
                     f"scales must be increasing sizes ending at size={self.size}, got {list(self.scales)}"
                 )
-            if self.scales[0] < MIN_SIZE:
-                raise ConfigError(f"scales must be at least {MIN_SIZE} pixels, got {self.scales[0]}")
         if self.scale_steps is not None:
+            _check_sequence("scale_steps", self.scale_steps)
             if len(self.scale_steps) != len(self.scales or (self.size,)):
                 raise ConfigError(f"scale_steps needs one value per scale ({len(self.scales or (self.size,))})")
-            if min(self.scale_steps) < 1:
-                raise ConfigError(f"scale_steps must be at least 1 each, got {list(self.scale_steps)}")
-        if self.style_blend is not None and (
-            not self.style_blend or any(not (math.isfinite(w) and w >= 0) for w in self.style_blend)
-            or sum(self.style_blend) <= 0
-        ):  # fmt: skip
-            raise ConfigError(f"style_blend must be numbers >= 0 with a positive sum, got {list(self.style_blend)}")
-        if not (math.isfinite(self.style_scale) and MIN_SIZE <= self.size * self.style_scale <= MAX_SIZE):
+            for value in self.scale_steps:
+                _check_integer("scale_steps", value, 1, MAX_STEPS)
+        if self.style_blend is not None:
+            _check_sequence("style_blend", self.style_blend)
+            for value in self.style_blend:
+                _check_real("style_blend", value, 0)
+            if not self.style_blend or sum(self.style_blend) <= 0:
+                raise ConfigError(f"style_blend must be numbers >= 0 with a positive sum, got {list(self.style_blend)}")
+        _check_real("style_scale", self.style_scale, 0, inclusive=False)
+        if not MIN_SIZE <= self.size * self.style_scale <= MAX_SIZE:
             raise ConfigError(
                 f"style_scale must keep the style image between {MIN_SIZE} and {MAX_SIZE} pixels "
                 f"(size {self.size} x {self.style_scale})"
             )
+        _check_sequence("content_layers", self.content_layers)
+        _check_sequence("style_layers", self.style_layers)
         if not self.content_layers and not self.style_layers:
             raise ConfigError("give at least one content or style layer")
-        for layer in self.content_layers + self.style_layers:
-            if layer not in VGG19_CONV_LAYERS:
-                raise ConfigError(f"unknown VGG19 layer {layer!r}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
+        for name in ("content_layers", "style_layers"):
+            for layer in getattr(self, name):
+                if not isinstance(layer, str) or layer not in VGG19_CONV_LAYERS:
+                    raise ConfigError(
+                        f"unknown VGG19 layer {layer!r} in {name}; valid layers: {' '.join(VGG19_CONV_LAYERS)}"
+                    )
         if self.style_layer_weights is not None:
+            _check_sequence("style_layer_weights", self.style_layer_weights)
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise ConfigError(
                     f"style_layer_weights has {len(self.style_layer_weights)} values "
                     f"but there are {len(self.style_layers)} style layers"
                 )
-            if any(not (math.isfinite(w) and w >= 0) for w in self.style_layer_weights):
-                raise ConfigError("style_layer_weights must be finite numbers >= 0")
-        _check_choice("loss_form", self.loss_form, LOSS_FORMS)
-        if not self.init:
+            for value in self.style_layer_weights:
+                _check_real("style_layer_weights", value, 0)
+        if not isinstance(self.init, str) or not self.init:
             raise ConfigError(f"init must be one of {', '.join(INITS)} or an image path")
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise ConfigError(f"weights must be 'imagenet', 'random' or a file path, got {self.weights!r}")
         return self
 
     @property
@@ -246,14 +271,44 @@ class Config:
         return cls(**_normalise(values)).validate()
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
 
 
+def _check_integer(name: str, value: Any, low: int, high: int) -> None:
+    """A whole number in [low, high] (bools and floats such as NaN are refused)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be from {low} to {high}, got {value}")
+
+
+def _check_real(
+    name: str, value: Any, low: float, high: float = MAX_REAL, *, inclusive: bool = True, high_inclusive: bool = True
+) -> None:
+    """A finite real number within the bounds (NaN, infinities, bools and
+    strings are refused; by default at most `MAX_REAL`)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value >= low if inclusive else value > low) and (value <= high if high_inclusive else value < high)
+    if not ok:
+        lower = f">= {low}" if inclusive else f"> {low}"
+        upper = f" and {'<=' if high_inclusive else '<'} {high:g}"
+        raise ConfigError(f"{name} must be a finite number {lower}{upper}, got {value!r}")
+
+
+def _check_sequence(name: str, value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise ConfigError(f"{name} must be a list of values, got {value!r}")
+
+
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:
-    """Lists to tuples, so configs stay hashable and compare equal."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    """Lists to tuples, so configs stay hashable and compare equal; paths to strings."""
+    return {
+        k: tuple(v) if isinstance(v, list) else os.fspath(v) if isinstance(v, os.PathLike) else v
+        for k, v in values.items()
+    }
 
 
 #: Named presets: each is a description and the settings that differ from

@@ -25,8 +25,7 @@ import functools
 import os
 from dataclasses import dataclass
 
-import tensorflow as tf
-
+from nst.backend import tf
 from nst.config import DEVICES
 
 

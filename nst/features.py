@@ -12,21 +12,14 @@ extractor is built once per process (`get_extractor`).
 from __future__ import annotations
 
 import functools
-import os
 import warnings
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
+from nst.backend import tf
 from nst.config import VGG19_CONV_LAYERS
-
-WEIGHTS_ENV = "NST_VGG19_WEIGHTS"
-
-
-class WeightsError(RuntimeError):
-    """The VGG19 weights cannot be had; the message says what to do instead."""
+from nst.weights import WEIGHTS_ENV, WeightsError, check_weights, resolve_weights
 
 
 class Features(NamedTuple):
@@ -35,36 +28,6 @@ class Features(NamedTuple):
 
     style: list[tf.Tensor]
     content: list[tf.Tensor]
-
-
-def resolve_weights(weights: str | os.PathLike | None) -> str:
-    """The weights to use: ``weights`` if given, else $NST_VGG19_WEIGHTS,
-    else 'imagenet'. 'none' is read as 'random'; paths are made absolute."""
-    chosen = os.fspath(weights) if weights is not None else os.environ.get(WEIGHTS_ENV) or "imagenet"
-    if chosen.lower() in ("random", "none"):
-        return "random"
-    if chosen == "imagenet":
-        return chosen
-    path = Path(chosen).expanduser()
-    if not path.is_file():
-        raise WeightsError(
-            f"{chosen}: no such weights file. Give 'imagenet', 'random', or the path of a VGG19 "
-            f".h5 (Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) or .npz file."
-        )
-    if path.suffix.lower() not in (".h5", ".npz"):
-        raise WeightsError(f"{chosen}: weights must be a .h5 or .npz file (no pickles are loaded).")
-    return str(path.resolve())
-
-
-def available_layers(weights: str | os.PathLike | None) -> tuple[str, ...]:
-    """The VGG19 conv layers that ``weights`` provide: all of them, except for
-    an .npz file, which may hold only some (the block 1-3 file)."""
-    resolved = resolve_weights(weights)
-    if not resolved.lower().endswith(".npz"):
-        return VGG19_CONV_LAYERS
-    with np.load(resolved, allow_pickle=False) as arrays:
-        held = {key.split("/")[0] for key in arrays.files}
-    return tuple(layer for layer in VGG19_CONV_LAYERS if layer in held)
 
 
 class Pool2x2(tf.keras.layers.Layer):
@@ -209,18 +172,9 @@ def _conv_layers(model: tf.keras.Model) -> list[tf.keras.layers.Conv2D]:
 
 def _load_npz(model: tf.keras.Model, path: str) -> None:
     """Set each conv layer from ``<layer>/kernel`` and ``<layer>/bias`` arrays."""
-    try:
-        arrays = np.load(path, allow_pickle=False)
-        available = {key.split("/")[0] for key in arrays.files}
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable .npz weights file ({e}).") from None
+    check_weights(path, (_conv_layers(model)[-1].name,))  # it has every layer the model has
+    arrays = np.load(path, allow_pickle=False)
     for layer in _conv_layers(model):
-        if layer.name not in available:
-            raise WeightsError(
-                f"{path} has no weights for layer {layer.name}, which the chosen layers need "
-                f"(the file holds {', '.join(sorted(available))}). Choose layers it covers "
-                f"(e.g. --preset blocks1-3) or use the full ImageNet weights."
-            )
         kernel, bias = arrays[f"{layer.name}/kernel"], arrays[f"{layer.name}/bias"]
         expected = [tuple(w.shape) for w in layer.get_weights()]
         if [kernel.shape, bias.shape] != expected:

@@ -17,6 +17,7 @@ with the same inputs and settings are made once and shared between figures.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -30,8 +31,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nst.config import PAPER_STYLE_LAYERS, Config, preset
-from nst.features import available_layers
-from nst.images import SAMPLE_PREFIX, SAMPLES, load_image, save_animation
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, require_side, save_animation
+from nst.weights import available_layers
 
 NAMES = ("report", "styles", "ratio_layers", "init", "color", "loss", "progress")
 
@@ -63,8 +64,14 @@ class FigureSettings:
 
     @classmethod
     def quick(cls, **changes: Any) -> FigureSettings:
-        """A smoke-test size: 32 px, 3 steps, one noise seed."""
-        return replace(cls(size=32, steps=3, seeds=(0,), dpi=60), **changes)
+        """A smoke-test size: 64 px (the grid's 32 px cells still fit
+        block5's pooling), 3 steps, one noise seed."""
+        return replace(cls(size=64, steps=3, seeds=(0,), dpi=60), **changes)
+
+    @property
+    def grid_size(self) -> int:
+        """Longest side of the cells of `ratio_layers.png`: half the size."""
+        return max(16, self.size // 2)
 
 
 class Figures:
@@ -154,14 +161,14 @@ class Figures:
         fig, axes = _grid(len(rows), len(RATIOS), self.settings.dpi)
         for i, layers in enumerate(rows):
             for j, r in enumerate(RATIOS):
-                result, _ = self.run(s.content, s.style, size=max(16, s.size // 2), style_layers=layers,
+                result, _ = self.run(s.content, s.style, size=s.grid_size, style_layers=layers,
                                      style_layer_weights=None, **self.ratio(r))  # fmt: skip
                 _show(axes[i][j], result.best_image, f"α/β = {r:.0e}" if i == 0 else None)
             axes[i][0].set_ylabel(f"up to\n{layers[-1]}", fontsize=8)
             axes[i][0].axis("on")
             axes[i][0].set_xticks([])
             axes[i][0].set_yticks([])
-        config = self.base.replace(size=max(16, s.size // 2))
+        config = self.base.replace(size=s.grid_size)
         fig.suptitle(self.title("Content/style ratio (across) and style layers (down), the paper's Fig. 4", config),
                      fontsize=9)  # fmt: skip
         return fig
@@ -222,11 +229,27 @@ class Figures:
 
     # -- all of them -------------------------------------------------------------
 
-    def make(self, out: str | os.PathLike, only: tuple[str, ...] = NAMES) -> list[Path]:
-        """Write the figures named in ``only`` into ``out``; returns the paths."""
+    def check(self, only: tuple[str, ...] = NAMES) -> None:
+        """Refuse now, before the first run, what a run of these figures
+        could not use: every input at every size the figures need must be
+        large enough for the deepest layer (block5 halves an image 4 times)."""
         unknown = [name for name in only if name not in NAMES]
         if unknown:
             raise ValueError(f"unknown figure(s) {', '.join(unknown)}; choose from: {', '.join(NAMES)}")
+        s = self.settings
+        sizes = {s.size, *((s.grid_size,) if "ratio_layers" in only else ())}
+        styles = [s.style, *(SAMPLE_PREFIX + name for name, _ in PAPER_STYLES if name in SAMPLES and "styles" in only)]
+        for size in sorted(sizes):
+            config = self.base.replace(size=size)
+            for source in (s.content, *styles):
+                try:
+                    require_side(load_image(source, size), config.min_side, source)
+                except ImageError as e:
+                    raise ImageError(f"figures at {size} px: {e}") from None
+
+    def make(self, out: str | os.PathLike, only: tuple[str, ...] = NAMES) -> list[Path]:
+        """Write the figures named in ``only`` into ``out``; returns the paths."""
+        self.check(only)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         written = []
@@ -255,10 +278,8 @@ def make_figures(
     return Figures(settings or FigureSettings(), log).make(out, only)
 
 
-def main(argv: list[str]) -> int:
-    """``nst figures [--out DIR] [--size N] [--steps N] [--weights W] [--only NAME ...] [--quick]``."""
-    import argparse
-
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``nst figures``."""
     defaults = FigureSettings()
     parser = argparse.ArgumentParser(prog="nst figures", description="Remake the report's and the paper's figures.")
     parser.add_argument("--out", default="figures", help="folder for the PNGs (default: %(default)s)")
@@ -266,12 +287,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, help=f"steps per run (default: {defaults.steps})")
     parser.add_argument("--weights", help="imagenet | random | PATH (default: $NST_VGG19_WEIGHTS or imagenet)")
     parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", help=f"some of: {' '.join(NAMES)}")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 32 px, 3 steps")
-    args = parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 64 px, 3 steps")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``nst figures [--out DIR] [--size N] [--steps N] [--weights W] [--only NAME ...] [--quick]``."""
+    args = build_parser().parse_args(argv)
     given = {
         k: v for k, v in {"size": args.size, "steps": args.steps, "weights": args.weights}.items() if v is not None
     }
-    settings = FigureSettings.quick(**given) if args.quick else replace(defaults, **given)
+    settings = FigureSettings.quick(**given) if args.quick else FigureSettings(**given)
     Config(size=settings.size, steps=settings.steps).validate()  # a clear error before any run
     started = time.perf_counter()
     paths = make_figures(args.out, only=tuple(args.only or NAMES), settings=settings,

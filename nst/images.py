@@ -142,6 +142,15 @@ def _pixel_limit(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
+def check_source(source: ImageSource) -> None:
+    """Raise ImageError now if ``source`` names a local file that is not
+    there or not readable (URLs, samples and in-memory images pass)."""
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if not (text.startswith(SAMPLE_PREFIX) or re.match(r"https?://", text)):
+            check_readable(Path(text))
+
+
 def check_readable(path: Path) -> None:
     """Raise ImageError unless ``path`` is an existing, non-empty, readable file."""
     if not path.exists():
@@ -272,6 +281,34 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def free_path(path: str | os.PathLike) -> Path:
+    """``path`` if nothing is there, else the first free ``STEM-2.SUFFIX``,
+    ``STEM-3.SUFFIX``, ...: a way to write without overwriting anything."""
+    path = Path(path)
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def store_upload(name: str, data: bytes) -> tuple[Path, str]:
+    """Keep an uploaded file in the cache under its SHA-256, so that a run can
+    name it as a path (and its PNG records where it came from); returns the
+    path and the hash. Refuses what Pillow cannot open, naming ``name``."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Exception:  # Pillow raises many kinds for non-images
+        raise ImageError(f"{name}: cannot read this image; upload a PNG, JPEG or WebP") from None
+    digest = hashlib.sha256(data).hexdigest()
+    suffix = Path(name).suffix.lower()
+    target = cache_dir() / "uploads" / f"{digest[:16]}{suffix if re.fullmatch(r'[.][a-z0-9]{1,5}', suffix) else ''}"
+    if not target.exists():
+        _write_atomic(target, data)
+    return target, digest
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

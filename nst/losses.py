@@ -9,6 +9,8 @@ reshaped to N channels x M positions and ``P`` the content's:
 - style term     ``E_l = sum (G - A)^2 / (4 N^2 M^2)``
 - total          ``alpha * content + beta * sum_l w_l E_l  (+ gamma * TV)``
 
+(TV, off unless gamma > 0, is not the report's; see `total_variation_loss`.)
+
 The TensorFlow tutorial normalises differently (Gram divided by M, mean
 squared errors); its forms are kept beside these as `TUTORIAL` so its numbers
 can be reproduced.
@@ -19,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-import tensorflow as tf
-
+from nst.backend import tf
 from nst.config import Config
 from nst.features import Features
 
@@ -61,11 +62,25 @@ def style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
 
 
 def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
-    """Sum of absolute differences between neighbouring pixels (anisotropic
-    TV, as `tf.image.total_variation`), per batch element."""
-    dy = tf.abs(image[:, 1:, :, :] - image[:, :-1, :, :])
-    dx = tf.abs(image[:, :, 1:, :] - image[:, :, :-1, :])
-    return tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3])
+    """``1/2 * sum (x[i+1, j] - x[i, j])^2 + (x[i, j+1] - x[i, j])^2`` per
+    batch element, with the pixels x on VGG19's 0-255 scale.
+
+    Not in the report: a smoothness prior (Mahendran & Vedaldi's TV with
+    exponent 2, as jcjohnson/neural-style's), written like the content loss
+    (half a sum of squares, on the scale VGG19 sees) so that its gradient at
+    a pixel does not depend on the image size and gamma reads on the same
+    scale as alpha. Squared, it is smooth: the absolute value's kink flips
+    the gradient wherever neighbours tie (8-bit inputs have many ties)."""
+    x = image * 255.0
+    dy = tf.square(x[:, 1:, :, :] - x[:, :-1, :, :])
+    dx = tf.square(x[:, :, 1:, :] - x[:, :, :-1, :])
+    return 0.5 * (tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3]))
+
+
+def tutorial_total_variation(image: tf.Tensor) -> tf.Tensor:
+    """The tutorial's TV, `tf.image.total_variation`: the sum of absolute
+    differences between neighbouring pixels in [0, 1]."""
+    return tf.image.total_variation(image)
 
 
 def tutorial_content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -90,15 +105,17 @@ def tutorial_style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tenso
 
 
 class LossForm(NamedTuple):
-    """One normalisation of the losses: content loss, style target, style loss."""
+    """One normalisation of the losses: content loss, style target, style
+    loss, total variation."""
 
     content: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
     style_target: Callable[[tf.Tensor, int], tf.Tensor]
     style: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    tv: Callable[[tf.Tensor], tf.Tensor]
 
 
-REPORT = LossForm(content_loss, style_target, style_loss)
-TUTORIAL = LossForm(tutorial_content_loss, tutorial_style_target, tutorial_style_loss)
+REPORT = LossForm(content_loss, style_target, style_loss, total_variation_loss)
+TUTORIAL = LossForm(tutorial_content_loss, tutorial_style_target, tutorial_style_loss, tutorial_total_variation)
 LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL}
 
 
@@ -164,6 +181,6 @@ def objective(
     for i, (layer, f, a) in enumerate(zip(config.style_layers, features.style, targets.style)):
         terms[f"style/{layer}"] = form.style(f, a)
         style += weights.layers[:, i] * terms[f"style/{layer}"]
-    tv = total_variation_loss(image)
+    tv = form.tv(image)
     total = weights.content * content + weights.style * style + weights.tv * tv
     return {"total": total, "content": content, "style": style, "tv": tv, **terms}

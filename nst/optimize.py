@@ -17,6 +17,7 @@ from the inputs at that size.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import itertools
@@ -32,17 +33,28 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
-import tensorflow as tf
 from PIL import Image
 
 from nst import color
+from nst.backend import tf
 from nst.config import Config, preset
 from nst.device import Device
 from nst.device import current as current_device
-from nst.features import Extractor, get_extractor, resolve_weights
-from nst.images import ImageError, ImageSource, describe, load_image, require_side, save_image, to_pil
+from nst.features import Extractor, get_extractor
+from nst.images import (
+    ImageError,
+    ImageSource,
+    check_source,
+    describe,
+    load_image,
+    read_metadata,
+    require_side,
+    save_image,
+    to_pil,
+)
 from nst.losses import Targets, Weights, make_targets, objective
 from nst.resources import check_memory, estimate_bytes
+from nst.weights import resolve_weights
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,9 @@ class Result:
     """Why the run ended early ('interrupted', or a NaN message), else None."""
     device: str = ""
     """Where it ran (see `nst.device`)."""
+    adam: dict[str, Any] | None = field(default=None, repr=False)
+    """Adam's state at the end, compressed (see `_adam_record`): saved in the
+    PNG, so that ``nst --resume`` goes on with it rather than a fresh Adam."""
 
     @property
     def start_loss(self) -> float | None:
@@ -118,11 +133,18 @@ class Result:
             "steps_done": int(self.history["step"][-1]) if self.history.get("step") else 0,
             "stopped": self.stopped,
             "device": self.device,
+            **({"adam": self.adam} if self.adam else {}),
         }
 
     def save(self, path: str | os.PathLike, *, which: str = "best") -> Path:
         """Write the best (or 'final') image as a PNG with the settings inside."""
         return save_image(path, self.best_image if which == "best" else self.image, self.metadata())
+
+    def __repr__(self) -> str:  # the arrays and the history would fill a screen
+        h, w = self.best_image.shape[:2]
+        steps = int(self.history["step"][-1]) if self.history.get("step") else 0
+        return (f"Result({w}x{h}, {steps} steps, best_loss={self.best_loss:.4g} at step {self.best_step}, "
+                f"stopped={self.stopped!r}, device={self.device!r})")  # fmt: skip
 
 
 def stylize(
@@ -164,6 +186,10 @@ class Job:
     content: ImageSource
     style: ImageSource | Sequence[ImageSource]
     settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # a missing file is reported now, not when its batch starts
+        for source in [self.content, *(self.style if isinstance(self.style, (list, tuple)) else [self.style])]:
+            check_source(source)
 
 
 def grid(
@@ -432,6 +458,8 @@ class _Problem:
             # after evaluating it); what a callback sees.
             self.evaluated = tf.Variable(start, trainable=False, name="evaluated_image", aggregation=first)
             self.best_loss = tf.Variable(tf.fill([self.batch], math.inf), trainable=False, aggregation=first)
+        self.adam: list[dict[str, Any]] | None = None
+        """Adam's state per image when it stopped (set by `_adam`)."""
         self.extractor, self.targets, self.weights, self.config = extractor, targets, weights, config
         self.names: list[str] = []
         """The objective's terms, in the order `evaluate` stacks them (known once traced)."""
@@ -517,6 +545,8 @@ def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np
             optimizer = tf.keras.optimizers.LossScaleOptimizer(optimizer, dynamic_growth_steps=50)
             problem.scale_loss = optimizer.scale_loss
         optimizer.build([problem.image])  # its moment variables now, so the step is traced once
+        if config.adam_warm_start and not scaled:  # (a scaled loss has scaled gradients)
+            _restore_adam(optimizer, problem, config.init)
 
     def update() -> tf.Tensor:
         values, gradient = problem.evaluate_with_gradient()
@@ -532,9 +562,54 @@ def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np
     if scaled:  # a scaled loss of about 2^26 keeps the gradients well inside float16's range
         start = np.max(final_evaluation().numpy()[0])
         optimizer.dynamic_scale.assign(2.0 ** np.floor(26 - np.log2(max(start, 1e-30))))
-    for k in range(steps + 1):
-        report(k, (step() if k < steps else final_evaluation()).numpy())
+    try:
+        for k in range(steps + 1):
+            report(k, (step() if k < steps else final_evaluation()).numpy())
+    finally:  # stopped or not, the PNG records what a resumed run needs
+        problem.adam = None if scaled else _adam_record(optimizer)
     return problem.image.numpy()
+
+
+#: Adam's second moments are recorded as the maximum over POOL x POOL pixel
+#: blocks, as float16 base-2 logarithms (they reach 1e16): a few kB in the
+#: PNG, and never below the real ones, so a resumed run's steps are never
+#: larger than the run's own would have been.
+POOL = 8
+
+
+def _adam_record(optimizer: tf.keras.optimizers.Optimizer) -> list[dict[str, Any]]:
+    """Per image of the batch, what `_restore_adam` needs: the step count and
+    the pooled second moments, as JSON-ready values."""
+    (velocity,) = [v for v in optimizer.variables if v.name.endswith("_velocity")]
+    v = velocity.numpy()
+    b, h, w, c = v.shape
+    padded = np.pad(v, [(0, 0), (0, -h % POOL), (0, -w % POOL), (0, 0)])
+    pooled = padded.reshape(b, -(-h // POOL), POOL, -(-w // POOL), POOL, c).max(axis=(2, 4))
+    with np.errstate(divide="ignore"):  # log2(0) = -inf, which float16 holds
+        pooled = np.log2(pooled).astype(np.float16)
+    iterations = int(optimizer.iterations.numpy())
+    return [{"iterations": iterations, "pool": POOL, "shape": list(p.shape),
+             "velocity": base64.b64encode(p.tobytes()).decode()} for p in pooled]  # fmt: skip
+
+
+def _restore_adam(optimizer: tf.keras.optimizers.Optimizer, problem: _Problem, init: str) -> None:
+    """Go on with the Adam state recorded in the PNG ``init`` (see
+    `Config.adam_warm_start`): its second moments, first moments 0 (they
+    forget within ~10 steps anyway). A PNG without a record, or one of
+    another size, leaves Adam fresh."""
+    try:
+        record = read_metadata(init).get("adam")
+    except (OSError, ValueError):
+        record = None
+    if not record:
+        return
+    pooled = np.frombuffer(base64.b64decode(record["velocity"]), np.float16).reshape(record["shape"])
+    v = np.exp2(np.repeat(np.repeat(pooled, record["pool"], axis=0), record["pool"], axis=1).astype(np.float32))
+    (velocity,) = [v for v in optimizer.variables if v.name.endswith("_velocity")]
+    if v.shape[:2] < tuple(velocity.shape[1:3]) or v.shape[2] != velocity.shape[3]:
+        return
+    velocity.assign(np.broadcast_to(v[: velocity.shape[1], : velocity.shape[2]], velocity.shape))
+    optimizer.iterations.assign(record["iterations"])
 
 
 class _Budget(Exception):
@@ -653,6 +728,7 @@ class _Run:
             sources=self.jobs[j].sources,
             stopped=self.stopped,
             device=self.where,
+            adam=self.problem.adam[j] if self.problem.adam else None,
         )
 
 

@@ -18,6 +18,13 @@ os.environ.pop("NST_VGG19_WEIGHTS", None)
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests: in CI the same examples every run (a red CI must mean a
+# real failure, reproducible from its log); locally, more and new examples.
+settings.register_profile("ci", derandomize=True, database=None, max_examples=150, deadline=None)
+settings.register_profile("dev", max_examples=600, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BLOCK13_WEIGHTS = SHARED / "weights" / "vgg19_imagenet_block1_to_block3.npz"

@@ -5,6 +5,7 @@ the real block 1-3 weights."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -134,7 +135,7 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--steps", "0"], "steps must be at least 1"),
+        (["--steps", "0"], "steps must be from 1 to"),
         (["--style-layers", "block9_conv1"], "unknown VGG19 layer 'block9_conv1'"),
         (["-o", "out.jpg"], "must be a .png"),
         (["--style-layer-weights", "1", "2"], "2 values but there are 5 style layers"),
@@ -145,13 +146,45 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
         (["--animate", "run.avi"], "--animate writes a .gif or an .mp4"),
         (["--sweep", "style-weight=1e3,lots"], "--sweep style-weight=1e3,lots: could not convert string to float"),
         (["--sweep", "style-layers=block1_conv1"], "--sweep style-layers=block1_conv1: give OPTION=V1,V2,..."),
-        (["--sweep", "steps=4,0"], "steps must be at least 1"),
+        (["--sweep", "steps=4,0"], "steps must be from 1 to"),
         (["--sweep", "seed=1,2", "--save-every", "2"], "--sweep writes one PNG per run; it does not go with"),
+        (["--weights", "no-such-weights.npz"], "no-such-weights.npz: no such weights file"),
+        (["--steps", "nan"], "invalid int value: 'nan'"),
+        (["--style-weight", "nan"], "style_weight must be a finite number >= 0"),
     ],
 )
 def test_bad_settings_fail_fast(pictures, args, message, tmp_path):
     proc = nst_process(*pictures, "-o", str(tmp_path / "out.png"), *args)
     assert proc.returncode == 2 and message in proc.stderr and "TF-NOT-LOADED" in proc.stderr
+
+
+def test_weights_without_the_layers_needed_are_refused_before_tensorflow(pictures, tmp_path):
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, **{"block1_conv1/kernel": np.zeros((3, 3, 3, 64), np.float32),
+                         "block1_conv1/bias": np.zeros(64, np.float32)})  # fmt: skip
+    proc = nst_process(*pictures, "-o", str(tmp_path / "o.png"), "--weights", str(partial))
+    assert proc.returncode == 2 and "TF-NOT-LOADED" in proc.stderr
+    assert "has no weights for layer block1_conv2, which the chosen layers need" in proc.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_run_prints_its_progress_and_summary_once_and_no_tensorflow_banner(pictures, tmp_path):
+    """What a terminal or a log shows: no C++ start-up lines from TensorFlow,
+    the full bar once (not again when it closes), one summary line."""
+    proc = subprocess.run([sys.executable, "-m", "nst", *pictures, "-o", str(tmp_path / "o.png"), "--size", "32",
+                           "--steps", "5", "--weights", "random", "--style-layers", "block1_conv1",
+                           "--content-layers", "block1_conv2"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for banner in ("absl::InitializeLog", "oneDNN custom operations", "cuda"):
+        assert banner not in proc.stderr
+    assert proc.stderr.count("5/5") == 1 and proc.stdout.count("nst: wrote") == 1
+
+
+def test_help_names_the_subcommands_and_reads_cleanly():
+    text = cli.build_parser().format_help()
+    usage = text.split("\n\n")[0]
+    assert usage.startswith("usage: nst CONTENT STYLE") and "nst figures" in usage and "--resume" in usage
+    assert ".;" not in text and "Adam. gatys: Alias" in " ".join(text.split())
 
 
 def test_bad_weights_are_a_clear_error(pictures, tmp_path, capsys):
@@ -187,7 +220,9 @@ def test_interrupted_run_saves_its_best_image(pictures, tmp_path, signum, status
     frames = out.with_name("out-00000.png")
     proc = subprocess.Popen([sys.executable, "-m", "nst", *pictures, "-o", str(out), "--size", "32", "--steps", "100000",
                              "--weights", "random", "--style-layers", "block1_conv1", "--content-layers", "block1_conv2",
-                             "--save-every", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             "--save-every", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # As from a terminal: a suite started in the background inherits SIGINT ignored.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     start = time.monotonic()
     while not frames.exists() and proc.poll() is None and time.monotonic() - start < 240:
         time.sleep(0.2)  # the first frame is written once the loop runs
@@ -237,9 +272,11 @@ def test_resume_goes_on_from_a_saved_run(pictures, tmp_path, capsys):
     assert meta["steps_done"] == 4 and meta["resumed_from"] == {"path": str(saved), "steps_done": 2}
     assert meta["content"] == content and meta["styles"] == [style]
     recorded = read_metadata(saved)["settings"]
-    assert {k: v for k, v in meta["settings"].items() if k not in ("init", "steps")} == {
-        k: v for k, v in recorded.items() if k not in ("init", "steps")
+    resumed = ("init", "steps", "adam_warm_start")
+    assert {k: v for k, v in meta["settings"].items() if k not in resumed} == {
+        k: v for k, v in recorded.items() if k not in resumed
     }
+    assert meta["settings"]["adam_warm_start"] and not recorded["adam_warm_start"]
     assert meta["settings"]["init"] == str(saved.resolve())
     # It starts where the first run's saved (8-bit) image is, not from the content.
     assert meta["start_loss"] == pytest.approx(first.best_loss, rel=0.05)
@@ -250,3 +287,27 @@ def test_resume_goes_on_from_a_saved_run(pictures, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["--resume", str(plain)]) == 2
     assert "records no settings" in capsys.readouterr().err
+
+
+@pytest.mark.real_weights
+def test_a_short_resume_goes_on_downhill(block13_weights, pictures, tmp_path):
+    """A run stopped at step 150 and resumed for 5 steps carries on with its
+    Adam state (recorded in the PNG): every step lowers the loss, where a
+    fresh Adam's lr-sized first steps would climb away from the image."""
+    import nst
+
+    def stop_at_150(progress):
+        if progress.step == 150:
+            raise KeyboardInterrupt
+
+    first = nst.stylize(pictures[0], pictures[1], preset="blocks1-3", size=64, steps=300, weights=str(block13_weights),
+                        callback=stop_at_150)  # fmt: skip
+    saved = first.save(tmp_path / "run.png")
+    assert read_metadata(saved)["adam"]["iterations"] in (150, 151)  # the update after the last report may have run
+    assert cli.main(["--resume", str(saved), "--steps", "5", "-o", str(tmp_path / "more.png"), "--quiet"]) == 0
+    meta = read_metadata(tmp_path / "more.png")
+    assert meta["best_step"] == 5 and meta["best_loss"] < meta["start_loss"]
+    # What a fresh Adam does from the same image: it climbs.
+    fresh = nst.stylize(pictures[0], pictures[1], preset="blocks1-3", size=64, steps=5, weights=str(block13_weights),
+                        init=str(saved))  # fmt: skip
+    assert fresh.history["total"][1] > fresh.history["total"][0]

@@ -180,3 +180,26 @@ def test_lbfgs_and_coarse_to_fine_beat_adam_with_real_weights(block13_weights, c
     coarse = nst.stylize(content_image, style_image, **common, scales=(48, 96))
     assert lbfgs.best_loss < 0.8 * adam.best_loss
     assert coarse.best_loss < adam.best_loss
+
+
+def roughness(image: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels."""
+    return float(np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean())
+
+
+@pytest.mark.real_weights
+def test_the_documented_tv_weights_smooth_the_image(block13_weights, content_image, style_image):
+    """gamma's range spans 'no effect' to 'too smooth' (checked by eye at 256
+    px: 10 barely, 100 visibly, 10^4 a blur). A smaller image needs a larger
+    gamma for the same effect (the style term's pull on a pixel grows as 1/M):
+    at 128 px after 40 steps with the real weights, gamma = 1 stays within
+    rounding of no TV, 10^3 smooths and 10^5 smooths far more."""
+    gammas = [0.0, 1.0, 1e3, 1e5]
+    jobs = nst.grid([content_image], [style_image], tv_weight=gammas)
+    results = nst.stylize_many(jobs, preset="blocks1-3", size=128, steps=40, weights=str(block13_weights), seed=0)
+    rough = [roughness(r.best_image) for r in results]
+    assert abs(rough[1] - rough[0]) < 0.02 * rough[0]  # gamma 1: no visible effect
+    assert rough[2] < 0.95 * rough[0] and rough[3] < 0.6 * rough[2]  # then smoother and smoother
+    # With gamma = 0 the objective is the report's exactly: the TV term adds nothing.
+    h = results[0].history
+    np.testing.assert_allclose(h["total"], np.array(h["content"]) + 1e4 * np.array(h["style"]), rtol=1e-6)

@@ -10,15 +10,18 @@ from PIL import Image
 from nst import cli
 from nst.config import PAPER_STYLE_LAYERS
 from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings
+from nst.images import ImageError
 
 WEIGHTS = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
+#: Blocks 1-3 fit the grid's 16 px cells: the whole set at 32 px keeps the suite quick.
+SIZE = 32 if WEIGHTS != "random" else 64
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """The full quick set, made once: (Figures, written paths, log lines)."""
     lines = []
-    figures = Figures(FigureSettings.quick(weights=WEIGHTS), log=lines.append)
+    figures = Figures(FigureSettings.quick(weights=WEIGHTS, size=SIZE), log=lines.append)
     paths = figures.make(tmp_path_factory.mktemp("figures"))
     return figures, paths, lines
 
@@ -58,7 +61,7 @@ def test_layouts_are_the_papers(made):
 def test_titles_say_the_settings_and_runs_are_shared(made):
     figures, _, lines = made
     title = figures.report()._suptitle.get_text()
-    assert "32 px, 3 adam steps" in title and "content block3_conv2" in title
+    assert f"{SIZE} px, 3 adam steps" in title and "content block3_conv2" in title
     if WEIGHTS != "random":
         assert "only VGG19 blocks 1-3" in title and figures.partial
     # report, color's plain run, init's content start, loss's Adam and progress are one run.
@@ -75,4 +78,22 @@ def test_cli_only_one_and_bad_names(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["figures", "--only", "nothing"])
     assert cli.main(["figures", "--quick", "--size", "4", "--out", str(tmp_path)]) == 2
-    assert "size must be between 16 and 8192" in capsys.readouterr().err
+    assert "size must be from 16 to 8192" in capsys.readouterr().err
+
+
+def test_figure_settings_are_checked_before_any_run():
+    """With the full network's layers (any weights covering block5), cells
+    too small for block5 are refused before the first run, naming the size."""
+    too_small = Figures(FigureSettings(size=24, steps=3, weights="random"), log=lambda _: None)
+    with pytest.raises(ImageError, match="figures at 16 px: .* need at least 16 px"):
+        too_small.make("unused", only=("report", "ratio_layers"))
+    assert too_small.runs == {}
+    Figures(FigureSettings.quick(weights="random")).check()  # the smoke run fits the full network
+
+
+def test_the_smoke_run_works_with_full_network_weights(tmp_path, capsys):
+    assert (
+        cli.main(["figures", "--quick", "--only", "ratio_layers", "--out", str(tmp_path), "--weights", "random"]) == 0
+    )
+    with Image.open(tmp_path / "ratio_layers.png") as im:
+        assert im.width > 300

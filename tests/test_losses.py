@@ -67,12 +67,32 @@ def test_style_target_rescales_gram_to_output_positions():
     np.testing.assert_allclose(L.style_target(tf.constant(s), 96).numpy(), 4 * np_gram(s), rtol=1e-12)
 
 
-def test_total_variation_matches_numpy_and_tf_image():
+def np_tv(x):
+    """Half the sum of squared neighbour differences, on the 0-255 scale."""
+    v = 255.0 * x
+    return 0.5 * ((np.diff(v, axis=1) ** 2).sum(axis=(1, 2, 3)) + (np.diff(v, axis=2) ** 2).sum(axis=(1, 2, 3)))
+
+
+def test_total_variation_matches_numpy():
     x = RNG.uniform(size=(2, 6, 5, 3))
+    np.testing.assert_allclose(L.total_variation_loss(tf.constant(x)).numpy(), np_tv(x), rtol=1e-12)
+    # The tutorial's form stays tf.image.total_variation (absolute differences in [0, 1]).
     expected = np.abs(np.diff(x, axis=1)).sum(axis=(1, 2, 3)) + np.abs(np.diff(x, axis=2)).sum(axis=(1, 2, 3))
-    got = L.total_variation_loss(tf.constant(x)).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
-    np.testing.assert_allclose(got, tf.image.total_variation(tf.constant(x)).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(L.tutorial_total_variation(tf.constant(x)).numpy(), expected, rtol=1e-12)
+
+
+def test_tv_gradient_per_pixel_does_not_depend_on_the_image_size():
+    """Like the content loss's: the same local pattern, tiled over a larger
+    image, gives the same gradient at an interior pixel."""
+    tile = RNG.uniform(size=(1, 8, 8, 3))
+    gradients = []
+    for reps in (2, 6):
+        x = tf.constant(np.tile(tile, (1, reps, reps, 1)))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = L.total_variation_loss(x)
+        gradients.append(tape.gradient(loss, x).numpy()[0, 4:12, 4:12])
+    np.testing.assert_allclose(gradients[0], gradients[1], rtol=1e-10)
 
 
 def test_tutorial_forms_match_tutorial_definitions(feats):
@@ -109,7 +129,7 @@ def test_objective_combines_terms_with_weights():
     e1 = np_style(style[0].numpy(), 0)
     e2 = np_style(style[1].numpy(), 0)
     c = 0.5 * (content[0].numpy() ** 2).sum()
-    tv = tf.image.total_variation(image).numpy()
+    tv = np_tv(image.numpy())
     np.testing.assert_allclose(terms["style/block1_conv1"], e1)
     np.testing.assert_allclose(terms["style"], 0.25 * e1 + 2.0 * e2)
     np.testing.assert_allclose(terms["content"], c)
@@ -136,6 +156,6 @@ def test_gradient_matches_finite_differences(loss):
 
 
 def test_tv_gradient_matches_finite_differences():
-    x = tf.constant(np.linspace(0, 1, 36).reshape(1, 3, 4, 3) ** 2)  # no ties: |.| is smooth here
-    theoretical, numerical = tf.test.compute_gradient(L.total_variation_loss, [x], delta=1e-7)
-    np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-5)
+    x = tf.constant(RNG.uniform(size=(1, 3, 4, 3)))
+    theoretical, numerical = tf.test.compute_gradient(L.total_variation_loss, [x], delta=1e-6)
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-6)

@@ -57,6 +57,9 @@ def test_history_has_every_term_and_result_records_settings(run):
     assert run.config.steps == 8 and run.config.weights == "random"
     assert run.metadata()["settings"]["learning_rate"] == 0.05
     assert run.timings["total"] >= run.timings["setup"] > 0 and run.stopped is None
+    # Its repr is one short line, not the arrays and history (~8 kB).
+    text = repr(run)
+    assert len(text) < 200 and "\n" not in text and text.startswith("Result(") and "8 steps, best_loss=" in text
 
 
 def test_targets_are_computed_once_not_per_step(content_image, style_image, monkeypatch):

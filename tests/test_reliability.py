@@ -200,14 +200,20 @@ def test_any_array_loads_as_rgb_floats_of_the_asked_size(spec, size, seed):
     assert 0.0 <= image.min() and image.max() <= 1.0
 
 
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10_000))
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-10, 10_000),
+    st.integers(),
+    st.booleans(),
+    st.text(max_size=3),
+    st.none(),
+)
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     changes=st.dictionaries(
         st.sampled_from(["size", "steps", "content_weight", "style_weight", "tv_weight", "learning_rate", "beta_1",
-                         "style_scale", "max_pixels", "lbfgs_memory"]),
+                         "beta_2", "epsilon", "style_scale", "max_pixels", "lbfgs_memory", "seed"]),
         numbers, max_size=4,
     )
 )  # fmt: skip
@@ -217,10 +223,19 @@ def test_settings_are_valid_or_refused_with_a_config_error(changes):
     except ConfigError as e:
         assert str(e)  # a message, never another exception type
         return
-    assert MIN_SIZE <= c.size <= MAX_SIZE and c.steps >= 1 and c.max_pixels >= 1
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        assert np.isfinite(getattr(c, name)) and getattr(c, name) >= 0
-    assert c.learning_rate > 0 and 0 <= c.beta_1 < 1
+    assert_sound(c)
+
+
+def assert_sound(c: Config) -> None:
+    """What every accepted Config guarantees to the engine."""
+    for name in ("size", "steps", "max_pixels", "lbfgs_memory"):
+        assert isinstance(getattr(c, name), int) and not isinstance(getattr(c, name), bool)
+    assert MIN_SIZE <= c.size <= MAX_SIZE and c.steps >= 1 and c.max_pixels >= 1 and c.lbfgs_memory >= 1
+    assert c.seed is None or (isinstance(c.seed, int) and 0 <= c.seed < 2**32)
+    for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "epsilon", "style_scale"):
+        value = getattr(c, name)
+        assert isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1e30
+    assert c.learning_rate > 0 and 0 <= c.beta_1 < 1 and 0 <= c.beta_2 < 1 and c.epsilon > 0
 
 
 def test_interrupted_png_records_where_it_stopped(tmp_path, content_image, style_image):
