@@ -8,6 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED := ../shared
 BLOCK13 := $(SHARED)/weights/vgg19_imagenet_block1_to_block3.npz
+EIGHTBIT := $(SHARED)/weights/vgg19_imagenet_8bit.npz
 
 # Beside a checkout that has ../shared (this project's offline development
 # machines), use its images and its real block 1-3 weights; elsewhere the
@@ -18,6 +19,12 @@ endif
 ifeq ($(origin NST_VGG19_WEIGHTS)$(wildcard $(BLOCK13)),undefined$(BLOCK13))
 DEMO_ARGS ?= --preset blocks1-3 --weights $(BLOCK13)
 endif
+# The studio (the report preset: the paper's layers) runs on the 8-bit file of
+# all 16 convolutions there, and saves into out/ rather than beside the notebook.
+ifeq ($(origin NST_VGG19_WEIGHTS)$(wildcard $(EIGHTBIT)),undefined$(EIGHTBIT))
+studio: export NST_VGG19_WEIGHTS := $(abspath $(EIGHTBIT))
+endif
+studio: export NST_OUTPUT_DIR ?= $(abspath out)
 REPOSITORY := $(shell sed -n 's/^REPOSITORY = "\(.*\)"/\1/p' nst/__init__.py)
 DEMO_SIZE ?= 256
 DEMO_STEPS ?= 200
@@ -27,7 +34,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	# The clone's own folder is often named nst: setuptools' default editable
+	# finder loses to it when Python runs in the folder above (it sees a
+	# namespace package without __version__); 'compat' puts the clone on
+	# sys.path, where the real package wins.
+	$(PY) -m pip install -q -e . --config-settings editable_mode=compat
 	touch $@
 
 demo: $(VENV)/.installed
@@ -37,6 +48,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 studio: $(VENV)/.installed
+	mkdir -p $(NST_OUTPUT_DIR)
 	$(VENV)/bin/voila notebooks/studio.ipynb
 
 repository:

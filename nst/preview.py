@@ -22,6 +22,8 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image, ImageDraw
 
 from nst.images import ImageSource, load_image, to_pil
 
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 
 #: Longest side of the input thumbnails, pixels.
 THUMBNAIL = 256
+#: The loss plot shows this many decades below its highest value: the content
+#: term starts at 0 and would otherwise stretch the log axis over 15 of them.
+DECADES = 6
 
 
 class LivePreview:
@@ -76,6 +81,7 @@ class LivePreview:
         )
         self.history: dict[str, list[float]] = {}
         self.updates = 0  # how many times the current image was refreshed
+        self.current_view.value = placeholder("the output appears here")
         self.set_inputs(content, style)
 
     def set_inputs(self, content: ImageSource | None, style: ImageSource | list[ImageSource] | None) -> None:
@@ -86,7 +92,7 @@ class LivePreview:
             first = style[0] if isinstance(style, (list, tuple)) else style
             self.style_view.value = encode(load_image(first, size=THUMBNAIL), "png")
         self.history = {}
-        self.plot.value = b""
+        self.plot.value = loss_plot({})
 
     def show(self) -> widgets.Widget:
         """Display the preview in the notebook (once; it then updates in place)."""
@@ -127,20 +133,45 @@ def encode(image: np.ndarray, fmt: str = "png") -> bytes:
     return buffer.getvalue()
 
 
+def placeholder(text: str, size: tuple[int, int] = (THUMBNAIL, THUMBNAIL * 3 // 4)) -> bytes:
+    """A pale panel saying ``text``: what an image view shows before it has an image."""
+    picture = Image.new("RGB", size, (242, 242, 242))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle([0, 0, size[0] - 1, size[1] - 1], outline=(200, 200, 200))
+    draw.text((size[0] / 2, size[1] / 2), text, fill=(110, 110, 110), anchor="mm")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def loss_plot(history: dict[str, list[float]], size: tuple[float, float] = (7.5, 2.4)) -> bytes:
-    """The total, content and style losses against the step, log scale, as PNG bytes."""
-    figure = Figure(figsize=size, dpi=100, layout="tight")
+    """The total, content and style losses against the step, log scale, as
+    PNG bytes: whole steps on the x axis, at most `DECADES` decades on the y
+    axis, the legend beside the curves. An empty history gives the empty plot."""
+    figure = Figure(figsize=size, dpi=100, layout="constrained")
     axes = figure.add_subplot()
-    steps = history.get("step", [])
+    steps = np.asarray(history.get("step", []), dtype=float)
+    shown = []
     for name in ("total", "content", "style"):
         values = np.asarray(history.get(name, []), dtype=float)
-        if len(values) and (values > 0).any():
-            axes.plot(steps[: len(values)], np.where(values > 0, values, np.nan), label=name)
-    axes.set_yscale("log")
+        positive = np.where(values > 0, values, np.nan)
+        if np.isfinite(positive).any():
+            axes.plot(steps[: len(values)], positive, label=name)
+            shown.append(positive)
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
-    if axes.lines:
-        axes.legend(loc="upper right", fontsize="small")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if shown:
+        axes.set_yscale("log")
+        top = max(np.nanmax(v) for v in shown)
+        bottom = max(min(np.nanmin(v) for v in shown), top / 10**DECADES)
+        axes.set_ylim(bottom / 1.5, top * 1.5)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    else:
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.text(0.5, 0.5, "the losses appear here during a run", ha="center", va="center", color="0.45",
+                  transform=axes.transAxes)  # fmt: skip
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()

@@ -15,21 +15,25 @@ control is an attribute, so the studio can be driven from Python (tests do).
 
 from __future__ import annotations
 
-import io
+import dataclasses
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-from PIL import Image, UnidentifiedImageError
 
 from nst.config import COLOR_MODES, OPTIMIZERS, Config, preset
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageSource
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, free_path, store_upload
 from nst.preview import LivePreview
 
 UPLOAD = "(uploaded file)"
 OFF = "off"
+#: Save writes into this folder when set (`make studio` sets it to the
+#: clone's out/), else into the current folder; never over an existing file.
+OUTPUT_ENV = "NST_OUTPUT_DIR"
 
 
 class Studio:
@@ -59,22 +63,28 @@ class Studio:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._sources = {"content": content, "style": style}
+        self.uploads: dict[str, dict[str, str]] = {}
+        """Uploaded inputs by the path they are kept at: their name and SHA-256."""
         c = self.config
-        slider = {"continuous_update": False, "style": {"description_width": "110px"}, "layout": {"width": "420px"}}
+        label = {"description_width": "110px"}
+        slider = {"continuous_update": False, "style": label, "layout": {"width": "420px"}}
 
-        self.content_pick = _picker("content", content)
-        self.style_pick = _picker("style", style)
-        self.content_upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload content")
-        self.style_upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload style")
+        self.content_pick = _picker("content", content, label)
+        self.style_pick = _picker("style", style, label)
+        self.content_upload = _upload("content")
+        self.style_upload = _upload("style")
         self.ratio = widgets.FloatLogSlider(
             value=c.content_weight / c.style_weight if c.style_weight else 1.0,
             min=-8, max=0, step=0.25, description="α/β", readout_format=".1e", **slider,
         )  # fmt: skip
         self.ratio.add_class("nst-ratio")
         self.tv_on = widgets.Checkbox(value=c.tv_weight > 0, description="total variation", indent=False)
+        # gamma from 1 (no visible effect) to 1e5 (a blur), measured at 256 px
+        # on both presets (README, "The losses").
         self.tv_weight = widgets.FloatLogSlider(
-            value=c.tv_weight or 1.0, min=-2, max=8, step=0.5, description="TV weight γ", readout_format=".1e", **slider
-        )
+            value=c.tv_weight or 100.0, min=0, max=5, step=0.25, description="TV weight γ", readout_format=".1e",
+            **slider,
+        )  # fmt: skip
         self.learning_rate = widgets.FloatLogSlider(
             value=c.learning_rate, min=-4, max=0, step=0.1, description="learning rate", readout_format=".3f", **slider
         )
@@ -87,14 +97,17 @@ class Studio:
             for name, w in zip(c.style_layers, c.layer_weights)
         ]
         self.preserve_color = widgets.Dropdown(
-            options=[OFF, *COLOR_MODES], value=c.preserve_color or OFF,
-            description="keep colours", style=slider["style"],
+            options=[OFF, *COLOR_MODES], value=c.preserve_color or OFF, description="keep colours", style=label,
+            layout={"width": "260px"},
         )  # fmt: skip
-        self.optimizer = widgets.ToggleButtons(options=list(OPTIMIZERS), value=c.optimizer, description="optimiser")
+        self.optimizer = widgets.Dropdown(
+            options=list(OPTIMIZERS), value=c.optimizer, description="optimiser", style=label, layout={"width": "260px"}
+        )
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.save_button = widgets.Button(description="Save", icon="save", disabled=True)
-        self.save_path = widgets.Text(value="stylized.png", description="file", layout={"width": "260px"})
+        self.save_path = widgets.Text(value=str(default_output()), description="file", layout={"width": "460px"},
+                                      style={"description_width": "30px"})  # fmt: skip
         for button, name in ((self.run_button, "run"), (self.stop_button, "stop"), (self.save_button, "save")):
             button.add_class(f"nst-{name}")
         for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload)):
@@ -102,22 +115,29 @@ class Studio:
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.save_button.on_click(lambda _: self.save())
-        self.preview = LivePreview(every=1, plot_every=10)
         self.message = widgets.HTML("")
+        self.message.add_class("nst-message")
+        # The chosen inputs are shown at once, the output and the loss plot
+        # as placeholders until the first step.
+        self.preview = LivePreview(every=1, plot_every=10)
+        self._show_inputs()
+        for pick in (self.content_pick, self.style_pick):
+            pick.observe(lambda _: self._show_inputs(), names="value")
 
-        inputs = widgets.HBox(
-            [widgets.VBox([self.content_pick, self.content_upload]), widgets.VBox([self.style_pick, self.style_upload])]
-        )
+        # Rows wrap in a narrow output area (Colab's), so nothing is cut off.
+        wrap = {"flex_flow": "row wrap", "align_items": "flex-start"}
+        inputs = widgets.HBox([widgets.HBox([self.content_pick, self.content_upload]),
+                               widgets.HBox([self.style_pick, self.style_upload])], layout=wrap)  # fmt: skip
         weights = widgets.VBox([widgets.HTML("<b>style layer weights w<sub>l</sub></b>"), *self.layer_weights])
         knobs = widgets.VBox(
-            [self.ratio, widgets.HBox([self.tv_on, self.tv_weight]), self.learning_rate, self.steps, self.size]
+            [self.ratio, widgets.HBox([self.tv_weight, self.tv_on]), self.learning_rate, self.steps, self.size]
         )
-        buttons = widgets.HBox([self.run_button, self.stop_button, self.save_button, self.save_path])
+        buttons = widgets.HBox([self.run_button, self.stop_button, self.save_button, self.save_path], layout=wrap)
         self.widget = widgets.VBox(
             [
                 inputs,
-                widgets.HBox([knobs, weights]),
-                widgets.HBox([self.preserve_color, self.optimizer]),
+                widgets.HBox([knobs, weights], layout=wrap),
+                widgets.HBox([self.preserve_color, self.optimizer], layout=wrap),
                 buttons,
                 self.message,
                 self.preview.widget,
@@ -144,20 +164,38 @@ class Studio:
         )
 
     def inputs(self) -> tuple[ImageSource, ImageSource]:
-        """The content and style images picked (a sample, a path or an upload)."""
+        """The content and style images picked: a sample, a path, or the path
+        an upload is kept at (see `nst.images.store_upload`)."""
         return (
-            _chosen(self.content_pick, self.content_upload, self._sources["content"]),
-            _chosen(self.style_pick, self.style_upload, self._sources["style"]),
+            self._chosen(self.content_pick, self.content_upload, self._sources["content"]),
+            self._chosen(self.style_pick, self.style_upload, self._sources["style"]),
         )
+
+    def _chosen(self, pick: widgets.Dropdown, upload: widgets.FileUpload, start: ImageSource) -> ImageSource:
+        """The dropdown's choice; for the upload entry, the newest uploaded
+        file (or the starting image when that was an object, not a name)."""
+        if pick.value != UPLOAD:
+            return pick.value
+        file = _uploaded(upload.value)
+        if file is None:
+            if not isinstance(start, str):
+                return start
+            raise ValueError(f"{pick.description}: no file uploaded yet")
+        name, data = file
+        try:
+            path, digest = store_upload(name, data)
+        except ImageError as e:
+            raise ValueError(f"{e} ({pick.description})") from None
+        self.uploads[str(path)] = {"name": name, "sha256": digest}
+        return str(path)
 
     # -- actions -------------------------------------------------------------
 
-    def show(self) -> widgets.Widget:
-        """Display the studio in the notebook."""
+    def show(self) -> None:
+        """Display the studio in the notebook (once: it updates in place)."""
         from IPython.display import display
 
         display(self.widget)
-        return self.widget
 
     def run(self, *, wait: bool = False) -> None:
         """Start a run with the current settings in the background (``wait``:
@@ -192,14 +230,45 @@ class Studio:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def save(self, path: str | None = None) -> Path | None:
-        """Write the best image of the last run, with its settings, as a PNG."""
+    def save(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Write the best image of the last run, with its settings, as a PNG,
+        never over an existing file (``NAME-2.png``... instead). Uploaded
+        inputs are copied beside it and the PNG names those copies (with the
+        upload's name and SHA-256), so ``nst --resume`` can go on from it."""
         if self.result is None:
             self._say("nothing to save yet: press Run first")
             return None
-        written = self.result.save(path or self.save_path.value)
-        self._say(f"saved <code>{written}</code>")
+        asked = Path(path or self.save_path.value).expanduser().resolve()
+        if asked.suffix.lower() != ".png":
+            self._say(f"<span style='color:#b00'>{asked}: give a .png file name (it records the settings)</span>")
+            return None
+        target = free_path(asked)
+        written = dataclasses.replace(self.result, sources=self._kept_sources(target)).save(target)
+        note = f" ({asked.name} exists and was kept)" if target != asked else ""
+        self._say(f"saved <code>{written}</code>{note}")
+        self.save_path.value = str(free_path(asked))
         return written
+
+    def _kept_sources(self, target: Path) -> dict[str, Any]:
+        """The result's sources, with each uploaded input copied beside
+        ``target`` and named by its copy."""
+        sources = dict(self.result.sources)
+        styles, uploaded = list(sources.get("styles", [])), {}
+        for role, index in [("content", None), *(("style", i) for i in range(len(styles)))]:
+            source = sources["content"] if index is None else styles[index]
+            if source not in self.uploads:
+                continue
+            name = f"{role}{'' if index in (None, 0) else index + 1}"
+            copy = target.with_name(f"{target.stem}-{name}{Path(source).suffix}")
+            shutil.copyfile(source, copy)
+            uploaded[name] = {**self.uploads[source], "kept_as": str(copy)}
+            if index is None:
+                sources["content"] = str(copy)
+            else:
+                styles[index] = str(copy)
+        if uploaded:
+            sources.update(styles=styles, style=" + ".join(styles), uploaded=uploaded)
+        return sources
 
     # -- the background run ---------------------------------------------------
 
@@ -216,14 +285,22 @@ class Studio:
             self.result = stylize(content, style, config=config, callback=callback)
             self.preview.finish(self.result)
             how = "stopped" if self.result.stopped else "finished"
-            self._say(f"{how} after {time.perf_counter() - started:.0f} s on {self.result.device}")
+            said = f"{how} after {time.perf_counter() - started:.0f} s on {self.result.device}"
         except KeyboardInterrupt:
-            self._say("stopped before the first step")
+            said = "stopped before the first step"
         except Exception as e:  # shown in the UI: nobody sees a thread's traceback
             self.error = e
-            self._say(f"<span style='color:#b00'>run failed: {e}</span>")
-        finally:
-            self._busy(False)
+            said = f"<span style='color:#b00'>run failed: {e}</span>"
+        # The buttons first: whoever reads the message can press Run again.
+        self._busy(False)
+        self._say(said)
+
+    def _show_inputs(self) -> None:
+        """Show the picked inputs in the preview (an upload not yet made: unchanged)."""
+        try:
+            self.preview.set_inputs(*self.inputs())
+        except (ImageError, ValueError):
+            pass
 
     def _busy(self, running: bool) -> None:
         self.run_button.disabled = running
@@ -234,30 +311,27 @@ class Studio:
         self.message.value = html
 
 
-def _picker(role: str, source: ImageSource) -> widgets.Dropdown:
+def default_output() -> Path:
+    """Where Save writes unless told: a free ``stylized.png`` in $NST_OUTPUT_DIR, else here."""
+    return free_path(Path(os.environ.get(OUTPUT_ENV) or ".").expanduser().resolve() / "stylized.png")
+
+
+def _picker(role: str, source: ImageSource, style: dict[str, str]) -> widgets.Dropdown:
     """A dropdown of the samples, plus the starting source and uploads."""
     options = [(name, SAMPLE_PREFIX + name) for name in SAMPLES]
     if isinstance(source, str) and source not in dict(options).values():
         options.insert(0, (Path(source).name, source))
     value = source if isinstance(source, str) else UPLOAD
-    return widgets.Dropdown(options=[*options, (UPLOAD, UPLOAD)], value=value, description=role)
+    return widgets.Dropdown(options=[*options, (UPLOAD, UPLOAD)], value=value, description=role, style=style,
+                            layout={"width": "300px"})  # fmt: skip
 
 
-def _chosen(pick: widgets.Dropdown, upload: widgets.FileUpload, start: ImageSource) -> ImageSource:
-    """The dropdown's choice; for the upload entry, the newest uploaded file
-    (or the starting image when that was an object rather than a name)."""
-    if pick.value != UPLOAD:
-        return pick.value
-    file = _uploaded(upload.value)
-    if file is None:
-        if not isinstance(start, str):
-            return start
-        raise ValueError(f"{pick.description}: no file uploaded yet")
-    name, data = file
-    try:
-        return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError):
-        raise ValueError(f"{name}: cannot read this {pick.description} image; upload a PNG, JPEG or WebP") from None
+def _upload(role: str) -> widgets.FileUpload:
+    """An upload button for one input; picking a file selects it in the dropdown."""
+    upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload", icon="upload",
+                                layout={"width": "110px"})  # fmt: skip
+    upload.add_class(f"nst-upload-{role}")
+    return upload
 
 
 def _uploaded(value: Any) -> tuple[str, bytes] | None:

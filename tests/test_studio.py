@@ -5,6 +5,7 @@ background, Stop keeps the best image, Save writes the settings."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import time
 
@@ -105,7 +106,8 @@ def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
     studio.style_upload.value = (upload,)
     assert studio.style_pick.value == UPLOAD  # an upload selects itself
     _, style = studio.inputs()
-    assert isinstance(style, Image.Image) and style.size == (128, 96)
+    assert Image.open(style).size == (128, 96)  # kept as a file, named by its hash
+    assert studio.uploads[style] == {"name": "up.png", "sha256": hashlib.sha256(png).hexdigest()}
     studio.content_pick.value = UPLOAD  # nothing uploaded for content, and it started from an array
     assert studio.inputs()[0] is not None
     # Colab's ipywidgets 7 gives a dict of name -> file instead.
@@ -115,4 +117,56 @@ def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
     studio.style_upload.value = ({**upload, "content": memoryview(b"not an image")},)
     studio.run(wait=True)
     assert studio.result is None and not studio.run_button.disabled
-    assert "up.png: cannot read this style image; upload a PNG" in studio.message.value
+    assert "up.png: cannot read this image; upload a PNG" in studio.message.value
+
+
+def test_the_first_screen_shows_the_inputs_and_placeholders(studio):
+    """Before any Run: the chosen images, and panels that say what will come
+    (no empty image, which a browser draws as a broken icon)."""
+    preview = studio.preview
+    for view in (preview.content_view, preview.style_view, preview.current_view, preview.plot):
+        assert len(view.value) > 500 and Image.open(io.BytesIO(view.value)).size[0] >= 200
+    assert decode(preview.content_view.value).shape[:2] == (192, 256)  # the 128 x 96 content, as a thumbnail
+    studio.style_pick.value = "sample:the_scream"
+    assert decode(preview.style_view.value).shape[0] == 256  # a portrait painting, shown at once
+
+
+def test_save_never_overwrites_and_keeps_uploads_for_resume(studio, content_image, style_image, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    from nst import cli
+    from nst.studio import default_output
+
+    monkeypatch.setenv("NST_OUTPUT_DIR", str(tmp_path))
+    assert default_output() == tmp_path / "stylized.png"
+    for view, image, name in ((studio.content_upload, content_image, "my photo.jpg"),
+                              (studio.style_upload, style_image, "painting.png")):  # fmt: skip
+        data = io.BytesIO()
+        Image.fromarray((image * 255).astype(np.uint8)).save(data, format="PNG")
+        view.value = ({"name": name, "type": "image/png", "size": len(data.getvalue()),
+                       "content": memoryview(data.getvalue()),
+                       "last_modified": datetime.datetime.now(datetime.timezone.utc)},)  # fmt: skip
+    studio.steps.value = 2
+    studio.run(wait=True)
+    assert studio.error is None
+    first = studio.save(tmp_path / "stylized.png")
+    second = studio.save(tmp_path / "stylized.png")
+    assert (first, second) == (tmp_path / "stylized.png", tmp_path / "stylized-2.png")
+    assert str(second) in studio.message.value and "stylized.png exists and was kept" in studio.message.value
+    assert studio.save_path.value == str(tmp_path / "stylized-3.png")  # the next free name
+    meta = read_metadata(first)
+    assert meta["content"] == str(tmp_path / "stylized-content.jpg") and (tmp_path / "stylized-content.jpg").is_file()
+    assert meta["styles"] == [str(tmp_path / "stylized-style.png")]
+    assert meta["uploaded"]["content"]["name"] == "my photo.jpg" and len(meta["uploaded"]["style"]["sha256"]) == 64
+    # A PNG made from uploads goes on with `nst --resume`, from the copies.
+    assert cli.main(["--resume", str(first), "--steps", "1", "-o", str(tmp_path / "more.png"), "--quiet"]) == 0
+    assert read_metadata(tmp_path / "more.png")["content"] == meta["content"]
+    assert studio.save(tmp_path / "x.jpg") is None and "give a .png file name" in studio.message.value
+
+
+def test_show_displays_the_studio_once(studio, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    assert studio.show() is None  # as a cell's last line, nothing more is displayed
+    assert shown == [studio.widget]
