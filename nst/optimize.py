@@ -112,6 +112,8 @@ class Result:
     """Why the run ended early ('interrupted', or a NaN message), else None."""
     device: str = ""
     """Where it ran (see `nst.device`)."""
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    """Settings changed during the run (`nst.live`), each with the step it took effect."""
     adam: dict[str, Any] | None = field(default=None, repr=False)
     """Adam's state at the end, compressed (see `_adam_record`): saved in the
     PNG, so that ``nst --resume`` goes on with it rather than a fresh Adam."""
@@ -133,6 +135,7 @@ class Result:
             "steps_done": int(self.history["step"][-1]) if self.history.get("step") else 0,
             "stopped": self.stopped,
             "device": self.device,
+            **({"changes": self.changes} if self.changes else {}),
             **({"adam": self.adam} if self.adam else {}),
         }
 
@@ -458,9 +461,15 @@ class _Problem:
             # after evaluating it); what a callback sees.
             self.evaluated = tf.Variable(start, trainable=False, name="evaluated_image", aggregation=first)
             self.best_loss = tf.Variable(tf.fill([self.batch], math.inf), trainable=False, aggregation=first)
+            # Targets and weights are variables too, read by the compiled
+            # steps: a live run (`nst.live`) changes the weights between
+            # steps, and a new run on the same graph assigns its own.
+            variable = functools.partial(tf.Variable, trainable=False, aggregation=first)
+            self.targets = Targets([variable(p) for p in targets.content], [variable(a) for a in targets.style])
+            self.weights = Weights(*(variable(w) for w in weights))
         self.adam: list[dict[str, Any]] | None = None
         """Adam's state per image when it stopped (set by `_adam`)."""
-        self.extractor, self.targets, self.weights, self.config = extractor, targets, weights, config
+        self.extractor, self.config = extractor, config
         self.names: list[str] = []
         """The objective's terms, in the order `evaluate` stacks them (known once traced)."""
         self.scale_loss: Callable[[tf.Tensor], tf.Tensor] = tf.identity
@@ -530,23 +539,40 @@ class _Problem:
 
 def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np.ndarray:
     """``steps`` Adam updates, each clipped to [0, 1]; the images after the last."""
+    optimizer, step, final_evaluation = adam_steps(problem, config)
+    scaled = config.precision == "mixed_float16"
+    if config.adam_warm_start and not scaled:  # (a scaled loss has scaled gradients)
+        _restore_adam(optimizer, problem, config.init)
+    if scaled:  # a scaled loss of about 2^26 keeps the gradients well inside float16's range
+        start = np.max(final_evaluation().numpy()[0])
+        optimizer.dynamic_scale.assign(2.0 ** np.floor(26 - np.log2(max(start, 1e-30))))
+    # Entry k of the history is the loss after k updates.
+    try:
+        for k in range(steps + 1):
+            report(k, (step() if k < steps else final_evaluation()).numpy())
+    finally:  # stopped or not, the PNG records what a resumed run needs
+        problem.adam = None if scaled else _adam_record(optimizer)
+    return problem.image.numpy()
+
+
+def adam_steps(problem: _Problem, config: Config) -> tuple[tf.keras.optimizers.Optimizer, Callable, Callable]:
+    """Adam for ``problem``: the optimizer (its moments built, its learning
+    rate a variable), one compiled update (evaluate, step, clip to [0, 1];
+    returns the terms at the image it evaluated) and one compiled evaluation."""
     with problem.strategy.scope():
         optimizer = tf.keras.optimizers.Adam(
             learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
         )
-        scaled = config.precision == "mixed_float16"
-        if scaled:
+        if config.precision == "mixed_float16":
             # float16 tops out at 65504, and the report's losses give feature
             # gradients of 1e7 and more (measured): the backward pass would
             # overflow. Keras' loss scaling multiplies the loss by a scale
             # before it and divides the gradient after, skipping the step and
             # halving the scale on an overflow. The scale is set from the
-            # loss at the start (below) and doubled after 50 good steps.
+            # loss at the start (`_adam`) and doubled after 50 good steps.
             optimizer = tf.keras.optimizers.LossScaleOptimizer(optimizer, dynamic_growth_steps=50)
             problem.scale_loss = optimizer.scale_loss
         optimizer.build([problem.image])  # its moment variables now, so the step is traced once
-        if config.adam_warm_start and not scaled:  # (a scaled loss has scaled gradients)
-            _restore_adam(optimizer, problem, config.init)
 
     def update() -> tf.Tensor:
         values, gradient = problem.evaluate_with_gradient()
@@ -557,17 +583,7 @@ def _adam(problem: _Problem, config: Config, steps: int, report: Callable) -> np
     # One compiled step: the losses come back as one small array per step and
     # the images stay on the device unless a callback asks for one.
     step = _compile(problem.run, update, jit_compile=problem.jit)
-    final_evaluation = _compile(problem.run, problem.evaluate, jit_compile=problem.jit)
-    # Entry k of the history is the loss after k updates.
-    if scaled:  # a scaled loss of about 2^26 keeps the gradients well inside float16's range
-        start = np.max(final_evaluation().numpy()[0])
-        optimizer.dynamic_scale.assign(2.0 ** np.floor(26 - np.log2(max(start, 1e-30))))
-    try:
-        for k in range(steps + 1):
-            report(k, (step() if k < steps else final_evaluation()).numpy())
-    finally:  # stopped or not, the PNG records what a resumed run needs
-        problem.adam = None if scaled else _adam_record(optimizer)
-    return problem.image.numpy()
+    return optimizer, step, _compile(problem.run, problem.evaluate, jit_compile=problem.jit)
 
 
 #: Adam's second moments are recorded as the maximum over POOL x POOL pixel

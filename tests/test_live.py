@@ -1,0 +1,106 @@
+"""Live runs (`nst.live`): steered between steps without recompiling, paused,
+continued with the same Adam state, and the next run warm."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import TINY
+
+import nst
+from nst import ConfigError, live
+
+
+def wait_for(condition, limit: float = 120.0) -> None:
+    """Wait for an event of the run (a limit, not a timing: it fails only if it never comes)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "the run never got there"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def tiny():
+    return {**TINY, "size": 48}
+
+
+def test_set_takes_effect_at_the_next_step_and_is_recorded(content_image, style_image, tiny):
+    run = live.start(content_image, style_image, **{**tiny, "steps": 2000})
+    wait_for(lambda: run.step >= 3)
+    run.set(style_weight=5e5, learning_rate=0.05)
+    wait_for(lambda: run.changes and run.step >= run.changes[0]["step"] + 3)
+    run.stop()
+    result = run.result()
+    h, change = result.history, result.changes[0]
+    at = change["step"]
+    assert change == {"step": at, "style_weight": 5e5, "learning_rate": 0.05}
+    assert h["step"] == list(range(len(h["step"])))  # one continuous count
+    assert set(h["style_weight"][:at]) == {1e3} and set(h["style_weight"][at:]) == {5e5}
+    assert set(h["learning_rate"][at:]) == {0.05} and "style_layer_weights/block1_conv1" in h
+    # The total is the new weights' from that step on: alpha c + beta s + gamma tv.
+    k = at + 1
+    assert h["total"][k] == pytest.approx(h["content"][k] + 5e5 * h["style"][k], rel=1e-5)
+    assert result.config.style_weight == 5e5 and result.metadata()["changes"] == [change]
+    assert result.metadata()["settings"]["style_weight"] == 5e5  # what --resume goes on with
+    assert result.stopped == "interrupted" and result.best_step >= at
+
+
+def test_a_bad_value_is_refused_by_set_and_the_run_goes_on(content_image, style_image, tiny):
+    run = live.start(content_image, style_image, **{**tiny, "steps": 2000})
+    with pytest.raises(ConfigError, match="style_weight must be a finite number"):
+        run.set(style_weight=float("nan"))
+    with pytest.raises(ConfigError, match="a running run takes only"):
+        run.set(size=64)
+    run.stop()
+    assert run.result().changes == []
+
+
+def test_pause_holds_the_run_and_resume_goes_on(content_image, style_image, tiny):
+    run = live.start(content_image, style_image, **{**tiny, "steps": 2000})
+    wait_for(lambda: run.step >= 2)
+    run.pause()
+    time.sleep(0.2)  # let a step in flight finish
+    held = run.step
+    time.sleep(0.5)
+    assert run.paused and run.step == held and run.running
+    run.resume()
+    wait_for(lambda: run.step > held + 2)
+    run.stop()
+    assert run.result().history["step"][-1] > held
+
+
+def test_proceed_goes_on_with_the_same_adam_state(content_image, style_image, tiny):
+    run = live.start(content_image, style_image, **{**tiny, "steps": 6})
+    first = run.result()
+    optimizer = run._engine.optimizer
+    assert int(optimizer.iterations.numpy()) == 6
+    run.proceed(4)
+    more = run.result()
+    assert int(optimizer.iterations.numpy()) == 10  # Adam's count went on: not a fresh Adam
+    assert more.history["step"] == list(range(11)) and more.config.steps == 10
+    assert more.history["total"][:6] == first.history["total"][:6]
+
+
+def test_the_next_run_reuses_the_compiled_step(content_image, style_image, tiny):
+    """A second run on the same graph traces nothing: its targets, weights,
+    start and Adam state are assigned, and its first step is one step."""
+    first = live.start(content_image, style_image, **{**tiny, "steps": 3})
+    first.result()
+    engine = first._engine
+    traces = engine.step.experimental_get_tracing_count()
+    second = live.start(content_image, style_image, **{**tiny, "steps": 3, "style_weight": 10.0})
+    result = second.result()
+    assert second._engine is engine and engine.step.experimental_get_tracing_count() == traces
+    assert int(engine.optimizer.iterations.numpy()) == 3  # reset, then 3 updates
+    assert result.history["style_weight"][0] == 10.0 and result.timings["first_step"] <= 1.0
+    # Nothing of the first run is left in it: it is the run nst.stylize makes.
+    alone = nst.stylize(content_image, style_image, **{**tiny, "steps": 3, "style_weight": 10.0})
+    np.testing.assert_allclose(alone.history["total"], result.history["total"], rtol=1e-5)
+
+
+def test_what_a_live_run_cannot_be(content_image, style_image, tiny):
+    for changes in ({"optimizer": "lbfgs"}, {"scales": (32, 48)}):
+        with pytest.raises(ConfigError, match="a live run is one Adam run at one size"):
+            live.start(content_image, style_image, **{**tiny, **changes})
