@@ -39,6 +39,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	# namespace package without __version__); 'compat' puts the clone on
 	# sys.path, where the real package wins.
 	$(PY) -m pip install -q -e . --config-settings editable_mode=compat
+	# Colab's ipywidgets 7.7 in a folder of its own: tests/test_widgets7.py
+	# runs the studio's tests with it ahead of the venv's ipywidgets 8.
+	$(PY) -m pip install -q --no-deps --target $(VENV)/ipywidgets7 "ipywidgets>=7.7,<7.8" ipython_genutils \
+		"widgetsnbextension>=3.6,<4" "jupyterlab_widgets>=1.1,<2"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 #: Longest side of the input thumbnails, pixels.
 THUMBNAIL = 256
 #: The loss plot shows this many decades below its highest value: the content
-#: term starts at 0 and would otherwise stretch the log axis over 15 of them.
-DECADES = 6
+#: term starts at 0 and would otherwise stretch the log axis over 15 of them,
+#: while the unweighted style term runs some 7 decades below the total.
+DECADES = 9
 
 
 class LivePreview:
@@ -63,8 +64,14 @@ class LivePreview:
         self.style_view = widgets.Image(format="png", layout=box)
         self.current_view = widgets.Image(format="jpeg", layout=box)
         self.current_view.add_class("nst-current")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="step", layout={"width": "60%"})
+        self.compare_view = widgets.Image(format="jpeg", layout=box)
+        self.compare_caption = widgets.HTML("")
+        self.compare_box = widgets.VBox([self.compare_caption, self.compare_view], layout={"display": "none"})
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, description="step", layout={"width": f"{3 * width}px"}
+        )
         self.status = widgets.Label(value="")
+        self.status.add_class("nst-status")
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width=f"{3 * width}px"))
         self.widget = widgets.VBox(
             [
@@ -73,13 +80,18 @@ class LivePreview:
                         _captioned(self.content_view, "content"),
                         _captioned(self.style_view, "style"),
                         _captioned(self.current_view, "output"),
-                    ]
+                        self.compare_box,
+                    ],
+                    layout={"flex_flow": "row wrap"},
                 ),
-                widgets.HBox([self.progress, self.status]),
+                self.progress,
+                self.status,
                 self.plot,
             ]
         )
         self.history: dict[str, list[float]] = {}
+        self.marks: list[dict] = []
+        """Changes made during the run (`nst.live.LiveRun.changes`): marked on the plot."""
         self.updates = 0  # how many times the current image was refreshed
         self.current_view.value = placeholder("the output appears here")
         self.set_inputs(content, style)
@@ -91,7 +103,7 @@ class LivePreview:
         if style is not None:
             first = style[0] if isinstance(style, (list, tuple)) else style
             self.style_view.value = encode(load_image(first, size=THUMBNAIL), "png")
-        self.history = {}
+        self.history, self.marks = {}, []
         self.plot.value = loss_plot({})
 
     def show(self) -> widgets.Widget:
@@ -108,22 +120,29 @@ class LivePreview:
         self.history.setdefault("step", []).append(progress.step)
         last = progress.step >= progress.steps
         self.progress.max, self.progress.value = progress.steps, progress.step
+        changed = f" · settings changed at step {self.marks[-1]['step']}" if self.marks else ""
         self.status.value = (
-            f"loss {progress.losses['total']:.3g} (content {progress.losses['content']:.3g}, "
-            f"style {progress.losses['style']:.3g}) · {progress.elapsed:.0f} s"
+            f"step {progress.step} of {progress.steps} · loss {progress.losses['total']:.3g} (content "
+            f"{progress.losses['content']:.3g}, style {progress.losses['style']:.3g}) · {progress.elapsed:.0f} s{changed}"
         )
         if progress.step % self.every == 0 or last:
             self.current_view.value = encode(progress.image(), "jpeg")
             self.updates += 1
-        if progress.step % self.plot_every == 0 or last:
-            self.plot.value = loss_plot(self.history)
+        if progress.step % self.plot_every == 0 or last or (self.marks and self.marks[-1]["step"] == progress.step):
+            self.plot.value = loss_plot(self.history, marks=[m["step"] for m in self.marks])
 
     def finish(self, result: Result) -> None:
         """Show the run's best image and full loss curves."""
         self.current_view.value = encode(result.best_image, "jpeg")
-        self.plot.value = loss_plot(result.history)
+        self.plot.value = loss_plot(result.history, marks=[c["step"] for c in result.changes])
         ended = f"stopped ({result.stopped})" if result.stopped else "done"
         self.status.value = f"{ended}: best loss {result.best_loss:.4g} at step {result.best_step}"
+
+    def compare(self, image: np.ndarray, caption: str) -> None:
+        """Show ``image`` beside the current one (hidden until first used)."""
+        self.compare_view.value = encode(image, "jpeg")
+        self.compare_caption.value = f"<b>{caption}</b>"
+        self.compare_box.layout.display = None
 
 
 def encode(image: np.ndarray, fmt: str = "png") -> bytes:
@@ -144,10 +163,11 @@ def placeholder(text: str, size: tuple[int, int] = (THUMBNAIL, THUMBNAIL * 3 // 
     return buffer.getvalue()
 
 
-def loss_plot(history: dict[str, list[float]], size: tuple[float, float] = (7.5, 2.4)) -> bytes:
+def loss_plot(history: dict[str, list[float]], size: tuple[float, float] = (7.5, 2.4), marks: list[int] = ()) -> bytes:
     """The total, content and style losses against the step, log scale, as
     PNG bytes: whole steps on the x axis, at most `DECADES` decades on the y
-    axis, the legend beside the curves. An empty history gives the empty plot."""
+    axis, the legend beside the curves, a dashed line at each step of
+    ``marks`` (where settings changed). An empty history gives the empty plot."""
     figure = Figure(figsize=size, dpi=100, layout="constrained")
     axes = figure.add_subplot()
     steps = np.asarray(history.get("step", []), dtype=float)
@@ -166,6 +186,8 @@ def loss_plot(history: dict[str, list[float]], size: tuple[float, float] = (7.5,
         top = max(np.nanmax(v) for v in shown)
         bottom = max(min(np.nanmin(v) for v in shown), top / 10**DECADES)
         axes.set_ylim(bottom / 1.5, top * 1.5)
+        for i, step in enumerate(marks):
+            axes.axvline(step, color="0.35", linestyle="--", linewidth=1, label="settings changed" if i == 0 else None)
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     else:
         axes.set_xticks([])

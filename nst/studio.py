@@ -6,18 +6,27 @@
 - sliders for the content/style ratio alpha/beta (log scale), the total
   variation weight, the learning rate, steps, size and each style layer's
   weight; colour preservation and the optimiser;
-- Run, Stop and Save buttons, a `nst.preview.LivePreview` of the run.
+- Run, Pause, Stop, Continue and Save buttons, a `nst.preview.LivePreview`
+  of the run, and a strip of the runs made so far to compare and recall.
 
-The run goes in a background thread, so the notebook stays responsive:
-Stop ends it at the next step and keeps the best image so far. Every
-control is an attribute, so the studio can be driven from Python (tests do).
+An Adam run is a live run (`nst.live`): moving alpha/beta, gamma, the
+learning rate or a layer weight changes the running run from its next step
+(the loss plot marks the step), and a new Run on the same size and layers
+starts at once, without compiling again. Continue goes on from where a run
+ended, with its Adam state. L-BFGS and coarse-to-fine runs go through
+`nst.stylize` (not steerable). Runs go in a background thread, so the page
+stays responsive; Stop ends a run at its next step and keeps the best image.
+Every control is an attribute, so the studio can be driven from Python.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +36,9 @@ import ipywidgets as widgets
 
 from nst.config import COLOR_MODES, OPTIMIZERS, Config, preset
 from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, free_path, store_upload
-from nst.preview import LivePreview
+from nst.live import STEERABLE, LiveRun, start
+from nst.optimize import Result, stylize
+from nst.preview import LivePreview, encode
 
 UPLOAD = "(uploaded file)"
 OFF = "off"
@@ -60,6 +71,10 @@ class Studio:
         self.config = (config or Config()).replace(**overrides)
         self.result = None
         self.error: BaseException | None = None
+        self.live: LiveRun | None = None
+        """The handle of the current (or last) Adam run: steered by the sliders."""
+        self.runs: list[Result] = []
+        """Every finished or stopped run, oldest first (the compare strip)."""
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._sources = {"content": content, "style": style}
@@ -104,22 +119,32 @@ class Studio:
             options=list(OPTIMIZERS), value=c.optimizer, description="optimiser", style=label, layout={"width": "260px"}
         )
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
+        self.pause_button = widgets.Button(description="Pause", icon="pause", disabled=True)
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.continue_button = widgets.Button(description="Continue", icon="forward", disabled=True,
+                                              tooltip="more steps (the steps slider) from where the run is")  # fmt: skip
         self.save_button = widgets.Button(description="Save", icon="save", disabled=True)
         self.save_path = widgets.Text(value=str(default_output()), description="file", layout={"width": "460px"},
                                       style={"description_width": "30px"})  # fmt: skip
-        for button, name in ((self.run_button, "run"), (self.stop_button, "stop"), (self.save_button, "save")):
-            button.add_class(f"nst-{name}")
+        for button in (self.run_button, self.pause_button, self.stop_button, self.continue_button, self.save_button):
+            button.add_class(f"nst-{button.description.lower()}")
         for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload)):
             upload.observe(lambda _, pick=pick: setattr(pick, "value", UPLOAD), names="value")
         self.run_button.on_click(lambda _: self.run())
+        self.pause_button.on_click(lambda _: self.resume() if self.live and self.live.paused else self.pause())
         self.stop_button.on_click(lambda _: self.stop())
+        self.continue_button.on_click(lambda _: self.proceed())
         self.save_button.on_click(lambda _: self.save())
+        # While an Adam run goes, these steer it: from its next step on.
+        for control in (self.ratio, self.tv_on, self.tv_weight, self.learning_rate, *self.layer_weights):
+            control.observe(lambda _: self._steer(), names="value")
         self.message = widgets.HTML("")
         self.message.add_class("nst-message")
         # The chosen inputs are shown at once, the output and the loss plot
         # as placeholders until the first step.
         self.preview = LivePreview(every=1, plot_every=10)
+        self.strip = widgets.HBox([], layout={"flex_flow": "row wrap"})
+        self.strip.add_class("nst-strip")
         self._show_inputs()
         for pick in (self.content_pick, self.style_pick):
             pick.observe(lambda _: self._show_inputs(), names="value")
@@ -132,7 +157,8 @@ class Studio:
         knobs = widgets.VBox(
             [self.ratio, widgets.HBox([self.tv_weight, self.tv_on]), self.learning_rate, self.steps, self.size]
         )
-        buttons = widgets.HBox([self.run_button, self.stop_button, self.save_button, self.save_path], layout=wrap)
+        buttons = widgets.HBox([self.run_button, self.pause_button, self.stop_button, self.continue_button,
+                                self.save_button, self.save_path], layout=wrap)  # fmt: skip
         self.widget = widgets.VBox(
             [
                 inputs,
@@ -141,6 +167,7 @@ class Studio:
                 buttons,
                 self.message,
                 self.preview.widget,
+                self.strip,
             ]
         )
         self.widget.add_class("nst-studio")
@@ -212,14 +239,41 @@ class Studio:
         self.error = None
         self._busy(True)
         self._say(f"running {config.steps} steps at {config.size} px, α/β = {self.ratio.value:.1e} …")
-        self._thread = threading.Thread(target=self._work, args=(content, style, config), daemon=True)
-        self._thread.start()
+        self._start(self._work, content, style, config)
         if wait:
             self.wait()
 
     def stop(self) -> None:
         """End the run at the next step; the best image so far is kept."""
         self._stop.set()
+        if self.live is not None:
+            self.live.stop()
+
+    def pause(self) -> None:
+        """Hold a running Adam run before its next step."""
+        if self.live is not None and self.live.running:
+            self.live.pause()
+            self.pause_button.description, self.pause_button.icon = "Resume", "play"
+            self._say(f"paused at step {self.live.step}")
+
+    def resume(self) -> None:
+        """Go on after `pause`."""
+        if self.live is not None:
+            self.live.resume()
+            self.pause_button.description, self.pause_button.icon = "Pause", "pause"
+            self._say(f"running from step {self.live.step} …")
+
+    def proceed(self, steps: int | None = None, *, wait: bool = False) -> None:
+        """After a run has ended or was stopped: ``steps`` more (default: the
+        steps slider) from where it is, with the same Adam state."""
+        if self.running or self.live is None:
+            return
+        self.error = None
+        self._busy(True)
+        self._say(f"continuing from step {self.live.step} …")
+        self._start(self._work_more, steps or self.steps.value)
+        if wait:
+            self.wait()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the current run has ended."""
@@ -245,7 +299,7 @@ class Studio:
         target = free_path(asked)
         written = dataclasses.replace(self.result, sources=self._kept_sources(target)).save(target)
         note = f" ({asked.name} exists and was kept)" if target != asked else ""
-        self._say(f"saved <code>{written}</code>{note}")
+        self._say(f"saved <code>{written}</code>{note}{_offer(written)}")
         self.save_path.value = str(free_path(asked))
         return written
 
@@ -272,20 +326,38 @@ class Studio:
 
     # -- the background run ---------------------------------------------------
 
-    def _work(self, content: ImageSource, style: ImageSource, config: Config) -> None:
-        from nst.optimize import stylize
+    def _start(self, work: Any, *args: Any) -> None:
+        self._thread = threading.Thread(target=self._finish, args=(work, *args), daemon=True, name="nst-studio")
+        self._thread.start()
 
-        def callback(progress: Any) -> None:
-            if self._stop.is_set():
-                raise KeyboardInterrupt  # stylize ends the run and keeps the best image
-            self.preview(progress)
+    def _work(self, content: ImageSource, style: ImageSource, config: Config) -> Result:
+        """One run: a live Adam run (steerable, warm after the first), else `nst.stylize`."""
+        if self._live_ok(config):
+            self.live = start(content, style, config=config, callback=self._progress)
+            self.preview.marks = self.live.changes
+            return self.live.result()
+        self.live = None
+        return stylize(content, style, config=config, callback=self._progress)
 
+    def _work_more(self, steps: int) -> Result:
+        self.live.proceed(steps)
+        return self.live.result()
+
+    def _progress(self, progress: Any) -> None:
+        if self._stop.is_set() and self.live is None:
+            raise KeyboardInterrupt  # stylize ends the run and keeps the best image
+        self.preview(progress)
+
+    def _finish(self, work: Any, *args: Any) -> None:
+        """Run ``work`` (in the background thread), then show how it ended."""
         started = time.perf_counter()
         try:
-            self.result = stylize(content, style, config=config, callback=callback)
+            self.result = work(*args)
             self.preview.finish(self.result)
+            self._keep(self.result)
             how = "stopped" if self.result.stopped else "finished"
-            said = f"{how} after {time.perf_counter() - started:.0f} s on {self.result.device}"
+            said = (f"{how} at step {self.result.metadata()['steps_done']} after "
+                    f"{time.perf_counter() - started:.0f} s on {self.result.device}")  # fmt: skip
         except KeyboardInterrupt:
             said = "stopped before the first step"
         except Exception as e:  # shown in the UI: nobody sees a thread's traceback
@@ -294,6 +366,53 @@ class Studio:
         # The buttons first: whoever reads the message can press Run again.
         self._busy(False)
         self._say(said)
+
+    @staticmethod
+    def _live_ok(config: Config) -> bool:
+        return config.optimizer == "adam" and config.scales is None and config.precision != "mixed_float16"
+
+    def _steer(self) -> None:
+        """Send the sliders' weights and learning rate to the running run."""
+        if self.live is None or not self.live.running:
+            return
+        try:
+            c = self.settings()
+        except Exception as e:  # a bad value: say so, keep the run as it is
+            self._say(f"<span style='color:#b00'>{e}</span>")
+            return
+        self.live.set(**{name: getattr(c, name) for name in STEERABLE})
+        self._say(f"running at {c.size} px, α/β = {self.ratio.value:.1e} from step {self.live.step + 1} …")
+
+    # -- the compare strip ------------------------------------------------------
+
+    def _keep(self, result: Result) -> None:
+        """A thumbnail of a finished or stopped run, with its settings on
+        hover; its button puts them back on the sliders and shows it beside
+        the current image."""
+        self.runs.append(result)
+        index = len(self.runs)
+        c = result.config
+        summary = (f"run {index}: α/β {c.content_weight / c.style_weight:.1e}, γ {c.tv_weight:g}, lr {c.learning_rate:g}, "
+                   f"{result.metadata()['steps_done']} steps, {c.size} px, loss {result.best_loss:.3g}")  # fmt: skip
+        thumbnail = widgets.Image(value=encode(result.best_image, "jpeg"), format="jpeg", layout={"width": "96px"})
+        button = widgets.Button(description=f"run {index}", tooltip=summary, layout={"width": "96px"})
+        button.add_class("nst-recall")
+        button.on_click(lambda _: self.recall(index - 1))
+        self.strip.children = (*self.strip.children, widgets.VBox([thumbnail, button]))
+
+    def recall(self, index: int) -> None:
+        """Put run ``index``'s settings back on the sliders and show its image
+        beside the current one (the compare view)."""
+        result = self.runs[index]
+        c = result.config
+        self.ratio.value = c.content_weight / c.style_weight if c.style_weight else 1.0
+        self.tv_on.value = c.tv_weight > 0
+        if c.tv_weight > 0:
+            self.tv_weight.value = c.tv_weight
+        self.learning_rate.value, self.size.value = c.learning_rate, c.size
+        for slider, w in zip(self.layer_weights, c.layer_weights):
+            slider.value = w
+        self.preview.compare(result.best_image, f"run {index + 1}")
 
     def _show_inputs(self) -> None:
         """Show the picked inputs in the preview (an upload not yet made: unchanged)."""
@@ -305,10 +424,26 @@ class Studio:
     def _busy(self, running: bool) -> None:
         self.run_button.disabled = running
         self.stop_button.disabled = not running
+        self.pause_button.disabled = not running or self.optimizer.value != "adam"
+        self.pause_button.description, self.pause_button.icon = "Pause", "pause"
+        self.continue_button.disabled = running or self.live is None
         self.save_button.disabled = running or self.result is None
 
     def _say(self, html: str) -> None:
         self.message.value = html
+
+
+def _offer(path: Path) -> str:
+    """Hand the PNG to the browser too: Colab's own download in Colab (its
+    files live on a remote machine), else a download link (HTML to add to
+    the message)."""
+    if "google.colab" in sys.modules:
+        from google.colab import files
+
+        files.download(str(path))
+        return " (downloading)"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f' · <a download="{html.escape(path.name)}" href="data:image/png;base64,{data}">download</a>'
 
 
 def default_output() -> Path:

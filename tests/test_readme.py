@@ -41,6 +41,7 @@ def readme_folder(tmp_path, monkeypatch):
         return c.replace(size=32, steps=2, scales=(24, 32) if c.scales else None, scale_steps=None, weights="random")
 
     monkeypatch.setattr(nst.optimize, "_settings", tiny)
+    monkeypatch.setattr(nst.live, "_settings", tiny)
     return tmp_path
 
 

@@ -9,6 +9,7 @@ import hashlib
 import io
 import time
 
+import ipywidgets
 import numpy as np
 import pytest
 from conftest import TINY
@@ -99,11 +100,21 @@ def test_stop_mid_run_keeps_the_best_image(studio):
     assert "stopped" in studio.message.value
 
 
+def pick_file(upload: ipywidgets.FileUpload, name: str, data: bytes) -> None:
+    """What the browser does when a file is picked: ipywidgets 8 sets the
+    value; 7 (Colab's) sets metadata and data, then counts the upload."""
+    if ipywidgets.__version__.startswith("7."):
+        upload.metadata = [{"name": name, "type": "image/png", "size": len(data), "lastModified": 0}]
+        upload.data = [data]
+        upload._counter += 1
+    else:
+        upload.value = ({"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
+                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)  # fmt: skip
+
+
 def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
     png = save_image(tmp_path / "up.png", content_image).read_bytes()
-    upload = {"name": "up.png", "type": "image/png", "size": len(png), "content": memoryview(png),
-              "last_modified": datetime.datetime.now(datetime.timezone.utc)}  # fmt: skip
-    studio.style_upload.value = (upload,)
+    pick_file(studio.style_upload, "up.png", png)
     assert studio.style_pick.value == UPLOAD  # an upload selects itself
     _, style = studio.inputs()
     assert Image.open(style).size == (128, 96)  # kept as a file, named by its hash
@@ -114,7 +125,7 @@ def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
     assert _uploaded({"up.png": {"content": png, "metadata": {}}}) == ("up.png", png) and _uploaded(()) is None
     studio.size.value = 8  # below the slider's range: clamped, never invalid
     assert studio.size.value == 32
-    studio.style_upload.value = ({**upload, "content": memoryview(b"not an image")},)
+    pick_file(studio.style_upload, "up.png", b"not an image")
     studio.run(wait=True)
     assert studio.result is None and not studio.run_button.disabled
     assert "up.png: cannot read this image; upload a PNG" in studio.message.value
@@ -142,9 +153,7 @@ def test_save_never_overwrites_and_keeps_uploads_for_resume(studio, content_imag
                               (studio.style_upload, style_image, "painting.png")):  # fmt: skip
         data = io.BytesIO()
         Image.fromarray((image * 255).astype(np.uint8)).save(data, format="PNG")
-        view.value = ({"name": name, "type": "image/png", "size": len(data.getvalue()),
-                       "content": memoryview(data.getvalue()),
-                       "last_modified": datetime.datetime.now(datetime.timezone.utc)},)  # fmt: skip
+        pick_file(view, name, data.getvalue())
     studio.steps.value = 2
     studio.run(wait=True)
     assert studio.error is None
@@ -163,6 +172,25 @@ def test_save_never_overwrites_and_keeps_uploads_for_resume(studio, content_imag
     assert studio.save(tmp_path / "x.jpg") is None and "give a .png file name" in studio.message.value
 
 
+def test_save_hands_the_png_to_the_browser(studio, tmp_path, monkeypatch):
+    """A download link outside Colab; Colab's files.download inside it."""
+    import base64
+    import sys
+    import types
+
+    studio.steps.value = 1
+    studio.run(wait=True)
+    written = studio.save(tmp_path / "out.png")
+    link = studio.message.value.split('href="data:image/png;base64,')[1].split('"')[0]
+    assert 'download="out.png"' in studio.message.value and base64.b64decode(link) == written.read_bytes()
+    asked = []
+    colab = types.ModuleType("google.colab")
+    colab.files = types.SimpleNamespace(download=asked.append)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    again = studio.save(tmp_path / "out.png")
+    assert asked == [str(again)] and "(downloading)" in studio.message.value
+
+
 def test_show_displays_the_studio_once(studio, monkeypatch):
     import IPython.display
 
@@ -170,3 +198,43 @@ def test_show_displays_the_studio_once(studio, monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
     assert studio.show() is None  # as a cell's last line, nothing more is displayed
     assert shown == [studio.widget]
+
+
+def test_a_slider_steers_the_running_run_and_the_next_run_starts_warm(content_image, style_image):
+    """The issue's check: a 64 px studio run whose alpha/beta slider moves
+    mid-run keeps one step count, its history has the new style weight from
+    the step it took effect, and the next Run compiles nothing."""
+    studio = Studio(content=content_image, style=style_image, **{**TINY, "size": 64})
+    studio.steps.value = 2000
+    studio.run()
+    deadline = time.time() + 120
+    while not (studio.live and studio.live.step >= 3) and time.time() < deadline:
+        time.sleep(0.01)
+    assert not studio.pause_button.disabled and studio.continue_button.disabled
+    studio.ratio.value = 1e-6  # beta 1e6 from the next step on
+    while (
+        not (studio.live.changes and studio.live.step > studio.live.changes[0]["step"] + 2) and time.time() < deadline
+    ):
+        time.sleep(0.01)
+    studio.stop()
+    studio.wait(60)
+    result = studio.result
+    h, at = result.history, result.changes[0]["step"]
+    assert h["step"] == list(range(len(h["step"]))) and at >= 3
+    assert set(h["style_weight"][:at]) == {1e3} and h["style_weight"][at:] == [pytest.approx(1e6)] * (
+        len(h["step"]) - at
+    )
+    assert studio.preview.marks == result.changes and not studio.continue_button.disabled
+    assert len(studio.runs) == 1 and "run 1: α/β 1.0e-06" in studio.strip.children[0].children[1].tooltip
+    # Run again: the same graph, so the compiled step is reused.
+    engine = studio.live._engine
+    traces = engine.step.experimental_get_tracing_count()
+    studio.steps.value = 3
+    studio.run(wait=True)
+    assert studio.live._engine is engine and engine.step.experimental_get_tracing_count() == traces
+    assert studio.result.timings["first_step"] <= 1.0 and studio.result.history["step"] == [0, 1, 2, 3]
+    # Continue: more steps from where it was, then recall the first run's settings.
+    studio.proceed(2, wait=True)
+    assert studio.result.history["step"] == [0, 1, 2, 3, 4, 5] and len(studio.runs) == 3
+    studio.recall(0)
+    assert studio.ratio.value == pytest.approx(1e-6) and studio.preview.compare_box.layout.display is None
