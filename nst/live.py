@@ -94,7 +94,7 @@ class LiveRun:
         """Each `set` that took effect: {'step': ..., setting: value, ...}."""
         self._pending: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._stop, self._running = threading.Event(), threading.Event()
+        self._stop, self._running, self._held = threading.Event(), threading.Event(), threading.Event()
         self._running.set()
         self._result: Result | None = None
         self._error: BaseException | None = None
@@ -159,7 +159,8 @@ class LiveRun:
 
     @property
     def paused(self) -> bool:
-        return not self._running.is_set()
+        """True once the run is holding (after `pause`, when its step in flight is done)."""
+        return self._held.is_set()
 
     @property
     def step(self) -> int:
@@ -189,7 +190,10 @@ class LiveRun:
         try:
             with engine.lock:
                 while self._k <= total:
-                    self._running.wait()
+                    if not self._running.is_set():
+                        self._held.set()
+                        self._running.wait()
+                        self._held.clear()
                     if self._stop.is_set():
                         book.stopped = "interrupted"
                         break

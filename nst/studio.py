@@ -131,7 +131,7 @@ class Studio:
         for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload)):
             upload.observe(lambda _, pick=pick: setattr(pick, "value", UPLOAD), names="value")
         self.run_button.on_click(lambda _: self.run())
-        self.pause_button.on_click(lambda _: self.resume() if self.live and self.live.paused else self.pause())
+        self.pause_button.on_click(lambda _: self.resume() if self.pause_button.description == "Resume" else self.pause())
         self.stop_button.on_click(lambda _: self.stop())
         self.continue_button.on_click(lambda _: self.proceed())
         self.save_button.on_click(lambda _: self.save())

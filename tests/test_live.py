@@ -61,9 +61,9 @@ def test_pause_holds_the_run_and_resume_goes_on(content_image, style_image, tiny
     run = live.start(content_image, style_image, **{**tiny, "steps": 2000})
     wait_for(lambda: run.step >= 2)
     run.pause()
-    time.sleep(0.2)  # let a step in flight finish
+    wait_for(lambda: run.paused)  # its step in flight is done
     held = run.step
-    time.sleep(0.5)
+    time.sleep(0.3)  # room for a step that should not come
     assert run.paused and run.step == held and run.running
     run.resume()
     wait_for(lambda: run.step > held + 2)

@@ -216,6 +216,12 @@ def test_a_slider_steers_the_running_run_and_the_next_run_starts_warm(content_im
         not (studio.live.changes and studio.live.step > studio.live.changes[0]["step"] + 2) and time.time() < deadline
     ):
         time.sleep(0.01)
+    studio.pause_button.click()
+    while not studio.live.paused and time.time() < deadline:
+        time.sleep(0.01)
+    assert studio.pause_button.description == "Resume" and studio.live.running
+    studio.pause_button.click()
+    assert studio.pause_button.description == "Pause"
     studio.stop()
     studio.wait(60)
     result = studio.result
