@@ -131,7 +131,9 @@ class Studio:
         for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload)):
             upload.observe(lambda _, pick=pick: setattr(pick, "value", UPLOAD), names="value")
         self.run_button.on_click(lambda _: self.run())
-        self.pause_button.on_click(lambda _: self.resume() if self.pause_button.description == "Resume" else self.pause())
+        self.pause_button.on_click(
+            lambda _: self.resume() if self.pause_button.description == "Resume" else self.pause()
+        )
         self.stop_button.on_click(lambda _: self.stop())
         self.continue_button.on_click(lambda _: self.proceed())
         self.save_button.on_click(lambda _: self.save())
@@ -236,7 +238,7 @@ class Studio:
             self._say(f"<span style='color:#b00'>{e}</span>")
             return
         self._stop.clear()
-        self.error = None
+        self.error, self.live = None, None
         self._busy(True)
         self._say(f"running {config.steps} steps at {config.size} px, α/β = {self.ratio.value:.1e} …")
         self._start(self._work, content, style, config)
@@ -335,6 +337,8 @@ class Studio:
         if self._live_ok(config):
             self.live = start(content, style, config=config, callback=self._progress)
             self.preview.marks = self.live.changes
+            if self._stop.is_set():  # Stop was pressed while the run was being set up
+                self.live.stop()
             return self.live.result()
         self.live = None
         return stylize(content, style, config=config, callback=self._progress)

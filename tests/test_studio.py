@@ -244,3 +244,15 @@ def test_a_slider_steers_the_running_run_and_the_next_run_starts_warm(content_im
     assert studio.result.history["step"] == [0, 1, 2, 3, 4, 5] and len(studio.runs) == 3
     studio.recall(0)
     assert studio.ratio.value == pytest.approx(1e-6) and studio.preview.compare_box.layout.display is None
+
+
+def test_stop_while_the_run_is_being_set_up_stops_it(studio):
+    studio.steps.value = 2000
+    studio.run()
+    studio.stop()  # before the run's first step, likely before its handle exists
+    studio.wait(120)
+    assert not studio.running and not studio.run_button.disabled
+    assert studio.result is None or (
+        studio.result.stopped == "interrupted" and len(studio.result.history["step"]) < 2000
+    )
+    assert "stopped" in studio.message.value
