@@ -138,14 +138,18 @@ class LiveRun:
         where it was: the same image, targets, weights and Adam state."""
         if self.running:
             raise RuntimeError("the run is still going: stop it or wait for its end first")
-        total = self.config.steps + steps
+        total = self._k + steps
         self.config = self.config.replace(steps=total)
         self._book.schedule = [(self.config.size, total)]
         self._book.total_steps = total
-        # The last evaluation of the image reached is made again by the next step.
-        for values in self._book.histories[0].values():
-            values.pop()
-        self._book.step_times.pop()
+        history = self._book.histories[0]
+        if history.get("step") and history["step"][-1] == self._k:
+            # The run ended with an evaluation of the image it reached, which
+            # the next step makes again (a stopped run had not evaluated it).
+            for values in history.values():
+                values.pop()
+            self._book.step_times.pop()
+        self._book.stopped = None
         self._stop.clear()
         self._running.set()
         self._result = None

@@ -104,3 +104,17 @@ def test_what_a_live_run_cannot_be(content_image, style_image, tiny):
     for changes in ({"optimizer": "lbfgs"}, {"scales": (32, 48)}):
         with pytest.raises(ConfigError, match="a live run is one Adam run at one size"):
             live.start(content_image, style_image, **{**tiny, **changes})
+
+
+def test_a_stopped_run_continues_where_it_stopped(content_image, style_image, tiny):
+    run = live.start(content_image, style_image, **{**tiny, "steps": 2000})
+    wait_for(lambda: run.step >= 4)
+    run.stop()
+    stopped = run.result()
+    done = stopped.history["step"][-1]
+    assert stopped.stopped == "interrupted"
+    run.proceed(3)
+    more = run.result()
+    assert more.stopped is None and more.history["step"] == list(range(len(more.history["step"])))
+    # Three updates more than the stopped run had made, then the final evaluation.
+    assert more.history["step"] == list(range(int(done) + 5)) and more.config.steps == done + 4
