@@ -94,7 +94,7 @@ def test_the_next_run_reuses_the_compiled_step(content_image, style_image, tiny)
     result = second.result()
     assert second._engine is engine and engine.step.experimental_get_tracing_count() == traces
     assert int(engine.optimizer.iterations.numpy()) == 3  # reset, then 3 updates
-    assert result.history["style_weight"][0] == 10.0 and result.timings["first_step"] <= 1.0
+    assert result.history["style_weight"][0] == 10.0
     # Nothing of the first run is left in it: it is the run nst.stylize makes.
     alone = nst.stylize(content_image, style_image, **{**tiny, "steps": 3, "style_weight": 10.0})
     np.testing.assert_allclose(alone.history["total"], result.history["total"], rtol=1e-5)
