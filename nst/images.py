@@ -8,6 +8,8 @@ TensorFlow loads.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import io
@@ -16,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -25,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin
 
 from nst import __version__
-from nst.config import MAX_PIXELS
+from nst.config import MAX_PIXELS, MAX_SIZE
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
@@ -113,7 +116,7 @@ def open_image(source: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image
         path = Path(text)
     check_readable(path)
     try:
-        with _pixel_limit(max_pixels), Image.open(path) as im:
+        with _no_pixel_limit(), Image.open(path) as im:
             if im.width * im.height > max_pixels:
                 raise ImageError(
                     f"{path}: {im.width} x {im.height} = {im.width * im.height:,} pixels is over the limit of "
@@ -122,24 +125,36 @@ def open_image(source: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image
                 )
             im.load()
             return ImageOps.exif_transpose(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        if isinstance(e, ImageError):
-            raise
-        raise ImageError(f"{path}: not a readable image ({e}). Give a PNG, JPEG or other raster image.") from None
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode this image. Give a smaller image.") from None
+    except Exception as e:  # Pillow's decoders raise many kinds (OSError, SyntaxError, struct.error, ...)
+        raise ImageError(
+            f"{path}: not a readable image ({reason(e)}). Give a PNG, JPEG or other raster image."
+        ) from None
 
 
 @contextlib.contextmanager
-def _pixel_limit(max_pixels: int) -> Iterator[None]:
-    """Let Pillow open up to ``max_pixels`` (its own bomb check would stop at
-    its default); the caller checks the size itself."""
+def _no_pixel_limit() -> Iterator[None]:
+    """Turn off Pillow's own decompression-bomb check, which raises at twice
+    its default limit before the caller can say anything useful: the caller
+    compares the size with its own limit before decoding."""
     previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max(max_pixels, previous or 0)
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             yield
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+
+
+def reason(e: BaseException) -> str:
+    """An exception as a short phrase for a one-line error: the first line
+    of its message, else the name of its class."""
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def check_source(source: ImageSource) -> None:
@@ -262,11 +277,13 @@ def _write_mp4(path: Path, pictures: list[Image.Image], fps: float) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
     command = [ffmpeg, "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-r", str(fps), "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p", str(tmp)]  # fmt: skip
-    done = subprocess.run(command, input=b"".join(p.tobytes() for p in pictures), capture_output=True, check=False)
-    if done.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise ImageError(f"{path}: ffmpeg failed: {done.stderr.decode(errors='replace').strip()}")
-    os.replace(tmp, path)
+    try:
+        done = subprocess.run(command, input=b"".join(p.tobytes() for p in pictures), capture_output=True, check=False)
+        if done.returncode != 0:
+            raise ImageError(f"{path}: ffmpeg failed: {' '.join(done.stderr.decode(errors='replace').split())}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone already when it was renamed into place
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -281,6 +298,51 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output(path: str | os.PathLike, inputs: dict[str, list[ImageSource]], *, force: bool = False) -> Path:
+    """Where to write ``path``, known before any work is done: never over one
+    of ``inputs`` (role -> sources, e.g. ``{"content": [...]}``), which is
+    refused, or with ``force`` written beside it (the first free
+    ``STEM-2.png``...); into a folder that exists (made if need be) and takes
+    a file. Raises ImageError naming the path and the fix."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder; give a file name, e.g. {path / 'out.png'}.")
+    for role, sources in inputs.items():
+        clash = next((s for s in sources if _same_file(path, s)), None)
+        if clash is not None and not force:
+            raise ImageError(
+                f"{path}: is the {role} image, and nst never overwrites an input. Choose another output "
+                f"(-o), or add --force to write {free_path(path).name} beside it."
+            )
+        if clash is not None:
+            path = free_path(path)
+    _check_folder(path.parent)
+    return path
+
+
+def _same_file(path: Path, source: ImageSource) -> bool:
+    if not isinstance(source, (str, os.PathLike)) or not path.exists():
+        return False
+    try:
+        return os.path.samefile(path, source)
+    except (OSError, ValueError):  # a sample name, a URL, a missing file
+        return False
+
+
+def _check_folder(folder: Path) -> None:
+    """Make ``folder`` if need be and check that a file can be created in it
+    (by creating one: permissions, read-only disks and quotas all show)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".nst-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        raise ImageError(
+            f"{folder}: cannot write there ({e.strerror or reason(e)}). Choose another output path."
+        ) from None
 
 
 def free_path(path: str | os.PathLike) -> Path:
@@ -312,10 +374,74 @@ def store_upload(name: str, data: bytes) -> tuple[Path, str]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The settings recorded in a PNG written by `save_image` ({} if none)."""
-    with Image.open(path) as im:
-        text = im.info.get(METADATA_KEY)
-    return json.loads(text) if text else {}
+    """The settings recorded in a PNG written by `save_image` ({} if none).
+    A file that cannot be read, or whose record is not a JSON object (damaged,
+    or written by something else), raises ImageError."""
+    try:
+        with _no_pixel_limit(), Image.open(path) as im:
+            text = im.info.get(METADATA_KEY)
+    except Exception as e:  # as in `open_image`: Pillow raises many kinds
+        raise ImageError(f"{os.fspath(path)}: not a readable image ({reason(e)}).") from None
+    if text is None:
+        return {}
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        meta = e
+    if not isinstance(meta, dict):
+        raise ImageError(
+            f"{os.fspath(path)}: its {METADATA_KEY!r} record is damaged or was not written by nst "
+            f"({reason(meta) if isinstance(meta, BaseException) else 'not a JSON object'})."
+        )
+    return meta
+
+
+#: Adam's second moments are recorded as the maximum over pool x pool pixel
+#: blocks, as float16 base-2 logarithms (they reach 1e16): never below the
+#: real ones, so a resumed run's steps are never larger than the run's own
+#: would have been. The pool starts at 8 pixels and doubles until the record
+#: is at most MOMENTS_BYTES (a few kB at 512 px; the same at 8192 px).
+MOMENTS_POOL, MOMENTS_BYTES = 8, 192 * 1024
+
+
+def pack_moments(velocity: np.ndarray, iterations: int) -> dict[str, Any]:
+    """One image's Adam second moments (height, width, channels) and step
+    count as a JSON-ready record for a PNG's metadata."""
+    h, w, c = velocity.shape
+    pool = MOMENTS_POOL
+    while -(-h // pool) * -(-w // pool) * c * 2 > MOMENTS_BYTES:
+        pool *= 2
+    padded = np.pad(velocity, [(0, -h % pool), (0, -w % pool), (0, 0)])
+    pooled = padded.reshape(-(-h // pool), pool, -(-w // pool), pool, c).max(axis=(1, 3))
+    with np.errstate(divide="ignore"):  # log2(0) = -inf, which float16 holds
+        exact = np.log2(pooled)
+    rounded = exact.astype(np.float16)
+    rounded = np.where(rounded < exact, np.nextafter(rounded, np.float16(np.inf)), rounded)  # round up
+    return {"iterations": int(iterations), "pool": pool, "shape": list(rounded.shape),
+            "velocity": base64.b64encode(rounded.tobytes()).decode()}  # fmt: skip
+
+
+def unpack_moments(record: Any, source: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """Inverse of `pack_moments`: the step count and the second moments on
+    the pool grid (each pooled value repeated pool x pool times). A record
+    that is not one raises ImageError naming ``source``."""
+    try:
+        iterations, pool, shape = record["iterations"], record["pool"], tuple(record["shape"])
+        whole = [iterations, pool, *shape]
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in whole) or len(shape) != 3:
+            raise ValueError("not whole numbers")
+        if iterations < 0:
+            raise ValueError(f"{iterations} steps")
+        if pool < 1 or not all(1 <= n * pool < MAX_SIZE + pool for n in shape[:2]) or shape[2] != 3:
+            raise ValueError(f"shape {list(shape)} with pool {pool} is not an image's")
+        data = base64.b64decode(record["velocity"], validate=True)
+        pooled = np.frombuffer(data, np.float16).reshape(shape)
+        if np.isnan(pooled).any() or (pooled == np.inf).any():
+            raise ValueError("NaN or infinite moments")
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        raise ImageError(f"{os.fspath(source)}: its record of Adam's state is damaged ({reason(e)}).") from None
+    v = np.repeat(np.repeat(pooled, pool, axis=0), pool, axis=1)
+    return iterations, np.exp2(v.astype(np.float32))
 
 
 def download(url: str) -> Path:

@@ -17,7 +17,6 @@ from the inputs at that size.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import itertools
@@ -47,10 +46,12 @@ from nst.images import (
     check_source,
     describe,
     load_image,
+    pack_moments,
     read_metadata,
     require_side,
     save_image,
     to_pil,
+    unpack_moments,
 )
 from nst.losses import Targets, Weights, make_targets, objective
 from nst.resources import check_memory, estimate_bytes
@@ -586,46 +587,33 @@ def adam_steps(problem: _Problem, config: Config) -> tuple[tf.keras.optimizers.O
     return optimizer, step, _compile(problem.run, problem.evaluate, jit_compile=problem.jit)
 
 
-#: Adam's second moments are recorded as the maximum over POOL x POOL pixel
-#: blocks, as float16 base-2 logarithms (they reach 1e16): a few kB in the
-#: PNG, and never below the real ones, so a resumed run's steps are never
-#: larger than the run's own would have been.
-POOL = 8
-
-
 def _adam_record(optimizer: tf.keras.optimizers.Optimizer) -> list[dict[str, Any]]:
     """Per image of the batch, what `_restore_adam` needs: the step count and
-    the pooled second moments, as JSON-ready values."""
+    the second moments, pooled (see `nst.images.pack_moments`)."""
     (velocity,) = [v for v in optimizer.variables if v.name.endswith("_velocity")]
-    v = velocity.numpy()
-    b, h, w, c = v.shape
-    padded = np.pad(v, [(0, 0), (0, -h % POOL), (0, -w % POOL), (0, 0)])
-    pooled = padded.reshape(b, -(-h // POOL), POOL, -(-w // POOL), POOL, c).max(axis=(2, 4))
-    with np.errstate(divide="ignore"):  # log2(0) = -inf, which float16 holds
-        pooled = np.log2(pooled).astype(np.float16)
     iterations = int(optimizer.iterations.numpy())
-    return [{"iterations": iterations, "pool": POOL, "shape": list(p.shape),
-             "velocity": base64.b64encode(p.tobytes()).decode()} for p in pooled]  # fmt: skip
+    return [pack_moments(v, iterations) for v in velocity.numpy()]
 
 
 def _restore_adam(optimizer: tf.keras.optimizers.Optimizer, problem: _Problem, init: str) -> None:
     """Go on with the Adam state recorded in the PNG ``init`` (see
     `Config.adam_warm_start`): its second moments, first moments 0 (they
     forget within ~10 steps anyway). A PNG without a record, or one of
-    another size, leaves Adam fresh."""
+    another size, leaves Adam fresh; so does a damaged record, with a warning
+    (the command line refuses one before the run)."""
     try:
         record = read_metadata(init).get("adam")
-    except (OSError, ValueError):
-        record = None
-    if not record:
+        if not record:
+            return
+        iterations, v = unpack_moments(record, init)
+    except ImageError as e:
+        warnings.warn(f"{e} Adam starts afresh.", stacklevel=2)
         return
-    pooled = np.frombuffer(base64.b64decode(record["velocity"]), np.float16).reshape(record["shape"])
-    v = np.exp2(np.repeat(np.repeat(pooled, record["pool"], axis=0), record["pool"], axis=1).astype(np.float32))
     (velocity,) = [v for v in optimizer.variables if v.name.endswith("_velocity")]
     if v.shape[:2] < tuple(velocity.shape[1:3]) or v.shape[2] != velocity.shape[3]:
         return
     velocity.assign(np.broadcast_to(v[: velocity.shape[1], : velocity.shape[2]], velocity.shape))
-    optimizer.iterations.assign(record["iterations"])
+    optimizer.iterations.assign(iterations)
 
 
 class _Budget(Exception):

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from nst.config import VGG19_CONV_LAYERS
+from nst.images import reason
+
+#: Output channels of each VGG19 block's convolutions.
+VGG19_CHANNELS = (64, 128, 256, 512, 512)
 
 WEIGHTS_ENV = "NST_VGG19_WEIGHTS"
 
@@ -45,32 +50,126 @@ def resolve_weights(weights: str | os.PathLike | None) -> str:
     return str(path.resolve())
 
 
+def vgg19_shapes() -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Each VGG19 convolution's kernel and bias shapes (3 x 3 x in x out, out)."""
+    shapes, previous = {}, 3
+    for layer in VGG19_CONV_LAYERS:
+        out = VGG19_CHANNELS[int(layer[5]) - 1]  # "block<b>_conv<k>"
+        shapes[layer] = ((3, 3, previous, out), (out,))
+        previous = out
+    return shapes
+
+
 def available_layers(weights: str | os.PathLike | None) -> tuple[str, ...]:
-    """The VGG19 conv layers that ``weights`` provide: all of them, except for
-    an .npz file, which may hold only some (the block 1-3 file)."""
+    """The VGG19 conv layers that ``weights`` provide, as far as the file's
+    table of contents tells: all of them, except for an .npz file, which may
+    hold only some (the block 1-3 file). `check_weights` looks inside."""
     resolved = resolve_weights(weights)
     if not resolved.lower().endswith(".npz"):
         return VGG19_CONV_LAYERS
-    try:
-        with np.load(resolved, allow_pickle=False) as arrays:
-            held = {key.split("/")[0] for key in arrays.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"{resolved}: not a readable .npz weights file ({e}).") from None
+    held = {key.split("/")[0] for key in _npz_headers(resolved)}
     return tuple(layer for layer in VGG19_CONV_LAYERS if layer in held)
 
 
 def check_weights(weights: str | os.PathLike | None, layers: tuple[str, ...]) -> str:
-    """``weights`` resolved, once it is known to cover ``layers``: VGG19 is
-    evaluated up to the deepest of them, so an .npz file needs every
-    convolution up to there. Raises WeightsError naming the first missing one."""
+    """``weights`` resolved, once it is known to hold what ``layers`` need.
+
+    VGG19 is evaluated up to the deepest of ``layers``, so a file needs every
+    convolution up to there, each kernel and bias of VGG19's shape, in
+    floating point (never pickled objects), with finite values. Raises
+    WeightsError naming the file, the first problem and what to do.
+    """
     resolved = resolve_weights(weights)
     deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in layers)
-    held = set(available_layers(resolved))
-    missing = [layer for layer in VGG19_CONV_LAYERS[: deepest + 1] if layer not in held]
-    if missing:
-        raise WeightsError(
-            f"{resolved} has no weights for layer {missing[0]}, which the chosen layers need "
-            f"(the file holds {', '.join(sorted(held)) or 'no VGG19 layer'}). Choose layers it covers "
-            f"(e.g. --preset blocks1-3) or use the full ImageNet weights."
-        )
+    needed = VGG19_CONV_LAYERS[: deepest + 1]
+    if resolved.lower().endswith(".npz"):
+        _check_npz(resolved, needed)
+    elif resolved.lower().endswith(".h5"):
+        _check_h5(resolved, needed)
     return resolved
+
+
+def _npz_headers(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array's shape and dtype in an .npz file, read from the .npy
+    headers alone (nothing is decompressed beyond them, nothing unpickled)."""
+    try:
+        headers = {}
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                with archive.open(name) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read(member)
+                headers[name.removesuffix(".npy")] = (shape, dtype)
+        return headers
+    except Exception as e:  # zipfile, zlib and numpy raise many kinds for a damaged file
+        raise WeightsError(f"{path}: not a readable .npz weights file ({reason(e)}). {_FIX}") from None
+
+
+def _check_npz(path: str, needed: tuple[str, ...]) -> None:
+    headers = _npz_headers(path)
+    held = sorted({key.split("/")[0] for key in headers if key.split("/")[0] in VGG19_CONV_LAYERS},
+                  key=VGG19_CONV_LAYERS.index)  # fmt: skip
+    shapes = vgg19_shapes()
+    for layer in needed:
+        if layer not in held:
+            raise WeightsError(
+                f"{path} has no weights for layer {layer}, which the chosen layers need (the file holds "
+                f"{', '.join(held) or 'no VGG19 layer'}). Choose layers it covers (e.g. --preset blocks1-3) "
+                f"or use the full ImageNet weights."
+            )
+        for part, shape in zip(("kernel", "bias"), shapes[layer]):
+            key = f"{layer}/{part}"
+            if key not in headers:
+                raise WeightsError(f"{path}: {layer} has no {part} (no array {key!r}). {_FIX}")
+            found, dtype = headers[key]
+            if dtype.hasobject:
+                raise WeightsError(f"{path}: {key} holds pickled Python objects, which nst never loads. {_FIX}")
+            if dtype.kind != "f":
+                raise WeightsError(f"{path}: {key} holds {dtype} values, not floating point. {_FIX}")
+            if tuple(found) != shape:
+                raise WeightsError(f"{path}: {key} has shape {tuple(found)}; VGG19's is {shape}. {_FIX}")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            for layer in needed:
+                for part in ("kernel", "bias"):
+                    if not np.all(np.isfinite(arrays[f"{layer}/{part}"])):
+                        raise WeightsError(f"{path}: {layer}/{part} holds NaN or infinite values. {_FIX}")
+    except WeightsError:
+        raise
+    except Exception as e:  # a member that is damaged past its header
+        raise WeightsError(f"{path}: not a readable .npz weights file ({reason(e)}). {_FIX}") from None
+
+
+def _check_h5(path: str, needed: tuple[str, ...]) -> None:
+    """A Keras weights file names layers in its own ways (by layer in the
+    file Keras downloads, conv2d_N in Keras 3's .weights.h5): check that it
+    holds a kernel and bias of each needed shape, finite. Keras itself then
+    matches them to layers when it loads the file."""
+    try:
+        import h5py  # comes with Keras
+    except ImportError:
+        return  # then TensorFlow is missing too, and says so
+    arrays: list[np.ndarray] = []
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda _, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    except Exception as e:  # h5py raises OSError, KeyError, ValueError... for damaged files
+        raise WeightsError(f"{path}: not a readable .h5 weights file ({reason(e)}). {_FIX}") from None
+    held = Counter(a.shape for a in arrays if a.dtype.kind == "f")
+    if any(a.dtype.kind == "f" and not np.all(np.isfinite(a)) for a in arrays):
+        raise WeightsError(f"{path}: holds NaN or infinite values. {_FIX}")
+    want = Counter(shape for layer in needed for shape in vgg19_shapes()[layer])
+    short = sorted((shape for shape, n in want.items() if held[shape] < n), key=len, reverse=True)  # kernels first
+    if short:
+        raise WeightsError(f"{path}: holds no VGG19 weights of shape {short[0]} (not a VGG19 weights file?). {_FIX}")
+
+
+_FIX = (
+    "Give a VGG19 weights file (Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, or an .npz of "
+    "<layer>/kernel and <layer>/bias arrays), 'imagenet' or 'random'."
+)
