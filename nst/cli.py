@@ -10,8 +10,9 @@ import argparse
 import dataclasses
 import itertools
 import os
-import signal
+import shutil
 import sys
+import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,18 +32,24 @@ from nst.config import (
     ConfigError,
     preset,
 )
+from nst.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, tolerant_output
 from nst.images import (
     SAMPLE_PREFIX,
     SAMPLES,
     ImageError,
+    cache_dir,
+    check_output,
+    free_path,
     load_image,
     read_metadata,
+    reason,
     require_side,
     save_animation,
     save_image,
+    unpack_moments,
 )
 from nst.resources import check_memory
-from nst.weights import WeightsError, check_weights
+from nst.weights import check_weights
 
 #: An init image is test-decoded at this size before TensorFlow is imported.
 MIN_CHECK_SIZE = 16
@@ -80,7 +87,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     defaults = Config()
     types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nst",
         usage="nst CONTENT STYLE [STYLE ...] [-o OUT.png] [options]\n"
         "       nst --demo | --resume OUT.png [options]\n"
@@ -111,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-every", type=int, metavar="N", help="also write OUT-STEP.png every N steps")
     parser.add_argument("--animate", metavar="ANIM", help="write the run as an animation: .gif, or .mp4 with ffmpeg "
                         "(a frame every --save-every steps, else 50 frames)")  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="where -o names an input, write beside it "
+                        "(OUT-2.png) instead of refusing")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"nst {__version__}")
@@ -161,42 +170,68 @@ def resume(args: argparse.Namespace) -> Config:
     (or --steps), written back to it (or -o)."""
     path = Path(args.resume)
     load_image(path, MIN_CHECK_SIZE)  # a readable image, or a clear error
-    meta = read_metadata(path)
+    meta = read_metadata(path)  # a JSON object, or a clear error
     if "settings" not in meta:
         raise ImageError(f"{path}: records no settings, so it was not written by nst; cannot resume from it.")
-    sources = [meta.get("content"), *meta.get("styles", [meta.get("style")])]
-    if not all(isinstance(s, str) and not s.startswith("<") for s in sources):
+    damaged = f"{path}: its nst record is damaged or from another program"
+    styles = meta.get("styles", [meta.get("style")])
+    sources = [meta.get("content"), *(styles if isinstance(styles, list) else [None])]
+    if not all(isinstance(s, str) for s in sources) and not (args.content and args.style):
+        raise ImageError(f"{damaged} (its inputs are not named); give CONTENT and STYLE to go on from it.")
+    if any(s.startswith("<") for s in sources) and not (args.content and args.style):
         raise ImageError(f"{path}: its inputs were Python objects, not files; give CONTENT and STYLE to go on from it.")
+    steps_done = meta.get("steps_done") or 0
+    if not isinstance(steps_done, int) or isinstance(steps_done, bool) or steps_done < 0:
+        raise ImageError(f"{damaged} (steps_done is {steps_done!r}); give CONTENT and STYLE to start afresh.")
+    if not isinstance(meta["settings"], dict):
+        raise ImageError(f"{damaged} (its settings are not a table); give CONTENT and STYLE to start afresh.")
+    try:
+        recorded = Config.from_dict(meta["settings"])
+    except ConfigError as e:
+        raise ImageError(f"{damaged} ({e}); give CONTENT and STYLE to start afresh.") from None
+    if meta.get("adam") is not None:
+        unpack_moments(meta["adam"], path)  # refused now, not after the run has loaded
     args.content, args.style = args.content or sources[0], args.style or sources[1:]
     if args.output == DEFAULT_OUTPUT:
         args.output = str(path)
-    recorded = Config.from_dict(meta["settings"])
-    left = recorded.steps - int(meta.get("steps_done") or 0)
+    left = recorded.steps - steps_done
     # From its image, with Adam warm (a fresh Adam's first steps would climb
     # away from a converged image before coming back).
     base = recorded.replace(init=str(path.resolve()), scales=None, scale_steps=None, adam_warm_start=True,
                             steps=left if left > 0 else recorded.steps)  # fmt: skip
-    args.resumed_from = {"path": str(path), "steps_done": meta.get("steps_done")}
+    args.resumed_from = {"path": str(path), "steps_done": steps_done}
     return settings(args, base)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``nst ...``: 0 when the run ends as asked, 1 when it stops early or
+    fails during the run, 2 for a mistake found before it, 128 + the signal
+    when interrupted; every failure is one line on stderr (``--debug`` adds
+    the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["figures"]:
-        return figures(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.demo:
-        args.content, args.style = args.content or DEMO[0], args.style or [DEMO[1]]
-    if not (args.content and args.style) and not args.resume:
-        parser.error("give CONTENT and STYLE images, --demo, or --resume OUT.png")
-    try:
-        return run(args)
-    except (ImageError, ConfigError, WeightsError, OSError, RuntimeError, MemoryError) as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"nst: error: {e}", file=sys.stderr)
-        return 2
+    tolerant_output()
+    command = "nst figures" if argv[:1] == ["figures"] else "nst"
+    state = argparse.Namespace(running=False, written=[])
+    with Signals() as signals:
+        try:
+            if command == "nst figures":
+                return figures(argv[1:])
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.demo:
+                args.content, args.style = args.content or DEMO[0], args.style or [DEMO[1]]
+            if not (args.content and args.style) and not args.resume:
+                parser.error("give CONTENT and STYLE images, --demo, or --resume OUT.png")
+            return run(args, signals, state)
+        except KeyboardInterrupt:
+            kept = f"kept {', '.join(map(str, state.written))}" if state.written else "nothing was written"
+            print(f"{command}: interrupted; {kept}", file=sys.stderr)
+            return signals.status
+        except Exception as e:  # every failure ends as one line
+            if "--debug" in argv:
+                traceback.print_exc()
+            print(f"{command}: error: {describe(e)}", file=sys.stderr)
+            return DURING_RUN if state.running else BEFORE_RUN
 
 
 def figures(argv: list[str]) -> int:
@@ -204,14 +239,12 @@ def figures(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from nst.figures import main as figures_main
 
-    try:
-        return figures_main(argv)
-    except (ImageError, ConfigError, OSError, RuntimeError, ValueError) as e:
-        print(f"nst figures: error: {e}", file=sys.stderr)
-        return 2
+    return figures_main(argv)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -> int:
+    """One ``nst`` command: check everything, run, write. ``state`` says
+    whether the run has begun and what has been written so far."""
     config = resume(args) if args.resume else settings(args)
     if args.save_every is not None and args.save_every < 1:
         raise ConfigError(f"--save-every must be at least 1, got {args.save_every}")
@@ -235,15 +268,8 @@ def run(args: argparse.Namespace) -> int:
             load_image(config.init, MIN_CHECK_SIZE, config.max_pixels)
         except ImageError as e:
             raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
-    output = Path(args.output)
-    if output.suffix.lower() != ".png":
-        raise ConfigError(f"{output}: the output must be a .png file (it records the settings)")
-    if args.animate and Path(args.animate).suffix.lower() not in (".gif", ".mp4"):
-        raise ConfigError(f"{args.animate}: --animate writes a .gif or an .mp4")
-    for folder in {output.parent, Path(args.animate or output).parent}:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise ImageError(f"{folder}: folder is not writable. Choose another output path.")
+    output, animation = outputs(args, config)
+    paths = [output.with_name(f"{output.stem}{suffix}.png") for suffix, _, _ in runs] or [output]
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tqdm.auto import tqdm
@@ -265,39 +291,71 @@ def run(args: argparse.Namespace) -> int:
         bar.update(progress.step - done.get(progress.job, 0))
         done[progress.job] = progress.step
         saving = args.save_every and progress.step % args.save_every == 0
-        if saving or (args.animate and (progress.step % frame_every == 0 or progress.step == total)):
+        if saving or (animation and (progress.step % frame_every == 0 or progress.step == total)):
             image = progress.image()
+            if animation:
+                frames.append(image)
             if saving:
                 frame = output.with_name(f"{output.stem}-{progress.step:05d}.png")
-                save_image(frame, image, {"settings": config.to_dict(), "step": progress.step})
-            if args.animate:
-                frames.append(image)
+                with signals.holding():
+                    state.written.append(
+                        save_image(frame, image, {"settings": config.to_dict(), "step": progress.step})
+                    )
 
-    # SIGTERM ends the run like Ctrl-C: the best image so far is saved.
-    received = [signal.SIGINT]
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    state.running = True
     try:
         if runs:
             jobs = [Job(args.content, args.style, changes) for _, changes, _ in runs]
             results = stylize_many(jobs, config=config, callback=callback)
-            outputs = [output.with_name(f"{output.stem}{suffix}.png") for suffix, _, _ in runs]
         else:
-            results, outputs = [stylize(args.content, args.style, config=config, callback=callback)], [output]
+            results = [stylize(args.content, args.style, config=config, callback=callback)]
     finally:
-        signal.signal(signal.SIGTERM, previous)
         bar.close()
-    for result, path in zip(results, outputs):
+    with signals.holding():  # what was made is written whole, signal or not
+        write_results(results, paths, args, state)
+        if animation and frames:
+            state.written.append(save_animation(animation, frames))
+    stopped = [r.stopped for r in results if r is not None and r.stopped]
+    if "interrupted" in stopped or None in results:
+        return signals.status
+    return DURING_RUN if stopped else 0
+
+
+def outputs(args: argparse.Namespace, config: Config) -> tuple[Path, Path | None]:
+    """The output PNG and animation, checked before the run: the right kinds
+    of file, in folders that take files, and never one of the inputs (with
+    --force, beside it instead). --resume may write back into its own PNG:
+    the old one stays until the new one is complete."""
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        raise ConfigError(f"{output}: the output must be a .png file (it records the settings)")
+    animation = Path(args.animate) if args.animate else None
+    if animation and animation.suffix.lower() not in (".gif", ".mp4"):
+        raise ConfigError(f"{animation}: --animate writes a .gif or an .mp4")
+    if animation and animation.suffix.lower() == ".mp4" and shutil.which("ffmpeg") is None:
+        raise ConfigError(f"{animation}: writing .mp4 needs the ffmpeg program (apt install ffmpeg); or write a .gif")
+    inputs = {"content": [args.content], "style": list(args.style)}
+    if config.init not in INITS and not (args.resume and config.init == str(Path(args.resume).resolve())):
+        inputs["--init"] = [config.init]
+    output = check_output(output, inputs, force=args.force)
+    return output, animation and check_output(animation, {**inputs, "output": [output]}, force=args.force)
+
+
+def write_results(results: list, paths: list[Path], args: argparse.Namespace, state: argparse.Namespace) -> None:
+    """Write each finished image and say so. A file that cannot be written
+    (a full disk, a folder gone) is kept elsewhere, and the error says where."""
+    failed = []
+    for result, path in zip(results, paths):
         if result is None:
             print(f"nst: interrupted before {path} was started; not written")
             continue
         if args.resume:
             result.sources["resumed_from"] = args.resumed_from
-        result.save(path)
+        try:
+            state.written.append(result.save(path))
+        except OSError as e:
+            failed.append(f"{path}: cannot be written ({e.strerror or reason(e)}); {rescue(result, path)}")
+            continue
         h, w = result.best_image.shape[:2]
         meta = result.metadata()
         print(
@@ -306,9 +364,15 @@ def run(args: argparse.Namespace) -> int:
             + f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step on {result.device}"
             + (f"; stopped early: {result.stopped}" if result.stopped else "")
         )
-    if args.animate and frames:
-        save_animation(args.animate, frames)
-    stopped = [r.stopped for r in results if r is not None and r.stopped]
-    if "interrupted" in stopped or None in results:
-        return 128 + received[-1]
-    return 1 if stopped else 0
+    if failed:
+        raise ImageError(failed[0] + (f" ({len(failed) - 1} more like it)" if len(failed) > 1 else ""))
+
+
+def rescue(result: Any, path: Path) -> str:
+    """Write ``result`` where it can go instead of ``path``; says where."""
+    for folder in (cache_dir() / "rescued", Path(tempfile.gettempdir())):
+        try:
+            return f"the image is kept as {result.save(free_path(folder / path.name))}"
+        except OSError:
+            continue
+    return "and it could not be kept anywhere else either"

@@ -31,6 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nst.config import PAPER_STYLE_LAYERS, Config, preset
+from nst.failure import Parser
 from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, require_side, save_animation
 from nst.weights import available_layers
 
@@ -281,7 +282,7 @@ def make_figures(
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``nst figures``."""
     defaults = FigureSettings()
-    parser = argparse.ArgumentParser(prog="nst figures", description="Remake the report's and the paper's figures.")
+    parser = Parser(prog="nst figures", description="Remake the report's and the paper's figures.")
     parser.add_argument("--out", default="figures", help="folder for the PNGs (default: %(default)s)")
     parser.add_argument("--size", type=int, help=f"longest side of each output (default: {defaults.size})")
     parser.add_argument("--steps", type=int, help=f"steps per run (default: {defaults.steps})")

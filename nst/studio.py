@@ -35,6 +35,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from nst.config import COLOR_MODES, OPTIMIZERS, Config, preset
+from nst.failure import describe
 from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, free_path, store_upload
 from nst.live import STEERABLE, LiveRun, start
 from nst.optimize import Result, stylize
@@ -209,12 +210,12 @@ class Studio:
         if file is None:
             if not isinstance(start, str):
                 return start
-            raise ValueError(f"{pick.description}: no file uploaded yet")
+            raise ImageError(f"{pick.description}: no file uploaded yet; upload one or pick a sample")
         name, data = file
         try:
             path, digest = store_upload(name, data)
         except ImageError as e:
-            raise ValueError(f"{e} ({pick.description})") from None
+            raise ImageError(f"{e} ({pick.description})") from None
         self.uploads[str(path)] = {"name": name, "sha256": digest}
         return str(path)
 
@@ -235,7 +236,7 @@ class Studio:
             config, (content, style) = self.settings(), self.inputs()
             self.preview.set_inputs(content, style)
         except Exception as e:  # a bad setting or image: say so in the UI
-            self._say(f"<span style='color:#b00'>{e}</span>")
+            self._fail(e)
             return
         self._stop.clear()
         self.error, self.live = None, None
@@ -299,7 +300,11 @@ class Studio:
             self._say(f"<span style='color:#b00'>{asked}: give a .png file name (it records the settings)</span>")
             return None
         target = free_path(asked)
-        written = dataclasses.replace(self.result, sources=self._kept_sources(target)).save(target)
+        try:
+            written = dataclasses.replace(self.result, sources=self._kept_sources(target)).save(target)
+        except (OSError, ImageError) as e:  # an unwritable folder, a full disk: the result stays here
+            self._fail(e, "not saved: ")
+            return None
         note = f" ({asked.name} exists and was kept)" if target != asked else ""
         self._say(f"saved <code>{written}</code>{note}{_offer(written)}")
         self.save_path.value = str(free_path(asked))
@@ -366,7 +371,7 @@ class Studio:
             said = "stopped before the first step"
         except Exception as e:  # shown in the UI: nobody sees a thread's traceback
             self.error = e
-            said = f"<span style='color:#b00'>run failed: {e}</span>"
+            said = _error(e, "run failed: ")
         # The buttons first: whoever reads the message can press Run again.
         self._busy(False)
         self._say(said)
@@ -382,7 +387,7 @@ class Studio:
         try:
             c = self.settings()
         except Exception as e:  # a bad value: say so, keep the run as it is
-            self._say(f"<span style='color:#b00'>{e}</span>")
+            self._fail(e)
             return
         self.live.set(**{name: getattr(c, name) for name in STEERABLE})
         self._say(f"running at {c.size} px, α/β = {self.ratio.value:.1e} from step {self.live.step + 1} …")
@@ -422,7 +427,7 @@ class Studio:
         """Show the picked inputs in the preview (an upload not yet made: unchanged)."""
         try:
             self.preview.set_inputs(*self.inputs())
-        except (ImageError, ValueError):
+        except ValueError:  # ImageError and ConfigError: the inputs stay as they were
             pass
 
     def _busy(self, running: bool) -> None:
@@ -432,6 +437,9 @@ class Studio:
         self.pause_button.description, self.pause_button.icon = "Pause", "pause"
         self.continue_button.disabled = running or self.live is None
         self.save_button.disabled = running or self.result is None
+
+    def _fail(self, error: BaseException, prefix: str = "") -> None:
+        self._say(_error(error, prefix))
 
     def _say(self, html: str) -> None:
         self.message.value = html
@@ -484,3 +492,8 @@ def _uploaded(value: Any) -> tuple[str, bytes] | None:
         return None
     content = files[-1]["content"]
     return files[-1]["name"], content.tobytes() if isinstance(content, memoryview) else bytes(content)
+
+
+def _error(error: BaseException, prefix: str = "") -> str:
+    """``error`` as the status line's one line of red text."""
+    return f"<span style='color:#b00'>{html.escape(prefix + describe(error))}</span>"
