@@ -268,8 +268,7 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
             load_image(config.init, MIN_CHECK_SIZE, config.max_pixels)
         except ImageError as e:
             raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
-    output, animation = outputs(args, config)
-    paths = [output.with_name(f"{output.stem}{suffix}.png") for suffix, _, _ in runs] or [output]
+    output, paths, animation = outputs(args, config, [suffix for suffix, _, _ in runs])
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tqdm.auto import tqdm
@@ -321,9 +320,10 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     return DURING_RUN if stopped else 0
 
 
-def outputs(args: argparse.Namespace, config: Config) -> tuple[Path, Path | None]:
-    """The output PNG and animation, checked before the run: the right kinds
-    of file, in folders that take files, and never one of the inputs (with
+def outputs(args: argparse.Namespace, config: Config, suffixes: list[str]) -> tuple[Path, list[Path], Path | None]:
+    """The output PNG, the PNG of each run (one per sweep suffix, else the
+    output) and the animation, checked before the run: the right kinds of
+    file, in folders that take files, and never one of the inputs (with
     --force, beside it instead). --resume may write back into its own PNG:
     the old one stays until the new one is complete."""
     output = Path(args.output)
@@ -338,7 +338,9 @@ def outputs(args: argparse.Namespace, config: Config) -> tuple[Path, Path | None
     if config.init not in INITS and not (args.resume and config.init == str(Path(args.resume).resolve())):
         inputs["--init"] = [config.init]
     output = check_output(output, inputs, force=args.force)
-    return output, animation and check_output(animation, {**inputs, "output": [output]}, force=args.force)
+    paths = [check_output(output.with_name(f"{output.stem}{s}.png"), inputs, force=args.force) for s in suffixes]
+    animation = animation and check_output(animation, {**inputs, "output": [output]}, force=args.force)
+    return output, paths or [output], animation
 
 
 def write_results(results: list, paths: list[Path], args: argparse.Namespace, state: argparse.Namespace) -> None:

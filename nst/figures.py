@@ -32,8 +32,8 @@ from matplotlib.figure import Figure
 
 from nst.config import PAPER_STYLE_LAYERS, Config, preset
 from nst.failure import Parser
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, load_image, require_side, save_animation
-from nst.weights import available_layers
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, check_output, load_image, require_side, save_animation
+from nst.weights import available_layers, check_weights
 
 NAMES = ("report", "styles", "ratio_layers", "init", "color", "loss", "progress")
 
@@ -238,6 +238,7 @@ class Figures:
         if unknown:
             raise ValueError(f"unknown figure(s) {', '.join(unknown)}; choose from: {', '.join(NAMES)}")
         s = self.settings
+        check_weights(self.base.weights, self.base.content_layers + self.base.style_layers)
         sizes = {s.size, *((s.grid_size,) if "ratio_layers" in only else ())}
         styles = [s.style, *(SAMPLE_PREFIX + name for name, _ in PAPER_STYLES if name in SAMPLES and "styles" in only)]
         for size in sorted(sizes):
@@ -251,8 +252,7 @@ class Figures:
     def make(self, out: str | os.PathLike, only: tuple[str, ...] = NAMES) -> list[Path]:
         """Write the figures named in ``only`` into ``out``; returns the paths."""
         self.check(only)
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = check_output(Path(out) / f"{only[0]}.png", {}).parent  # a folder that takes files, made if need be
         written = []
         for name in only:
             started = time.perf_counter()

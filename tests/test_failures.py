@@ -510,3 +510,26 @@ def test_the_studio_says_what_failed_in_one_line_and_stays_usable(content_image,
     assert studio.save(str(blocker / "out.png")) is None
     assert "not saved: " in studio.message.value and "Traceback" not in studio.message.value
     assert studio.save(str(tmp_path / "out.png")) == tmp_path / "out.png"
+
+
+def test_nst_figures_fails_in_one_line_before_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(nst.optimize, "stylize", lambda *a, **k: pytest.fail("a run started"))
+    broken = weights_file(tmp_path / "w.npz", layers=8, **{"block3_conv1/kernel": np.zeros((3, 3, 128, 8), np.float32)})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = {
+        ("--weights", str(broken)): "block3_conv1/kernel has shape (3, 3, 128, 8)",
+        ("--weights", "random", "--out", str(blocker)): "cannot write there",
+    }
+    for args, message in cases.items():
+        status = cli.main(["figures", "--quick", *args])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1 and err.startswith("nst figures: error:"), err
+
+
+def test_a_sweep_never_writes_over_an_input(pictures, tmp_path, capsys):
+    content = save_image(tmp_path / "out-seed-1.png", load_image(pictures[0]))
+    before = content.read_bytes()
+    args = [str(content), pictures[1], *FAST, "-o", str(tmp_path / "out.png"), "--sweep", "seed=0,1"]
+    assert "out-seed-1.png: is the content image" in one_line_error(capsys, cli.main(args), 2)
+    assert content.read_bytes() == before
