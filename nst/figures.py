@@ -18,6 +18,8 @@ with the same inputs and settings are made once and shared between figures.
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import sys
 import time
@@ -30,9 +32,20 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from nst import __version__
 from nst.config import PAPER_STYLE_LAYERS, Config, preset
 from nst.failure import Parser
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, check_output, load_image, require_side, save_animation
+from nst.images import (
+    METADATA_KEY,
+    SAMPLE_PREFIX,
+    SAMPLES,
+    ImageError,
+    check_output,
+    load_image,
+    require_side,
+    save_animation,
+    write_atomic,
+)
 from nst.weights import available_layers, check_weights
 
 NAMES = ("report", "styles", "ratio_layers", "init", "color", "loss", "progress")
@@ -90,6 +103,7 @@ class Figures:
                            weights=settings.weights)  # fmt: skip
         self.ratio_scale = (self.base.content_weight / self.base.style_weight) / PAPER_RATIO
         self.runs: dict[tuple, tuple[Any, dict[int, np.ndarray]]] = {}
+        self.panels: list[dict[str, Any]] = []  # the runs of the figure being made
 
     # -- runs ---------------------------------------------------------------
 
@@ -110,7 +124,16 @@ class Figures:
             result = stylize(content, style, config=config, callback=keep)
             self.log(f"  run {_name(style)} {_describe_changes(changes)}: {time.perf_counter() - started:.1f} s")
             self.runs[key] = (result, frames)
+        self.panels.append(self.panel(content, style, config))
         return self.runs[key]
+
+    def panel(self, content: str, style: str, config: Config) -> dict[str, Any]:
+        """How one run of a figure was made, as its PNG records it."""
+        return {"content": content, "style": style, "size": config.size, "steps": config.steps,
+                "optimizer": config.optimizer, "content_layers": list(config.content_layers),
+                "style_layers": list(config.style_layers), "alpha_over_beta": self.paper_ratio(config),
+                "content_weight": config.content_weight, "style_weight": config.style_weight,
+                "tv_weight": config.tv_weight, "init": config.init, "preserve_color": config.preserve_color}  # fmt: skip
 
     def ratio(self, alpha_over_beta: float) -> dict[str, float]:
         """Content and style weights for a ratio (scaled for partial weights)."""
@@ -257,15 +280,27 @@ class Figures:
         for name in only:
             started = time.perf_counter()
             self.log(f"{name}.png ...")
+            self.panels = []
             figure = getattr(self, name)()
             path = out / f"{name}.png"
-            FigureCanvasAgg(figure).print_png(str(path))
-            written.append(path)
+            written.append(self.write(figure, path, name))
             if name == "progress":
                 frames = self.run(self.settings.content, self.settings.style)[1]
                 written.append(save_animation(out / "progress.gif", [frames[k] for k in sorted(frames)], fps=2))
             self.log(f"{name}.png written in {time.perf_counter() - started:.1f} s")
         return written
+
+    def write(self, figure: Figure, path: Path, name: str) -> Path:
+        """``figure`` as a PNG whose ``nst`` text chunk records how each of its
+        panels was made (as `nst.images.read_metadata` reads it)."""
+        weights = self.base.weights or "imagenet"
+        record = {"nst_version": __version__, "figure": name, "weights": Path(weights).name,
+                  "panels": [dict(p) for p in {json.dumps(p, sort_keys=True): p for p in self.panels}.values()]}  # fmt: skip
+        buffer = io.BytesIO()
+        FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": f"nst {__version__}",
+                                                             METADATA_KEY: json.dumps(record, sort_keys=True)})  # fmt: skip
+        write_atomic(path, buffer.getvalue())
+        return path
 
 
 def make_figures(

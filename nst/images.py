@@ -242,7 +242,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray, metadata: dict[str, A
     info.add_text(METADATA_KEY, json.dumps({"nst_version": __version__, **(metadata or {})}, sort_keys=True))
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format="PNG", pnginfo=info)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -260,7 +260,7 @@ def save_animation(path: str | os.PathLike, frames: list[np.ndarray], fps: float
         buffer = io.BytesIO()
         pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
                          duration=round(1000 / fps), loop=0)  # fmt: skip
-        _write_atomic(path, buffer.getvalue())
+        write_atomic(path, buffer.getvalue())
     elif suffix == ".mp4":
         _write_mp4(path, pictures, fps)
     else:
@@ -286,7 +286,7 @@ def _write_mp4(path: Path, pictures: list[Image.Image], fps: float) -> None:
         tmp.unlink(missing_ok=True)  # gone already when it was renamed into place
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, then rename it into place.
     The file gets the usual permissions (the umask applies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -369,7 +369,7 @@ def store_upload(name: str, data: bytes) -> tuple[Path, str]:
     suffix = Path(name).suffix.lower()
     target = cache_dir() / "uploads" / f"{digest[:16]}{suffix if re.fullmatch(r'[.][a-z0-9]{1,5}', suffix) else ''}"
     if not target.exists():
-        _write_atomic(target, data)
+        write_atomic(target, data)
     return target, digest
 
 
@@ -460,7 +460,7 @@ def download(url: str) -> Path:
             im.verify()
     except Exception:  # Pillow raises many kinds for non-images
         raise ImageError(f"{url}: the server did not send an image ({len(data)} bytes). Check the address.") from None
-    _write_atomic(target, data)
+    write_atomic(target, data)
     return target
 
 

@@ -359,7 +359,7 @@ def test_resume_into_its_own_file_keeps_it_until_the_new_one_is_complete(picture
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(images, "_write_atomic", full_disk)
+    monkeypatch.setattr(images, "write_atomic", full_disk)
     assert cli.main(["--resume", str(saved), "--steps", "2", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err
@@ -368,14 +368,14 @@ def test_resume_into_its_own_file_keeps_it_until_the_new_one_is_complete(picture
 
 def test_a_failed_write_keeps_the_image_elsewhere_and_says_where(pictures, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out.png"
-    real = images._write_atomic
+    real = images.write_atomic
 
     def fail_for_out(path, data):
         if Path(path) == out:
             raise PermissionError(13, "Permission denied", str(path))
         real(path, data)
 
-    monkeypatch.setattr(images, "_write_atomic", fail_for_out)
+    monkeypatch.setattr(images, "write_atomic", fail_for_out)
     line = one_line_error(capsys, cli.main([*pictures, *FAST, "-o", str(out)]), 1)
     kept = Path(line.split("the image is kept as ")[1])
     assert "out.png: cannot be written (Permission denied)" in line
@@ -440,7 +440,7 @@ def terminate_during(monkeypatch, module, name):
         ("nst.optimize", "_adam", ["out.png"]),  # the loop
         # A checkpoint being written completes; the run stops there and what
         # it made is written (a second signal meanwhile waits until then).
-        ("nst.images", "_write_atomic", ["anim.gif", "out-00000.png", "out.png"]),
+        ("nst.images", "write_atomic", ["anim.gif", "out-00000.png", "out.png"]),
         ("nst.cli", "write_results", ["anim.gif", "out-00000.png", "out-00002.png", "out.png"]),  # all complete
         ("nst.cli", "save_animation", ["anim.gif", "out-00000.png", "out-00002.png", "out.png"]),  # so does this
     ],

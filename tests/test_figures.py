@@ -3,6 +3,8 @@ promises, says its settings, and shares runs instead of repeating them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import BLOCK13_WEIGHTS
 from PIL import Image
@@ -10,7 +12,7 @@ from PIL import Image
 from nst import cli
 from nst.config import PAPER_STYLE_LAYERS
 from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings
-from nst.images import ImageError
+from nst.images import ImageError, read_metadata
 
 WEIGHTS = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
 #: Blocks 1-3 fit the grid's 16 px cells: the whole set at 32 px keeps the suite quick.
@@ -34,6 +36,20 @@ def test_every_figure_is_a_png_and_progress_is_animated(made):
             im.verify()
     with Image.open(paths[-1]) as gif:
         assert gif.n_frames == 2  # steps 0 and 3 of a 3-step run
+
+
+def test_every_figure_records_how_each_panel_was_made(made):
+    figures, paths, _ = made
+    for path in paths[:-1]:
+        record = read_metadata(path)
+        assert record["figure"] == path.stem and record["weights"] == Path(WEIGHTS).name
+        assert record["panels"], path.name
+        for panel in record["panels"]:
+            assert panel["size"] in (SIZE, figures.settings.grid_size) and panel["steps"] == 3
+            assert panel["optimizer"] in ("adam", "lbfgs") and panel["content_layers"] and panel["style_layers"]
+            assert panel["alpha_over_beta"] > 0
+    ratios = {p["alpha_over_beta"] for p in read_metadata(paths[NAMES.index("ratio_layers")])["panels"]}
+    assert len(ratios) == 4  # the grid's four columns
 
 
 def image_axes(figure) -> list:
