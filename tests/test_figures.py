@@ -77,7 +77,8 @@ def test_layouts_are_the_papers(made):
 def test_titles_say_the_settings_and_runs_are_shared(made):
     figures, _, lines = made
     title = figures.report()._suptitle.get_text()
-    assert f"{SIZE} px, 3 adam steps" in title and "content block3_conv2" in title
+    content = "block3_conv2" if figures.partial else "block4_conv2"  # blocks 1-3 only, or the paper's layers
+    assert f"{SIZE} px, 3 adam steps" in title and f"content {content}" in title
     if WEIGHTS != "random":
         assert "only VGG19 blocks 1-3" in title and figures.partial
     # report, color's plain run, init's content start, loss's Adam and progress are one run.

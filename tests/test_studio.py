@@ -16,7 +16,7 @@ from conftest import TINY
 from PIL import Image
 
 import nst
-from nst.images import read_metadata, save_image
+from nst.images import load_image, read_metadata, save_image
 from nst.preview import LivePreview, encode, loss_plot
 from nst.studio import UPLOAD, Studio, _uploaded
 
@@ -138,8 +138,10 @@ def test_the_first_screen_shows_the_inputs_and_placeholders(studio):
     for view in (preview.content_view, preview.style_view, preview.current_view, preview.plot):
         assert len(view.value) > 500 and Image.open(io.BytesIO(view.value)).size[0] >= 200
     assert decode(preview.content_view.value).shape[:2] == (192, 256)  # the 128 x 96 content, as a thumbnail
-    studio.style_pick.value = "sample:the_scream"
-    assert decode(preview.style_view.value).shape[0] == 256  # a portrait painting, shown at once
+    before = preview.style_view.value
+    studio.style_pick.value = "sample:the_scream"  # a portrait painting (offline: its drawn stand-in), shown at once
+    assert preview.style_view.value != before
+    assert decode(preview.style_view.value).shape[:2] == load_image("sample:the_scream", size=256).shape[:2]
 
 
 def test_save_never_overwrites_and_keeps_uploads_for_resume(studio, content_image, style_image, tmp_path,
