@@ -7,27 +7,24 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED := ../shared
-BLOCK13 := $(SHARED)/weights/vgg19_imagenet_block1_to_block3.npz
 EIGHTBIT := $(SHARED)/weights/vgg19_imagenet_8bit.npz
 
 # Beside a checkout that has ../shared (this project's offline development
-# machines), use its images and its real block 1-3 weights; elsewhere the
-# samples are downloaded and Keras downloads the full ImageNet weights.
+# machines), use its images and its 8-bit file of all 16 convolutions of the
+# real ImageNet VGG19, so the demo and the studio run the paper's layers (the
+# report preset); elsewhere the samples are downloaded and Keras downloads
+# the full ImageNet weights.
 ifneq ($(wildcard $(SHARED)/images),)
 export NST_IMAGES ?= $(abspath $(SHARED)/images)
 endif
-ifeq ($(origin NST_VGG19_WEIGHTS)$(wildcard $(BLOCK13)),undefined$(BLOCK13))
-DEMO_ARGS ?= --preset blocks1-3 --weights $(BLOCK13)
-endif
-# The studio (the report preset: the paper's layers) runs on the 8-bit file of
-# all 16 convolutions there, and saves into out/ rather than beside the notebook.
 ifeq ($(origin NST_VGG19_WEIGHTS)$(wildcard $(EIGHTBIT)),undefined$(EIGHTBIT))
-studio: export NST_VGG19_WEIGHTS := $(abspath $(EIGHTBIT))
+demo studio: export NST_VGG19_WEIGHTS := $(abspath $(EIGHTBIT))
 endif
+# The studio saves into out/ rather than beside the notebook.
 studio: export NST_OUTPUT_DIR ?= $(abspath out)
 REPOSITORY := $(shell sed -n 's/^REPOSITORY = "\(.*\)"/\1/p' nst/__init__.py)
 DEMO_SIZE ?= 256
-DEMO_STEPS ?= 200
+DEMO_STEPS ?= 300
 
 .PHONY: demo test studio repository
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
