@@ -31,8 +31,9 @@ BEFORE_RUN, DURING_RUN = 2, 1
 EXPLAINED = (ImageError, ConfigError, WeightsError, MemoryError, ModuleNotFoundError)
 
 
-def describe(error: BaseException) -> str:
-    """``error`` as one line that names what failed and what to do."""
+def describe(error: BaseException, details: str = "run again with --debug for the details") -> str:
+    """``error`` as one line that names what failed and what to do
+    (``details``: where the traceback of an unforeseen error can be seen)."""
     if isinstance(error, EXPLAINED):
         text = " ".join(str(error).split()) or "out of memory: use a smaller --size"
     elif isinstance(error, OSError):
@@ -40,8 +41,8 @@ def describe(error: BaseException) -> str:
         text = f"{what}: {error.strerror or reason(error)}. Check the path, its permissions and the free disk space."
     else:  # not foreseen: still one line, and where to look next
         text = (
-            f"{type(error).__name__}: {reason(error)} (unexpected: run again with --debug for the details, and "
-            f"report it at https://github.com/{REPOSITORY}/issues)"
+            f"{type(error).__name__}: {reason(error)} (unexpected: {details}, and report it at "
+            f"https://github.com/{REPOSITORY}/issues)"
         )
     return text
 

@@ -439,6 +439,7 @@ class Studio:
         self.save_button.disabled = running or self.result is None
 
     def _fail(self, error: BaseException, prefix: str = "") -> None:
+        self.error = error
         self._say(_error(error, prefix))
 
     def _say(self, html: str) -> None:
@@ -496,4 +497,5 @@ def _uploaded(value: Any) -> tuple[str, bytes] | None:
 
 def _error(error: BaseException, prefix: str = "") -> str:
     """``error`` as the status line's one line of red text."""
-    return f"<span style='color:#b00'>{html.escape(prefix + describe(error))}</span>"
+    text = describe(error, "the traceback is in the studio's .error")
+    return f"<span style='color:#b00'>{html.escape(prefix + text)}</span>"

@@ -511,6 +511,14 @@ def test_the_studio_says_what_failed_in_one_line_and_stays_usable(content_image,
     assert "not saved: " in studio.message.value and "Traceback" not in studio.message.value
     assert studio.save(str(tmp_path / "out.png")) == tmp_path / "out.png"
 
+    def bug(*args):
+        raise ZeroDivisionError("a bug")
+
+    studio._work = bug  # something nobody foresaw, in the run's thread
+    studio.run(wait=True)
+    assert isinstance(studio.error, ZeroDivisionError) and not studio.run_button.disabled
+    assert "run failed: ZeroDivisionError: a bug (unexpected: the traceback is in the studio" in studio.message.value
+
 
 def test_nst_figures_fails_in_one_line_before_any_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(nst.optimize, "stylize", lambda *a, **k: pytest.fail("a run started"))
