@@ -46,7 +46,7 @@ from nst.images import (
     save_animation,
     write_atomic,
 )
-from nst.weights import available_layers, check_weights
+from nst.weights import available_layers, check_weights, describe_weights
 
 NAMES = ("report", "styles", "ratio_layers", "init", "color", "loss", "progress")
 
@@ -122,6 +122,8 @@ class Figures:
 
             started = time.perf_counter()
             result = stylize(content, style, config=config, callback=keep)
+            if result.stopped == "interrupted":  # Ctrl-C or SIGTERM ends the whole set, not this run alone
+                raise KeyboardInterrupt
             self.log(f"  run {_name(style)} {_describe_changes(changes)}: {time.perf_counter() - started:.1f} s")
             self.runs[key] = (result, frames)
         self.panels.append(self.panel(content, style, config))
@@ -145,8 +147,7 @@ class Figures:
 
     def title(self, what: str, config: Config | None = None) -> str:
         c = config or self.base
-        weights = Path(c.weights).name if c.weights and os.sep in c.weights else (c.weights or "imagenet")
-        lines = [what, f"{c.size} px, {c.steps} {c.optimizer} steps, weights {weights}",
+        lines = [what, f"{c.size} px, {c.steps} {c.optimizer} steps, {describe_weights(c.weights)}",
                  f"content {' '.join(c.content_layers)}, style {_layer_range(c.style_layers)}"]  # fmt: skip
         if self.partial:
             lines.append("only VGG19 blocks 1-3 (partial weights): α/β shown are the paper's, used x0.1")

@@ -71,6 +71,21 @@ def available_layers(weights: str | os.PathLike | None) -> tuple[str, ...]:
     return tuple(layer for layer in VGG19_CONV_LAYERS if layer in held)
 
 
+def describe_weights(weights: str | os.PathLike | None) -> str:
+    """The weights in words for a caption: 'VGG19, ImageNet weights',
+    'random weights', or the file's name, with 'VGG19, 8-bit weights' where
+    its values are quantised to 256 levels per tensor."""
+    resolved = resolve_weights(weights)
+    if resolved in ("imagenet", "random"):
+        return "VGG19, ImageNet weights" if resolved == "imagenet" else "random weights"
+    name = Path(resolved).name
+    if resolved.lower().endswith(".npz") and "block1_conv1" in available_layers(resolved):
+        with np.load(resolved, allow_pickle=False) as arrays:
+            if np.unique(arrays["block1_conv1/kernel"]).size <= 256:
+                return f"VGG19, 8-bit weights ({name})"
+    return f"VGG19, weights {name}"
+
+
 def check_weights(weights: str | os.PathLike | None, layers: tuple[str, ...]) -> str:
     """``weights`` resolved, once it is known to hold what ``layers`` need.
 

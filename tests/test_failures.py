@@ -541,3 +541,20 @@ def test_a_sweep_never_writes_over_an_input(pictures, tmp_path, capsys):
     args = [str(content), pictures[1], *FAST, "-o", str(tmp_path / "out.png"), "--sweep", "seed=0,1"]
     assert "out-seed-1.png: is the content image" in one_line_error(capsys, cli.main(args), 2)
     assert content.read_bytes() == before
+
+
+def test_an_interrupted_figure_run_ends_the_whole_set(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during `nst figures` stops it (stylize keeps a run's best image
+    and returns; the set must not go on to the next run)."""
+    calls = []
+
+    def interrupted(content, style, *, config, callback):
+        calls.append(style)
+        image = load_image(content, size=config.size)
+        return nst.optimize.Result(image=image, best_image=image, best_step=0, best_loss=1.0, history={},
+                                   timings={}, config=config, sources={}, stopped="interrupted")  # fmt: skip
+
+    monkeypatch.setattr(nst.optimize, "stylize", interrupted)
+    assert cli.main(["figures", "--quick", "--weights", "random", "--out", str(tmp_path)]) == 130
+    assert len(calls) == 1 and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "nst figures: interrupted; nothing was written"

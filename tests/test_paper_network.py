@@ -62,3 +62,11 @@ def test_a_default_cli_run_lowers_the_objective_below_a_tenth(eightbit, content_
         and meta["settings"]["style_layers"][-1] == "block5_conv1"
     )
     assert meta["best_loss"] < 0.1 * meta["start_loss"]
+
+
+def test_captions_say_8_bit_weights(eightbit, block13_weights):
+    from nst.weights import describe_weights
+
+    assert describe_weights(eightbit) == "VGG19, 8-bit weights (vgg19_imagenet_8bit.npz)"
+    assert "8-bit" not in describe_weights(block13_weights)  # exact float32 values
+    assert describe_weights("random") == "random weights"
