@@ -63,12 +63,6 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--content-weight": ("content_weight", float, "alpha, weight of the content loss"),
     "--style-weight": ("style_weight", float, "beta, weight of the style loss"),
     "--tv-weight": ("tv_weight", float, "gamma, weight of the total variation loss"),
-    "--ratio-size": (
-        "ratio_size",
-        int,
-        "the size (px) at which --content-weight and --style-weight hold; at any "
-        "other size, and at each scale of --scales, alpha is scaled by (PX/size)^2 to keep the look",
-    ),
     "--optimizer": ("optimizer", str, f"{' | '.join(OPTIMIZERS)}; with lbfgs, STEPS counts function evaluations"),
     "--lr": ("learning_rate", float, "Adam learning rate (pixels in [0, 1])"),
     "--lbfgs-memory": ("lbfgs_memory", int, "past steps L-BFGS remembers"),

@@ -82,14 +82,6 @@ class Config:
     """beta, the weight of the style loss."""
     tv_weight: float = 0.0
     """gamma, the weight of the total variation loss (0 turns it off)."""
-    ratio_size: int | None = None
-    """The image size (longest side, px) at which content_weight and
-    style_weight mean what they say. The content term sums over positions
-    while each E_l is normalised by them, so the same alpha/beta styles a
-    small image far more strongly than a large one; with ``ratio_size`` set,
-    an image of longest side S uses alpha * (ratio_size / S)^2, which keeps
-    the balance (the look) at every size and at each scale of coarse to fine.
-    ``None``: the weights as given at every size (the report's)."""
     content_layers: tuple[str, ...] = ("block4_conv2",)
     """VGG19 layers whose activations the output must match to the content's."""
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
@@ -167,8 +159,6 @@ class Config:
         _check_integer("steps", self.steps, 1, MAX_STEPS)
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check_real(name, getattr(self, name), 0)
-        if self.ratio_size is not None:
-            _check_integer("ratio_size", self.ratio_size, MIN_SIZE, MAX_SIZE)
         _check_real("learning_rate", self.learning_rate, 0, inclusive=False)
         for name in ("beta_1", "beta_2"):
             _check_real(name, getattr(self, name), 0, 1, high_inclusive=False)
@@ -259,13 +249,6 @@ class Config:
         if len(weights) != styles:
             raise ConfigError(f"style_blend has {len(weights)} weights for {styles} style image(s)")
         return tuple(w / sum(weights) for w in weights)
-
-    def content_weight_at(self, size: int) -> float:
-        """alpha in force for an image whose longest side is ``size`` pixels
-        (see `ratio_size`)."""
-        if self.ratio_size is None:
-            return self.content_weight
-        return self.content_weight * (self.ratio_size / size) ** 2
 
     @property
     def layer_weights(self) -> tuple[float, ...]:

@@ -253,9 +253,7 @@ class _Engine:
     def __init__(self, job: _Prepared, targets: Targets) -> None:
         config, device = job.config, job.device
         start = job.scenes[0].content[None]
-        self.problem = _Problem(
-            start, _extractor(job), targets, Weights.of([config], config.size), config, device.strategy
-        )
+        self.problem = _Problem(start, _extractor(job), targets, Weights.of([config]), config, device.strategy)
         self.optimizer, self.step, self.evaluate = _adam_steps(self.problem, config)
         self.where = f"{device}"
         self.lock = threading.Lock()
@@ -276,7 +274,7 @@ class _Engine:
 
     def assign_weights(self, config: Config) -> None:
         """alpha, beta, gamma, w_l and the learning rate of ``config``, read by the next step."""
-        for variable, value in zip(self.problem.weights, Weights.of([config], config.size)):
+        for variable, value in zip(self.problem.weights, Weights.of([config])):
             variable.assign(value)
         self.optimizer.learning_rate = config.learning_rate
 

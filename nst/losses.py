@@ -148,11 +148,10 @@ class Weights(NamedTuple):
     layers: tf.Tensor
 
     @classmethod
-    def of(cls, configs: Sequence[Config], size: int) -> Weights:
-        """The weights of ``configs`` for images whose longest side is
-        ``size`` pixels (see `Config.ratio_size`), one batch element each."""
+    def of(cls, configs: Sequence[Config]) -> Weights:
+        """The weights of ``configs``, one batch element each."""
         return cls(
-            content=tf.constant([c.content_weight_at(size) for c in configs], tf.float32),
+            content=tf.constant([c.content_weight for c in configs], tf.float32),
             style=tf.constant([c.style_weight for c in configs], tf.float32),
             tv=tf.constant([c.tv_weight for c in configs], tf.float32),
             layers=tf.constant(
@@ -172,8 +171,7 @@ def objective(
     ``config``'s unless ``weights`` gives them per batch element.
     """
     form = LOSS_FORMS[config.loss_form]
-    weights = weights or Weights.of([config], max(image.shape[1:3]))
-    weights = Weights(*(tf.cast(w, image.dtype) for w in weights))
+    weights = Weights(*(tf.cast(w, image.dtype) for w in weights or Weights.of([config])))
     zero = tf.zeros(tf.shape(image)[:1], image.dtype)
     content = zero
     for f, p in zip(features.content, targets.content):

@@ -352,7 +352,7 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
             if index == 0:
                 run.timings["setup"] = time.perf_counter() - t0
             # 3. Optimise; the results start the next scale.
-            weights = Weights.of([m.config for m in members], size)
+            weights = Weights.of([m.config for m in members])
             problem = _Problem(np.stack(starts), extractor, targets, weights, config, strategy)
             run.begin_scale(index, size, problem, [scene.present for scene in scenes])
             images = (_adam if config.optimizer == "adam" else _lbfgs)(problem, config, steps, run.report)

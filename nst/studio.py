@@ -186,8 +186,6 @@ class Studio:
             learning_rate=self.learning_rate.value,
             steps=self.steps.value,
             size=self.size.value,
-            # α/β hold at the size the studio opened with: the size slider keeps the look.
-            ratio_size=self.config.ratio_size or self.config.size,
             scales=None,
             scale_steps=None,
             style_layer_weights=tuple(s.value for s in self.layer_weights),

@@ -74,7 +74,7 @@ def test_every_control_reaches_the_config():
         ["c.png", "s1.png", "s2.png", "--optimizer", "lbfgs", "--lbfgs-memory", "7", "--scales", "128", "256",
          "--scale-steps", "50", "20", "--style-blend", "0.7", "0.3", "--style-scale", "0.5", "--pooling", "avg",
          "--preserve-color", "luminance", "--init", "start.png", "--seed", "5", "--style-layer-weights", "1", "0", "0",
-         "0", "0", "--no-xla", "--ratio-size", "128"]
+         "0", "0", "--no-xla"]
     )  # fmt: skip
     config = cli.settings(args)
     assert args.style == ["s1.png", "s2.png"]
@@ -88,7 +88,6 @@ def test_every_control_reaches_the_config():
     assert config.style_blend == (0.7, 0.3) and config.style_scale == 0.5
     assert (config.init, config.seed, config.jit_compile) == ("start.png", 5, False)
     assert config.style_layer_weights == (1.0, 0.0, 0.0, 0.0, 0.0)
-    assert config.ratio_size == 128 and config.content_weight_at(256) == config.content_weight / 4
 
 
 def test_cli_blends_styles_coarse_to_fine_with_lbfgs_and_animates(pictures, tmp_path):

@@ -203,29 +203,3 @@ def test_the_documented_tv_weights_smooth_the_image(block13_weights, content_ima
     # With gamma = 0 the objective is the report's exactly: the TV term adds nothing.
     h = results[0].history
     np.testing.assert_allclose(h["total"], np.array(h["content"]) + 1e4 * np.array(h["style"]), rtol=1e-6)
-
-
-def test_ratio_size_scales_alpha_by_the_square_of_the_size(content_image, style_image):
-    """The objective at 64 px with ratio_size 32 is beta*style + alpha/4*content:
-    the content term (a sum over positions) is weighed as it would be at 32 px."""
-    from nst.config import Config
-
-    config = Config(**{**TINY, "size": 64, "content_weight": 3.0, "style_weight": 5.0})
-    extractor = get_extractor(config.style_layers, config.content_layers, "random", 0)
-    content, style = (tf.constant(load_image(i, 64)[None]) for i in (content_image, style_image))
-    targets = make_targets(extractor(content), extractor(style), config)
-    image = tf.clip_by_value(content + 0.1 * tf.sin(content * 40.0), 0, 1)
-    plain = objective(image, extractor(image), targets, config)
-    scaled = objective(image, extractor(image), targets, config.replace(ratio_size=32))
-    np.testing.assert_allclose(scaled["total"], 5.0 * plain["style"] + 3.0 / 4 * plain["content"], rtol=1e-5)
-    assert config.replace(ratio_size=64).content_weight_at(64) == 3.0  # at its own size: as given
-
-
-def test_ratio_size_weighs_each_scale_of_coarse_to_fine(content_image, style_image):
-    seen = []
-    result = nst.stylize(content_image, style_image, **{**TINY, "size": 64, "scales": (32, 64), "steps": 2,
-                         "ratio_size": 64}, callback=lambda p: seen.append((p.losses["total"], p.losses["content"],
-                                                                              p.losses["style"], p.image().shape[1])))  # fmt: skip
-    assert {width for *_, width in seen} == {32, 64}  # the content is landscape: its width is its longest side
-    for total, content, style, width in seen:  # at 32 px alpha is 4 times the given 1; at 64 px, as given
-        np.testing.assert_allclose(total, (64 / width) ** 2 * content + result.config.style_weight * style, rtol=1e-4)

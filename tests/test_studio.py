@@ -68,7 +68,6 @@ def test_controls_become_the_settings(studio):
     c = studio.settings()
     assert c.style_weight == pytest.approx(1e4) and c.content_weight == 1.0
     assert (c.tv_weight, c.learning_rate, c.steps, c.size) == (10.0, 0.05, 7, 48)
-    assert c.ratio_size == 32  # α/β hold at the size the studio opened with, so the size slider keeps the look
     assert c.style_layer_weights[0] == 0.0 and len(c.style_layer_weights) == 3
     assert (c.preserve_color, c.optimizer, c.weights) == ("luminance", "lbfgs", "random")
     studio.tv_on.value, studio.preserve_color.value = False, "off"
