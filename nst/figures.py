@@ -135,7 +135,8 @@ class Figures:
                 "optimizer": config.optimizer, "content_layers": list(config.content_layers),
                 "style_layers": list(config.style_layers), "alpha_over_beta": self.paper_ratio(config),
                 "content_weight": config.content_weight, "style_weight": config.style_weight,
-                "tv_weight": config.tv_weight, "init": config.init, "preserve_color": config.preserve_color}  # fmt: skip
+                "tv_weight": config.tv_weight, "init": config.init, "seed": config.seed,
+                "preserve_color": config.preserve_color}  # fmt: skip
 
     def ratio(self, alpha_over_beta: float) -> dict[str, float]:
         """Content and style weights for a ratio (scaled for partial weights)."""
