@@ -421,10 +421,11 @@ def pack_moments(velocity: np.ndarray, iterations: int) -> dict[str, Any]:
             "velocity": base64.b64encode(rounded.tobytes()).decode()}  # fmt: skip
 
 
-def unpack_moments(record: Any, source: str | os.PathLike) -> tuple[int, np.ndarray]:
-    """Inverse of `pack_moments`: the step count and the second moments on
-    the pool grid (each pooled value repeated pool x pool times). A record
-    that is not one raises ImageError naming ``source``."""
+def unpack_moments(record: Any, source: str | os.PathLike) -> tuple[int, int, np.ndarray]:
+    """Inverse of `pack_moments`, checked: the step count, the pool and the
+    pooled log2 moments (small: nothing is expanded here, so a hostile
+    record costs no memory). A record that is not one raises ImageError
+    naming ``source``."""
     try:
         iterations, pool, shape = record["iterations"], record["pool"], tuple(record["shape"])
         whole = [iterations, pool, *shape]
@@ -432,7 +433,7 @@ def unpack_moments(record: Any, source: str | os.PathLike) -> tuple[int, np.ndar
             raise ValueError("not whole numbers")
         if iterations < 0:
             raise ValueError(f"{iterations} steps")
-        if pool < 1 or not all(1 <= n * pool < MAX_SIZE + pool for n in shape[:2]) or shape[2] != 3:
+        if not 1 <= pool <= MAX_SIZE or not all(1 <= n * pool < MAX_SIZE + pool for n in shape[:2]) or shape[2] != 3:
             raise ValueError(f"shape {list(shape)} with pool {pool} is not an image's")
         data = base64.b64decode(record["velocity"], validate=True)
         pooled = np.frombuffer(data, np.float16).reshape(shape)
@@ -440,8 +441,17 @@ def unpack_moments(record: Any, source: str | os.PathLike) -> tuple[int, np.ndar
             raise ValueError("NaN or infinite moments")
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise ImageError(f"{os.fspath(source)}: its record of Adam's state is damaged ({reason(e)}).") from None
-    v = np.repeat(np.repeat(pooled, pool, axis=0), pool, axis=1)
-    return iterations, np.exp2(v.astype(np.float32))
+    return iterations, pool, pooled
+
+
+def expand_moments(pool: int, pooled: np.ndarray, height: int, width: int) -> np.ndarray | None:
+    """The second moments of a ``height`` x ``width`` image from a record
+    (each pooled value over its pool x pool block), or None when the record
+    was made at another size."""
+    if pooled.shape[:2] != (-(-height // pool), -(-width // pool)):
+        return None
+    v = np.repeat(np.repeat(pooled, pool, axis=0), pool, axis=1)[:height, :width]
+    return np.exp2(v.astype(np.float32))
 
 
 def download(url: str) -> Path:

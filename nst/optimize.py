@@ -45,6 +45,7 @@ from nst.images import (
     ImageSource,
     check_source,
     describe,
+    expand_moments,
     load_image,
     pack_moments,
     read_metadata,
@@ -605,14 +606,15 @@ def _restore_adam(optimizer: tf.keras.optimizers.Optimizer, problem: _Problem, i
         record = read_metadata(init).get("adam")
         if not record:
             return
-        iterations, v = unpack_moments(record, init)
+        iterations, pool, pooled = unpack_moments(record, init)
     except ImageError as e:
         warnings.warn(f"{e} Adam starts afresh.", stacklevel=2)
         return
     (velocity,) = [v for v in optimizer.variables if v.name.endswith("_velocity")]
-    if v.shape[:2] < tuple(velocity.shape[1:3]) or v.shape[2] != velocity.shape[3]:
+    v = expand_moments(pool, pooled, *velocity.shape[1:3])
+    if v is None or v.shape[2] != velocity.shape[3]:
         return
-    velocity.assign(np.broadcast_to(v[: velocity.shape[1], : velocity.shape[2]], velocity.shape))
+    velocity.assign(np.broadcast_to(v, velocity.shape))
     optimizer.iterations.assign(iterations)
 
 

@@ -282,6 +282,7 @@ DAMAGED_RECORDS = {
     "styles": lambda meta: json.dumps({**meta, "styles": "style.png"}),
     "Adam's base64": lambda meta: json.dumps({**meta, "adam": {**meta["adam"], "velocity": "%%%"}}),
     "Adam's shape": lambda meta: json.dumps({**meta, "adam": {**meta["adam"], "shape": [10**6, 10**6, 3]}}),
+    "Adam's pool": lambda meta: json.dumps({**meta, "adam": {**meta["adam"], "pool": 10**6, "shape": [1, 1, 3]}}),
     "Adam's size": lambda meta: json.dumps(
         {**meta, "adam": {**meta["adam"], "velocity": base64.b64encode(b"ab").decode()}}
     ),
@@ -298,6 +299,18 @@ def test_resume_refuses_damaged_records_in_one_line(pictures, tmp_path, capsys, 
     line = one_line_error(capsys, cli.main(["--resume", str(target), "--quiet"]), 2)
     assert str(target) in line
     assert target.read_bytes() == before
+
+
+def test_adam_records_round_trip_small_and_never_below_the_real_moments():
+    velocity = np.random.default_rng(0).uniform(0, 1e3, (37, 50, 3)).astype(np.float32)
+    velocity[0, 0, 0] = 0.0
+    iterations, pool, pooled = images.unpack_moments(images.pack_moments(velocity, 12), "x.png")
+    back = images.expand_moments(pool, pooled, 37, 50)
+    assert iterations == 12 and back.shape == velocity.shape
+    assert np.all(back >= velocity) and back.max() <= 1.01 * velocity.max()  # pooled maxima, rounded up
+    assert images.expand_moments(pool, pooled, 80, 50) is None  # a record made at another size
+    large = images.pack_moments(np.ones((2048, 2048, 3), np.float32), 1)
+    assert large["pool"] == 16 and len(json.dumps(large)) < 300_000  # bounded, at any size
 
 
 @given(JSON)
@@ -532,7 +545,12 @@ def test_nst_figures_fails_in_one_line_before_any_run(tmp_path, capsys, monkeypa
     for args, message in cases.items():
         status = cli.main(["figures", "--quick", *args])
         err = capsys.readouterr().err
-        assert status == 2 and message in err and len(err.strip().splitlines()) == 1 and err.startswith("nst figures: error:"), err
+        assert (
+            status == 2
+            and message in err
+            and len(err.strip().splitlines()) == 1
+            and err.startswith("nst figures: error:")
+        ), err
 
 
 def test_a_sweep_never_writes_over_an_input(pictures, tmp_path, capsys):
