@@ -37,7 +37,8 @@ if "tensorflow" not in _sys.modules:
 from nst.config import PRESETS, Config, ConfigError, preset
 
 _LAZY = {name: "nst.optimize" for name in ("stylize", "stylize_many", "grid", "Job", "Result", "Progress")}
-_MODULES = {"color", "device", "features", "images", "live", "losses", "optimize", "preview", "studio", "weights"}
+_MODULES = {"color", "device", "features", "images", "live", "losses", "normalize", "optimize", "preview", "studio",
+            "weights"}  # fmt: skip
 
 
 def __getattr__(name: str):

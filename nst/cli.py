@@ -48,6 +48,7 @@ from nst.images import (
     save_image,
     unpack_moments,
 )
+from nst.normalize import stats_images
 from nst.resources import check_memory
 from nst.weights import check_weights
 
@@ -74,6 +75,12 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--style-blend": ("style_blend", float, "weight of each STYLE image (default: equal)"),
     "--style-scale": ("style_scale", float, "size of the style image relative to the output"),
     "--pooling": ("pooling", str, f"VGG19 pooling: {' | '.join(POOLINGS)}"),
+    "--normalize": (
+        "normalize",
+        str,
+        "the paper's normalised VGG19, each filter's mean activation made 1 over "
+        "the sample images ('samples') or a FOLDER of images; 'off': Keras' VGG19 as it is",
+    ),
     "--preserve-color": ("preserve_color", str, f"keep the content's colours: {' | '.join(COLOR_MODES)}"),
     "--init": ("init", str, f"starting image: {' | '.join(INITS)} | PATH"),
     "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
@@ -255,6 +262,8 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     # The images are read again at each scale by `stylize`, from the originals.
     config.blend(len(args.style))
     check_weights(config.weights, config.content_layers + config.style_layers)
+    if config.normalize:
+        stats_images(config.normalize)
     first = config.schedule[0][0]
     content = require_side(load_image(args.content, first, config.max_pixels), config.min_side, args.content)
     height, width = (round(n * config.size / first) for n in content.shape[:2])

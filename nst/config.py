@@ -26,10 +26,11 @@ VGG19_CONV_LAYERS: tuple[str, ...] = (
 
 PAPER_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
-#: How the losses are normalised: the report's formulas (the paper's), or the
+#: How the losses are normalised: the report's formulas (the paper's), the
 #: TensorFlow tutorial's (Gram divided by the number of positions, mean
-#: squared errors), kept so the tutorial's numbers can be compared.
-LOSS_FORMS = ("report", "tutorial")
+#: squared errors), kept so the tutorial's numbers can be compared, or the
+#: authors' code's (the tutorial's, each style term divided by N_l^2).
+LOSS_FORMS = ("report", "tutorial", "gatys")
 #: Starting images by name; any other ``init`` is read as an image path or URL.
 INITS = ("content", "style", "noise")
 OPTIMIZERS = ("adam", "lbfgs")
@@ -89,7 +90,8 @@ class Config:
     style_layer_weights: tuple[float, ...] | None = None
     """w_l per style layer; ``None`` means 1/L each."""
     loss_form: str = "report"
-    """'report' (the paper's normalisation) or 'tutorial' (the TF tutorial's)."""
+    """'report' (the paper's normalisation), 'tutorial' (the TF tutorial's)
+    or 'gatys' (the authors' code's; see `nst.losses`)."""
     optimizer: str = "adam"
     """'adam' (the report's) or 'lbfgs' (SciPy's L-BFGS-B, the paper's and
     jcjohnson's choice: fewer evaluations to a given loss, no learning rate)."""
@@ -120,6 +122,10 @@ class Config:
     its brush strokes come out larger)."""
     pooling: str = "max"
     """VGG19's pooling: 'max' (Keras') or 'avg' (the paper's), same weights."""
+    normalize: str | None = None
+    """The paper's normalised VGG19 (`nst.normalize`): each filter scaled so
+    its mean activation over an image set is 1, 'samples' (the sample
+    images) or a folder of images; ``None`` ('off'): Keras' VGG19 as it is."""
     preserve_color: str | None = None
     """Keep the content's colours: 'luminance' or 'histogram' (``None``: off)."""
     init: str = "content"
@@ -224,6 +230,8 @@ class Config:
                 )
             for value in self.style_layer_weights:
                 _check_real("style_layer_weights", value, 0)
+        if self.normalize is not None and (not isinstance(self.normalize, str) or not self.normalize):
+            raise ConfigError(f"normalize must be 'samples', a folder of images or None, got {self.normalize!r}")
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError(f"init must be one of {', '.join(INITS)} or an image path")
         if self.weights is not None and not isinstance(self.weights, str):
@@ -304,11 +312,15 @@ def _check_sequence(name: str, value: Any) -> None:
 
 
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:
-    """Lists to tuples, so configs stay hashable and compare equal; paths to strings."""
-    return {
+    """Lists to tuples, so configs stay hashable and compare equal; paths to
+    strings; ``normalize`` 'off' or 'none' to None."""
+    values = {
         k: tuple(v) if isinstance(v, list) else os.fspath(v) if isinstance(v, os.PathLike) else v
         for k, v in values.items()
     }
+    if isinstance(values.get("normalize"), str) and values["normalize"].lower() in ("off", "none"):
+        values["normalize"] = None
+    return values
 
 
 #: Named presets: each is a description and the settings that differ from
@@ -319,8 +331,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "settings": {},
     },
     "gatys": {
-        "description": "Alias of 'report'.",
-        "settings": {},
+        "description": "The paper's network and balance, as in the authors' code: VGG19 normalised over the "
+        "sample images, Gram matrices and errors averaged, each style term divided by N_l^2 (loss form 'gatys'), "
+        "alpha/beta 1e-3, L-BFGS, 500 evaluations.",
+        "settings": {
+            "normalize": "samples",
+            # leongatys/PytorchNeuralStyleTransfer: style weights 1e3 / N_l^2
+            # on MSE(G / M, A / M), content weight 1 on MSE(F, P).
+            "loss_form": "gatys",
+            "style_layer_weights": (1.0,) * len(PAPER_STYLE_LAYERS),
+            "style_weight": 1e3,
+            "optimizer": "lbfgs",
+            "steps": 500,
+        },
     },
     "blocks1-3": {
         "description": "The report's losses on VGG19 blocks 1-3 only (content block3_conv2, style "

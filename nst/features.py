@@ -18,7 +18,8 @@ from typing import NamedTuple
 import numpy as np
 
 from nst.backend import tf
-from nst.config import VGG19_CONV_LAYERS
+from nst.config import VGG19_CONV_LAYERS, Config
+from nst.normalize import normalize as normalize_network
 from nst.weights import WEIGHTS_ENV, WeightsError, check_weights, resolve_weights
 
 
@@ -66,6 +67,7 @@ class Extractor:
         seed: int | None = None,
         pooling: str = "max",
         precision: str = "float32",
+        normalize: str | None = None,
     ) -> None:
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
@@ -92,6 +94,11 @@ class Extractor:
             _randomise(self.model, seed)
         elif weights.lower().endswith(".npz"):
             _load_npz(self.model, weights)
+        # The paper's network: each filter's mean activation made 1 (nst.normalize).
+        self.normalization = None
+        if normalize:
+            convs = _conv_layers(self.model)
+            self.normalization = normalize_network(convs, self.model.layers[1:], weights, pooling, normalize)
         self._index = {name: i for i, name in enumerate(layers)}
 
     @staticmethod
@@ -132,16 +139,25 @@ def get_extractor(
     pooling: str = "max",
     precision: str = "float32",
     device: str = "CPU",
+    normalize: str | None = None,
 ) -> Extractor:
     """The extractor for these layers, weights, pooling and precision
-    ('float32', 'mixed_float16' or 'mixed_bfloat16'), built once per process
-    and device (a `tf.distribute` strategy's name), in that strategy's scope
-    (so its weights live there)."""
+    ('float32', 'mixed_float16' or 'mixed_bfloat16'), normalised over the
+    images ``normalize`` names (``None``: Keras' VGG19 as it is), built once
+    per process and device (a `tf.distribute` strategy's name), in that
+    strategy's scope (so its weights live there)."""
     resolved = resolve_weights(weights)
     if resolved != weights:
-        return get_extractor(style_layers, content_layers, resolved, seed, pooling, precision, device)
+        return get_extractor(style_layers, content_layers, resolved, seed, pooling, precision, device, normalize)
     seed = seed if resolved == "random" else None
-    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision)
+    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision, normalize)
+
+
+def extractor_for(config: Config, device: str = "CPU") -> Extractor:
+    """`get_extractor` with ``config``'s network settings."""
+    c = config
+    return get_extractor(c.style_layers, c.content_layers, c.weights, c.seed, c.pooling, c.precision, device,
+                         c.normalize)  # fmt: skip
 
 
 def _vgg19(weights: str) -> tf.keras.Model:

@@ -39,7 +39,7 @@ import numpy as np
 
 from nst.backend import tf
 from nst.config import Config, ConfigError
-from nst.features import get_extractor
+from nst.features import extractor_for
 from nst.images import ImageSource
 from nst.losses import Targets, Weights
 from nst.optimize import (
@@ -287,7 +287,7 @@ def _key(job: _Prepared) -> tuple:
     """What a compiled step depends on; runs that agree on it share one."""
     c = job.config
     return (job.scenes[0].content.shape, c.style_layers, c.content_layers, c.weights, c.seed if c.weights == "random"
-            else None, c.pooling, c.precision, c.loss_form, c.jit_compile, c.beta_1, c.beta_2, c.epsilon,
+            else None, c.pooling, c.normalize, c.precision, c.loss_form, c.jit_compile, c.beta_1, c.beta_2, c.epsilon,
             str(job.device))  # fmt: skip
 
 
@@ -308,10 +308,9 @@ def _engine(job: _Prepared, targets: Targets) -> _Engine:
 
 def _extractor(job: _Prepared) -> Any:
     """VGG19 for the job (built once per process: `get_extractor`)."""
-    c, strategy = job.config, job.device.strategy
+    strategy = job.device.strategy
     with strategy.scope():
-        return get_extractor(c.style_layers, c.content_layers, c.weights, c.seed, c.pooling, c.precision,
-                             str(id(strategy)))  # fmt: skip
+        return extractor_for(job.config, str(id(strategy)))
 
 
 def _targets(job: _Prepared) -> Targets:

@@ -13,7 +13,9 @@ reshaped to N channels x M positions and ``P`` the content's:
 
 The TensorFlow tutorial normalises differently (Gram divided by M, mean
 squared errors); its forms are kept beside these as `TUTORIAL` so its numbers
-can be reproduced.
+can be reproduced. The authors' own code (`GATYS`) uses the tutorial's
+forms with each style term divided by N_l^2; unlike the report's, its
+alpha/beta does not depend on the image size (both terms are means).
 """
 
 from __future__ import annotations
@@ -104,6 +106,15 @@ def tutorial_style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tenso
     return tf.reduce_mean(tf.square(tutorial_gram(features) - target_gram), axis=[1, 2])
 
 
+def gatys_style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+    """The authors' code's style term (leongatys/PytorchNeuralStyleTransfer):
+    ``mean (G/M - A)^2 / N^2``, the tutorial's divided by N^2 (their style
+    weights are ``1e3 / N_l^2``: beta = 1e3 times this, w_l = 1). It is
+    ``4 E_l / N^2`` in the report's terms."""
+    n = tf.cast(tf.shape(features)[3], features.dtype)
+    return tutorial_style_loss(features, target_gram) / (n * n)
+
+
 class LossForm(NamedTuple):
     """One normalisation of the losses: content loss, style target, style
     loss, total variation."""
@@ -116,7 +127,10 @@ class LossForm(NamedTuple):
 
 REPORT = LossForm(content_loss, style_target, style_loss, total_variation_loss)
 TUTORIAL = LossForm(tutorial_content_loss, tutorial_style_target, tutorial_style_loss, tutorial_total_variation)
-LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL}
+#: The authors' own code: the tutorial's content term and Gram matrices, their
+#: style term (`gatys_style_loss`), the report's smooth TV.
+GATYS = LossForm(tutorial_content_loss, tutorial_style_target, gatys_style_loss, total_variation_loss)
+LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL, "gatys": GATYS}
 
 
 class Targets(NamedTuple):

@@ -39,7 +39,7 @@ from nst.backend import tf
 from nst.config import Config, preset
 from nst.device import Device
 from nst.device import current as current_device
-from nst.features import Extractor, get_extractor
+from nst.features import Extractor, extractor_for
 from nst.images import (
     ImageError,
     ImageSource,
@@ -119,6 +119,8 @@ class Result:
     adam: dict[str, Any] | None = field(default=None, repr=False)
     """Adam's state at the end, compressed (see `_adam_record`): saved in the
     PNG, so that ``nst --resume`` goes on with it rather than a fresh Adam."""
+    normalization: dict[str, Any] | None = None
+    """The images the network was normalised over (`nst.normalize`), if it was."""
 
     @property
     def start_loss(self) -> float | None:
@@ -139,6 +141,7 @@ class Result:
             "device": self.device,
             **({"changes": self.changes} if self.changes else {}),
             **({"adam": self.adam} if self.adam else {}),
+            **({"normalization": self.normalization} if self.normalization else {}),
         }
 
     def save(self, path: str | os.PathLike, *, which: str = "best") -> Path:
@@ -324,10 +327,7 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
     replicas = strategy.num_replicas_in_sync
     members = batch + [batch[-1]] * (-len(batch) % replicas)
     with strategy.scope():
-        extractor = get_extractor(
-            config.style_layers, config.content_layers, config.weights, config.seed, config.pooling,
-            config.precision, str(id(strategy)),
-        )  # fmt: skip
+        extractor = extractor_for(config, str(id(strategy)))
     where = f"{device}" + (f", {replicas} replicas" if replicas > 1 else "")
     run = _Run(batch, callback, every, t0, where)
     images = None
@@ -735,6 +735,7 @@ class _Run:
             stopped=self.stopped,
             device=self.where,
             adam=self.problem.adam[j] if self.problem.adam else None,
+            normalization=self.problem.extractor.normalization,
         )
 
 

@@ -18,7 +18,16 @@ def test_defaults_are_the_reports():
     assert c.content_weight / c.style_weight == pytest.approx(1e-3)
     assert c.layer_weights == pytest.approx((0.2,) * 5)
     assert c.size == 512 and c.loss_form == "report"
-    assert preset("gatys") == preset("report").replace(preset="gatys")
+    assert c.normalize is None
+
+
+def test_gatys_preset_is_the_authors_code():
+    """leongatys/PytorchNeuralStyleTransfer: the normalised network, MSE of
+    Gram / M and of the content, style weights 1e3 / N_l^2, L-BFGS."""
+    g = preset("gatys")
+    assert (g.normalize, g.loss_form, g.optimizer) == ("samples", "gatys", "lbfgs")
+    assert (g.content_layers, g.style_layers) == (preset("report").content_layers, preset("report").style_layers)
+    assert g.style_weight == 1e3 and g.layer_weights == (1.0,) * 5 and g.content_weight == 1.0
 
 
 def test_tutorial_preset_has_the_tutorials_settings():
@@ -52,9 +61,12 @@ def test_config_is_frozen_and_round_trips_through_dict():
         ({"content_weight": float("nan")}, "content_weight must be"),
         ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
         ({"beta_1": 1.0}, "beta_1 must be a finite number >= 0 and < 1"),
-        ({"content_layers": ("block4_conv9",)}, "unknown VGG19 layer 'block4_conv9' in content_layers; valid layers: block1_conv1"),
+        (
+            {"content_layers": ("block4_conv9",)},
+            "unknown VGG19 layer 'block4_conv9' in content_layers; valid layers: block1_conv1",
+        ),
         ({"style_layer_weights": (1.0,)}, "1 values but there are 5 style layers"),
-        ({"loss_form": "mine"}, "choose one of: report, tutorial"),
+        ({"loss_form": "mine"}, "choose one of: report, tutorial, gatys"),
         ({"init": ""}, "init must be one of content, style, noise or an image path"),
         ({"optimizer": "sgd"}, "unknown optimizer 'sgd'; choose one of: adam, lbfgs"),
         ({"pooling": "min"}, "choose one of: max, avg"),

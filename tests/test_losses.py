@@ -53,6 +53,23 @@ def test_style_loss_is_report_normalisation(feats):
     np.testing.assert_allclose(L.style_loss(tf.constant(f), tf.constant(np_gram(f))).numpy(), 0.0, atol=1e-12)
 
 
+def test_gatys_form_is_the_authors_code(feats):
+    """leongatys/PytorchNeuralStyleTransfer: MSE of the content, and for
+    style MSE(G/M, A/M) with weight 1e3 / N^2 = beta x this term."""
+    f, s = feats
+    _, h, w, n = f.shape
+    m = h * w
+    form = L.GATYS
+    target = form.style_target(tf.constant(s), m).numpy()
+    np.testing.assert_allclose(target, np_gram(s) / m, rtol=1e-12)
+    expected = ((np_gram(f) / m - np_gram(s) / m) ** 2).mean(axis=(1, 2)) / n**2
+    np.testing.assert_allclose(form.style(tf.constant(f), tf.constant(target)).numpy(), expected, rtol=1e-12)
+    # It is the report's E_l times 4 / N^2: the same term, weighed differently.
+    np.testing.assert_allclose(expected, 4 * np_style(f, np_gram(s)) / n**2, rtol=1e-12)
+    p = s[:, ::-1]
+    np.testing.assert_allclose(form.content(tf.constant(f), tf.constant(p)).numpy(), ((f - p) ** 2).mean((1, 2, 3)))
+
+
 def test_style_loss_float32_matches_float64(feats):
     f, s = feats
     f32 = 100 * f.astype(np.float32)  # VGG activations are large
