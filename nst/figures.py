@@ -1,10 +1,12 @@
 """The report's figure and the paper's figures, remade with one call.
 
-``make_figures(out_dir)`` (and ``nst figures``) writes seven PNGs:
+``make_figures(out_dir)`` (and ``nst figures``) writes eight PNGs:
 
 - ``report.png``: content | style | output, the report's figure;
 - ``styles.png``: Tübingen in several styles, at the paper's ratios;
 - ``ratio_layers.png``: the paper's grid, alpha/beta across, style layers down;
+- ``networks.png``: Keras' VGG19 with the report's losses against the paper's
+  normalised network with the authors' balance (the 'gatys' preset);
 - ``init.png``: starting from the content, the style, and noise (several seeds);
 - ``color.png``: plain, luminance-only and histogram-matched transfer (2017);
 - ``loss.png``: loss curves against step and wall time, Adam and L-BFGS;
@@ -33,7 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nst import __version__
-from nst.config import PAPER_STYLE_LAYERS, Config, preset
+from nst.config import PAPER_STYLE_LAYERS, PRESETS, Config, preset
 from nst.failure import Parser
 from nst.images import (
     METADATA_KEY,
@@ -48,7 +50,7 @@ from nst.images import (
 )
 from nst.weights import available_layers, check_weights, describe_weights
 
-NAMES = ("report", "styles", "ratio_layers", "init", "color", "loss", "progress")
+NAMES = ("report", "styles", "ratio_layers", "networks", "init", "color", "loss", "progress")
 
 #: The paper's Figure 3: (style sample, alpha/beta) for Tübingen.
 PAPER_STYLES = (("shipwreck", 1e-3), ("starry_night", 8e-4), ("the_scream", 5e-3), ("woman_with_hat", 5e-4))
@@ -56,6 +58,9 @@ PAPER_STYLES = (("shipwreck", 1e-3), ("starry_night", 8e-4), ("the_scream", 5e-3
 PAPER_RATIO = 1e-3
 #: The paper's Figure 4 columns.
 RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)
+#: alpha/beta at which the normalised network (the 'gatys' preset, sample
+#: statistics) gives the paper's look: measured at 256 px, 300 L-BFGS steps.
+NORMALIZED_RATIO = 1e-5
 #: Steps at which `progress.png` shows the image.
 MILESTONES = (0, 10, 50, 100, 200, 500, 1000, 2000)
 
@@ -136,7 +141,8 @@ class Figures:
                 "style_layers": list(config.style_layers), "alpha_over_beta": self.paper_ratio(config),
                 "content_weight": config.content_weight, "style_weight": config.style_weight,
                 "tv_weight": config.tv_weight, "init": config.init, "seed": config.seed,
-                "preserve_color": config.preserve_color}  # fmt: skip
+                "preserve_color": config.preserve_color, "preset": config.preset, "normalize": config.normalize,
+                "loss_form": config.loss_form, "style_layer_weights": list(config.layer_weights)}  # fmt: skip
 
     def ratio(self, alpha_over_beta: float) -> dict[str, float]:
         """Content and style weights for a ratio (scaled for partial weights)."""
@@ -197,6 +203,28 @@ class Figures:
         config = self.base.replace(size=s.grid_size)
         fig.suptitle(self.title("Content/style ratio (across) and style layers (down), the paper's Fig. 4", config),
                      fontsize=9)  # fmt: skip
+        return fig
+
+    def networks(self) -> Figure:
+        s = self.settings
+        # The 'gatys' preset on the layers the weights have, at the figures'
+        # size and steps.
+        paper = {k: v for k, v in PRESETS["gatys"]["settings"].items() if k != "steps"}
+        paper.update(preset="gatys", content_layers=self.base.content_layers, style_layers=self.base.style_layers,
+                     style_layer_weights=(1.0,) * len(self.base.style_layers))  # fmt: skip
+        panels = [
+            ("report: Keras' VGG19", {}),
+            ("gatys: normalised VGG19", {**paper, **self.ratio(PAPER_RATIO)}),
+            ("gatys: normalised VGG19", {**paper, **self.ratio(NORMALIZED_RATIO)}),
+        ]
+        fig, axes = _grid(1, len(panels) + 1, self.settings.dpi)
+        _show(axes[0][0], load_image(s.content, s.size), "content")
+        for ax, (label, changes) in zip(axes[0][1:], panels):
+            result, _ = self.run(s.content, s.style, **changes)
+            _show(ax, result.best_image, f"{label}\nα/β = {self.paper_ratio(result.config):.0e}")
+        what = ("The network. report: Keras' VGG19, the report's losses, Adam; gatys: VGG19 normalised over the "
+                "sample images, the authors' balance, L-BFGS")  # fmt: skip
+        fig.suptitle(self.title(what), fontsize=9)
         return fig
 
     def init(self) -> Figure:

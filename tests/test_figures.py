@@ -50,6 +50,11 @@ def test_every_figure_records_how_each_panel_was_made(made):
             assert panel["alpha_over_beta"] > 0
     ratios = {p["alpha_over_beta"] for p in read_metadata(paths[NAMES.index("ratio_layers")])["panels"]}
     assert len(ratios) == 4  # the grid's four columns
+    networks = read_metadata(paths[NAMES.index("networks")])["panels"]
+    assert [(p["normalize"], p["loss_form"], p["optimizer"]) for p in networks] == [
+        (None, "report", "adam"), ("samples", "gatys", "lbfgs"), ("samples", "gatys", "lbfgs")
+    ]  # fmt: skip
+    assert networks[1]["alpha_over_beta"] == pytest.approx(100 * networks[2]["alpha_over_beta"])
 
 
 def image_axes(figure) -> list:
@@ -63,6 +68,7 @@ def test_layouts_are_the_papers(made):
         "report": 3,
         "styles": 1 + 2 * len(PAPER_STYLES),  # content, then each output above its style
         "ratio_layers": 4 * len(layers),
+        "networks": 4,  # content, report, gatys at two ratios
         "init": 2 + len(figures.settings.seeds),
         "color": 4,
         "progress": len([m for m in MILESTONES if m <= 3]) + 1,
@@ -81,9 +87,9 @@ def test_titles_say_the_settings_and_runs_are_shared(made):
     assert f"{SIZE} px, 3 adam steps" in title and f"content {content}" in title
     if WEIGHTS != "random":
         assert "only VGG19 blocks 1-3" in title and figures.partial
-    # report, color's plain run, init's content start, loss's Adam and progress are one run.
+    # report, networks' first, color's plain run, init's content start, loss's Adam and progress are one run.
     layers = len(image_axes(figures.ratio_layers())) // 4
-    distinct = 1 + len(PAPER_STYLES) + 4 * layers + (1 + len(figures.settings.seeds)) + 2 + 1
+    distinct = 1 + len(PAPER_STYLES) + 4 * layers + 2 + (1 + len(figures.settings.seeds)) + 2 + 1
     assert len(figures.runs) == distinct
     assert sum(line.startswith("  run ") for line in lines) == distinct
 
