@@ -14,10 +14,11 @@ in this run, interleaved):
 - startup: `nst --help`, and a whole `nst` run of one step (import, model,
   compile) as seen from the shell.
 - memory: peak resident memory of a short run at 512 and 1024 px.
-- converge: with the real block 1-3 weights, the report's objective (blocks
-  1-3, alpha 1, beta 1e4): the tutorial's loop with its weights set so that
-  it minimises exactly that objective, 300 steps; then how long nst (L-BFGS)
-  takes to reach the objective the baseline reached.
+- converge: the report's objective on real weights, for blocks 1-3 (the
+  exact file; alpha 1, beta 1e4) and for the paper's layers (the 8-bit file,
+  the report preset; --networks picks): the tutorial's loop with its weights
+  set so that it minimises exactly that objective, 300 steps; then how long
+  nst (L-BFGS) takes to reach the objective the baseline reached.
 - coarse: a 1024 px coarse-to-fine run (256 -> 512 -> 1024 px), its total
   time from the call, against the baseline's per-step time at 1024 px.
 - sweep: four runs with different style weights as one batch (`stylize_many`)
@@ -51,6 +52,7 @@ from nst.config import PAPER_STYLE_LAYERS, VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYE
 from nst.images import load_image
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_block1_to_block3.npz"
+EIGHTBIT_WEIGHTS = SHARED_WEIGHTS.with_name("vgg19_imagenet_8bit.npz")
 CONTENT, STYLE = "sample:tubingen", "sample:starry_night"
 
 
@@ -265,19 +267,32 @@ def section_memory(sizes: tuple[int, ...]) -> None:
 # -- converge --------------------------------------------------------------------------
 
 
-def section_converge(sizes: tuple[int, ...], baseline_steps: int) -> None:
-    if not SHARED_WEIGHTS.is_file():
-        print(f"converge: skipped, no {SHARED_WEIGHTS}\n")
-        return
-    weights = dict(np.load(SHARED_WEIGHTS))
-    config = nst.preset("blocks1-3", weights=str(SHARED_WEIGHTS))
+#: The converge section's networks: preset and weights file of each.
+NETWORKS = {
+    "blocks1-3": ("blocks1-3", SHARED_WEIGHTS, "blocks 1-3, exact weights"),
+    "paper": ("report", EIGHTBIT_WEIGHTS, "the paper's layers (report preset), 8-bit weights"),
+}
+
+
+def section_converge(sizes: tuple[int, ...], baseline_steps: int, networks: list[str]) -> None:
+    for network in networks:
+        name, path, what = NETWORKS[network]
+        if not path.is_file():
+            print(f"converge ({what}): skipped, no {path}\n")
+            continue
+        converge(nst.preset(name, weights=str(path)), dict(np.load(path)), sizes, baseline_steps, what)
+
+
+def converge(config: nst.Config, weights: dict, sizes: tuple[int, ...], baseline_steps: int, what: str) -> None:
     rows = []
+    (content_layer,) = config.content_layers
+    block = int(content_layer[5])  # "block<b>_conv<k>": 2^(b-1) times smaller, VGG19_BLOCK_CHANNELS[b] channels
     for size in sizes:
         content, style = load_image(CONTENT, size), load_image(STYLE, size)
         h, w = content.shape[:2]
         # The tutorial's losses are the report's up to constants: mean (F-P)^2 = 2/(N M) x the report's
         # content loss, and mean (G/M - A/M)^2 = 4 E_l. These weights make its objective the report's.
-        n, m = 256, (h // 4) * (w // 4)  # block3_conv2: 256 channels at a quarter of the size
+        n, m = VGG19_BLOCK_CHANNELS[block], (h // 2 ** (block - 1)) * (w // 2 ** (block - 1))
         baseline = Tutorial(content, style, style_layers=config.style_layers, content_layers=config.content_layers,
                             weights=weights, content_weight=config.content_weight * n * m / 2,
                             style_weight=config.style_weight / 4, tv_weight=0.0)  # fmt: skip
@@ -298,8 +313,8 @@ def section_converge(sizes: tuple[int, ...], baseline_steps: int) -> None:
         rows.append([f"{w}x{h}", f"{target:.4g}", f"{base_time:.1f}",
                      f"{reached} evaluations, {nst_time:.1f} s ({nst_time / base_time:.2f})"
                      if reached is not None else "not reached"])  # fmt: skip
-    print(f"Time to the baseline's objective after {baseline_steps} steps (report's objective, blocks 1-3, "
-          f"real weights; nst: L-BFGS, time from its first step, compilation included):\n")  # fmt: skip
+    print(f"Time to the baseline's objective after {baseline_steps} steps (the report's objective on {what}; "
+          f"nst: L-BFGS, time from its first step, compilation included):\n")  # fmt: skip
     table(["size", "baseline objective", "baseline s", "nst to reach it (ratio)"], rows)
 
 
@@ -356,6 +371,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--memory-sizes", nargs="+", type=int, default=[512, 1024])
     parser.add_argument("--converge-sizes", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS),
+                        help="the converge section's networks")  # fmt: skip
     parser.add_argument("--scales", nargs="+", type=int, default=[256, 512, 1024])
     parser.add_argument("--scale-steps", nargs="+", type=int, default=[100, 50, 20])
     parser.add_argument("--repeats", type=int, default=3)
@@ -372,7 +389,7 @@ def main() -> None:
     if "memory" in only:
         section_memory(tuple(args.memory_sizes))
     if "converge" in only:
-        section_converge(tuple(args.converge_sizes), args.baseline_steps)
+        section_converge(tuple(args.converge_sizes), args.baseline_steps, args.networks)
     if "coarse" in only:
         section_coarse(tuple(args.scales), tuple(args.scale_steps))
     if "sweep" in only:
