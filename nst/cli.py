@@ -49,13 +49,19 @@ from nst.images import (
     unpack_moments,
 )
 from nst.normalize import stats_images
-from nst.resources import check_memory
+from nst.resources import auto_tile, check_memory
 from nst.weights import check_weights
 
 #: An init image is test-decoded at this size before TensorFlow is imported.
 MIN_CHECK_SIZE = 16
 DEFAULT_OUTPUT = "stylized.png"
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
+
+
+def tile_side(value: str) -> int | str:
+    """--tile's value: a whole number of pixels, or 'auto'."""
+    return value if value == "auto" else int(value)
+
 
 #: CLI flag -> (Config field, type, help). Each default shown is the report preset's.
 OPTIONS: dict[str, tuple[str, Any, str]] = {
@@ -87,6 +93,13 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--max-pixels": ("max_pixels", int, "refuse input images with more pixels (decompression-bomb guard)"),
     "--device": ("device", str, f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)"),
     "--precision": ("precision", str, f"VGG19 arithmetic: {' | '.join(PRECISIONS)} (auto: 16-bit on GPU/TPU)"),
+    "--tile": (
+        "tile",
+        tile_side,
+        "compute in tiles that each own TILE px a side (plus a halo): memory follows "
+        "the tile, not the output, and the result is the untiled one; 'auto': tiles only where the whole "
+        "image would not fit in memory",
+    ),
     "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
 }
 
@@ -136,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
     """The Config the arguments ask for: the preset (or ``base``), then each flag given."""
     changes = {name: getattr(args, flag[2:].replace("-", "_")) for flag, (name, _, _) in OPTIONS.items()}
-    changes = {k: v for k, v in changes.items() if v is not None}
+    changes = {k: v for k, v in changes.items() if v is not None and v != "auto"}  # --tile auto: see `run`
     if args.no_xla:
         changes["jit_compile"] = False
     if base is not None and args.preset is None:
@@ -267,6 +280,8 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     first = config.schedule[0][0]
     content = require_side(load_image(args.content, first, config.max_pixels), config.min_side, args.content)
     height, width = (round(n * config.size / first) for n in content.shape[:2])
+    if args.tile == "auto":
+        config = config.replace(tile=auto_tile(config, height, width))
     if args.device in (None, "auto", "cpu"):
         check_memory(config, height, width)
     for source in args.style:

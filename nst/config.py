@@ -46,6 +46,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 COLOR_MODES = ("luminance", "histogram")
 
 MIN_SIZE, MAX_SIZE = 16, 8192
+#: The smallest tile side (`Config.tile`), pixels.
+MIN_TILE = 32
 #: Larger input images are refused as possible decompression bombs (Pillow's
 #: own warning threshold); `Config.max_pixels` / --max-pixels raise it.
 MAX_PIXELS = 89_478_485
@@ -145,6 +147,10 @@ class Config:
     """Where to run: 'auto' (a TPU, else a GPU, else the CPU), 'tpu', 'gpu' or 'cpu'."""
     precision: str = "float32"
     """'float32', 'mixed_float16', 'mixed_bfloat16' or 'auto' (see `PRECISIONS`)."""
+    tile: int | None = None
+    """Evaluate VGG19 in tiles that each own this many output pixels a side
+    (plus a halo), so memory follows the tile, not the output; the objective
+    and its gradient are the untiled ones (`nst.tiles`). ``None``: untiled."""
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied and validated."""
@@ -176,6 +182,10 @@ class Config:
         _check_choice("loss_form", self.loss_form, LOSS_FORMS)
         if self.precision == "mixed_float16" and self.optimizer == "lbfgs":
             raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
+        if self.tile is not None:
+            _check_integer("tile", self.tile, MIN_TILE, MAX_SIZE)
+            if self.loss_form != "report" or self.precision == "mixed_float16":
+                raise ConfigError("tile works with the report's losses (loss_form 'report'), not in float16")
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
         _check_integer("max_pixels", self.max_pixels, 1, MAX_MAX_PIXELS)
@@ -250,6 +260,21 @@ class Config:
         before the deepest layer halves the image, and it must stay >= 1 px."""
         deepest = max(int(layer[5]) for layer in self.content_layers + self.style_layers)
         return 2 ** (deepest - 1)
+
+    @property
+    def tile_halo(self) -> int:
+        """Pixels of context a tile needs on each side of what it owns (see
+        `nst.tiles`): the receptive-field radius of the deepest layer used
+        (each 3 x 3 convolution widens it by its stride, each 2 x 2 pooling
+        by its stride and doubles the stride), rounded up to `min_side`,
+        the grid of that layer's poolings. 96 px up to block5_conv1."""
+        deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in self.content_layers + self.style_layers)
+        radius, stride, block = 0, 1, 1
+        for layer in VGG19_CONV_LAYERS[: deepest + 1]:
+            if int(layer[5]) > block:  # a pooling between blocks
+                radius, stride, block = radius + stride, stride * 2, int(layer[5])
+            radius += stride
+        return -(-radius // self.min_side) * self.min_side
 
     def blend(self, styles: int) -> tuple[float, ...]:
         """The weight of each of ``styles`` style images, summing to 1."""

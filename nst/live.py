@@ -78,9 +78,9 @@ def start(
     """
     t0 = time.perf_counter()
     config = _settings(config, overrides)
-    if config.scales is not None or config.optimizer != "adam" or config.precision == "mixed_float16":
-        raise ConfigError("a live run is one Adam run at one size in float32 or bfloat16: use nst.stylize for "
-                          "coarse to fine, L-BFGS or float16")  # fmt: skip
+    if config.scales is not None or config.optimizer != "adam" or config.precision == "mixed_float16" or config.tile:
+        raise ConfigError("a live run is one untiled Adam run at one size in float32 or bfloat16: use nst.stylize "
+                          "for coarse to fine, L-BFGS, float16 or tiles")  # fmt: skip
     job = _Prepared.of(0, Job(content, style), config)
     return LiveRun(job, callback, callback_every, t0)
 

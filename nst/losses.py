@@ -45,10 +45,17 @@ def style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
     the same layer (for a style image of M positions too; see `style_target`).
     """
     shape = tf.shape(features)
-    n = tf.cast(shape[3], features.dtype)
-    m = tf.cast(shape[1] * shape[2], features.dtype)
+    return style_loss_of_gram(gram_matrix(features), target_gram, shape[1] * shape[2])
+
+
+def style_loss_of_gram(gram: tf.Tensor, target_gram: tf.Tensor, positions: tf.Tensor | int) -> tf.Tensor:
+    """`style_loss` from G itself, for an output of ``positions`` (M)
+    positions: what a tiled evaluation (`nst.tiles`), which sums G over
+    tiles, needs."""
+    n = tf.cast(tf.shape(gram)[-1], gram.dtype)
+    m = tf.cast(positions, gram.dtype)
     # Dividing before squaring is the same sum and keeps values small in float32.
-    return tf.reduce_sum(tf.square((gram_matrix(features) - target_gram) / (2.0 * n * m)), axis=[1, 2])
+    return tf.reduce_sum(tf.square((gram - target_gram) / (2.0 * n * m)), axis=[1, 2])
 
 
 def style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
@@ -59,8 +66,13 @@ def style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
     rescaled by ``M_output / M_style`` (a no-op when the sizes agree).
     """
     shape = tf.shape(style_features)
-    m_style = tf.cast(shape[1] * shape[2], style_features.dtype)
-    return gram_matrix(style_features) * (positions / m_style)
+    return rescaled_gram(gram_matrix(style_features), shape[1] * shape[2], positions)
+
+
+def rescaled_gram(gram: tf.Tensor, style_positions: tf.Tensor | int, positions: int) -> tf.Tensor:
+    """A Gram matrix of ``style_positions`` positions, rescaled to stand for
+    an output of ``positions`` (see `style_target`)."""
+    return gram * (positions / tf.cast(style_positions, gram.dtype))
 
 
 def total_variation_loss(image: tf.Tensor) -> tf.Tensor:

@@ -329,6 +329,11 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
     with strategy.scope():
         extractor = extractor_for(config, str(id(strategy)))
     where = f"{device}" + (f", {replicas} replicas" if replicas > 1 else "")
+    problem_class, targets_of = _Problem, _blend_targets
+    if config.tile:  # the same problem, evaluated tile by tile (nst.tiles builds on this module)
+        from nst import tiles
+
+        problem_class, targets_of = tiles.TiledProblem, tiles.blend_targets
     run = _Run(batch, callback, every, t0, where)
     images = None
     try:
@@ -345,7 +350,7 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
                 starts = [_resize(image, shape[:2]) for image in images]
             # 2. Targets, once per scale: P at the content layers and the
             #    blend of the styles' Gram matrices A at the style layers.
-            per_job = [_blend_targets(extractor, scene, m.blend, config) for scene, m in zip(scenes, members)]
+            per_job = [targets_of(extractor, scene, m.blend, config) for scene, m in zip(scenes, members)]
             targets = Targets(
                 content=[tf.concat(layer, 0) for layer in zip(*(t.content for t in per_job))],
                 style=[tf.concat(layer, 0) for layer in zip(*(t.style for t in per_job))],
@@ -354,7 +359,7 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
                 run.timings["setup"] = time.perf_counter() - t0
             # 3. Optimise; the results start the next scale.
             weights = Weights.of([m.config for m in members])
-            problem = _Problem(np.stack(starts), extractor, targets, weights, config, strategy)
+            problem = problem_class(np.stack(starts), extractor, targets, weights, config, strategy)
             run.begin_scale(index, size, problem, [scene.present for scene in scenes])
             images = (_adam if config.optimizer == "adam" else _lbfgs)(problem, config, steps, run.report)
     except KeyboardInterrupt:
@@ -366,7 +371,8 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
     except tf.errors.ResourceExhaustedError:
         raise MemoryError(
             f"out of memory on {where} for {len(members)} x a {shape[1]} x {shape[0]} output (about "
-            f"{estimate_bytes(config, *shape[:2], len(members)) / 2**30:.1f} GiB needed): use a smaller --size, "
+            f"{estimate_bytes(config, *shape[:2], len(members)) / 2**30:.1f} GiB needed): use --tile 512 (the same "
+            f"result, in tiles), a smaller --size, "
             f"fewer runs at once, or coarse to fine (--scales) on a machine with more memory."
         ) from None
     return [run.result(j) for j in range(len(batch))]
@@ -487,6 +493,10 @@ class _Problem:
         else:
             self._compiled_local, self._compiled_gradient = self._local, self._local_with_gradient
 
+    def compiled(self, fn: Callable) -> Callable:
+        """``fn`` run through the strategy (`run`), as one compiled step."""
+        return _compile(self.run, fn, jit_compile=self.jit)
+
     def run(self, fn: Callable) -> Any:
         """``fn()`` on every replica, through the strategy; the first replica's
         results (all replicas return the same)."""
@@ -584,8 +594,7 @@ def adam_steps(problem: _Problem, config: Config) -> tuple[tf.keras.optimizers.O
 
     # One compiled step: the losses come back as one small array per step and
     # the images stay on the device unless a callback asks for one.
-    step = _compile(problem.run, update, jit_compile=problem.jit)
-    return optimizer, step, _compile(problem.run, problem.evaluate, jit_compile=problem.jit)
+    return optimizer, problem.compiled(update), problem.compiled(problem.evaluate)
 
 
 def _adam_record(optimizer: tf.keras.optimizers.Optimizer) -> list[dict[str, Any]]:
@@ -627,7 +636,7 @@ def _lbfgs(problem: _Problem, config: Config, steps: int, report: Callable) -> n
     first (each one forward and backward pass, like an Adam step); returns
     the last accepted iterate. One image (its line searches are its own)."""
     shape = problem.image.shape
-    evaluate = _compile(problem.run, problem.evaluate_with_gradient, jit_compile=problem.jit)
+    evaluate = problem.compiled(problem.evaluate_with_gradient)
     accepted = problem.image.numpy()
     count = 0
 

@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import os
 
-from nst.config import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS, Config, ConfigError
+from nst.config import MAX_SIZE, VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS, Config, ConfigError
 
 #: Bytes that TensorFlow, Keras and the model take before any image.
 BASE_BYTES = 1.05e9
 #: Peak bytes per byte of kept activations (forward, backward, XLA buffers),
 #: with TensorFlow's oneDNN memory pool and with the system allocator.
 POOLED_FACTOR, SYSTEM_FACTOR = 4.6, 2.2
+#: A tiled run's arrays of the whole image's size, per output pixel: the
+#: image, the best and evaluated images, the gradient (and its copies) and
+#: Adam's two moments in float32 (~10 x 12 bytes), and the content target
+#: at block4 (512 channels at 1/64 of the pixels, 32 bytes).
+TILED_BYTES_PER_PIXEL = 150
+#: Tile sides the memory advice tries, largest first.
+TILES = (512, 256, 128)
 #: Set before TensorFlow starts, this keeps oneDNN but drops its memory pool.
 SYSTEM_ALLOCATOR_VARIABLE = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
 
@@ -46,13 +53,18 @@ def estimate_bytes(config: Config, height: int, width: int, batch: int = 1, *, p
     (of ``batch`` such runs optimised together), with oneDNN's memory pool
     or without (default: as the environment says)."""
     pooled = pooled_allocator() if pooled is None else pooled
+    whole = 0
+    if config.tile:  # VGG19 sees one tile (its core and halo) at a time
+        whole = TILED_BYTES_PER_PIXEL * height * width * batch
+        side = -(-config.tile // config.min_side) * config.min_side + 2 * config.tile_halo
+        height, width = min(height, side), min(width, side)
     deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in config.content_layers + config.style_layers)
     floats = 0
     for layer in VGG19_CONV_LAYERS[: deepest + 1]:
         block = int(layer[5])
         scale = 2 ** (block - 1)
         floats += (height // scale) * (width // scale) * VGG19_BLOCK_CHANNELS[block]
-    return int(BASE_BYTES + (POOLED_FACTOR if pooled else SYSTEM_FACTOR) * 4 * floats * batch)
+    return int(BASE_BYTES + whole + (POOLED_FACTOR if pooled else SYSTEM_FACTOR) * 4 * floats * batch)
 
 
 def available_bytes() -> int | None:
@@ -70,6 +82,16 @@ def available_bytes() -> int | None:
         return None
 
 
+def auto_tile(config: Config, height: int, width: int, available: int | None = None) -> int | None:
+    """``None`` where a ``height`` x ``width`` run fits in memory untiled;
+    else the largest of `TILES` that fits (the smallest if none does)."""
+    available = available_bytes() if available is None else available
+    untiled = config.replace(tile=None)
+    if available is None or estimate_bytes(untiled, height, width) <= available:
+        return None
+    return next((t for t in TILES if estimate_bytes(untiled.replace(tile=t), height, width) <= available), TILES[-1])
+
+
 def check_memory(config: Config, height: int, width: int, available: int | None = None, batch: int = 1) -> None:
     """Raise ConfigError, with a size that would fit, if a run on a
     ``height`` x ``width`` output (``batch`` of them at once) is estimated to
@@ -80,8 +102,13 @@ def check_memory(config: Config, height: int, width: int, available: int | None 
         return
     fits = _largest_fitting_size(config, height, width, available, batch)
     what = f"{batch} runs at once on a" if batch > 1 else "a"
-    advice = f"use --size {fits} or smaller" if fits else "free some memory"
-    advice += " (coarse to fine, --scales, reaches large sizes only at its last scale)"
+    tile = next((t for t in TILES if t < (config.tile or MAX_SIZE) and
+                 estimate_bytes(config.replace(tile=t), height, width, batch) <= available), None)  # fmt: skip
+    if tile:
+        advice = f"use --tile {tile} (the same result, computed in tiles of {tile} px)"
+    else:
+        advice = f"use --size {fits} or smaller" if fits else "free some memory"
+        advice += " (coarse to fine, --scales, reaches large sizes only at its last scale)"
     without_pool = estimate_bytes(config, height, width, batch, pooled=False)
     if pooled_allocator() and without_pool <= available:
         advice += (

@@ -1,0 +1,256 @@
+"""Exact tiled evaluation: outputs of any size in memory bounded by the tile.
+
+Both terms of the report's objective are sums over positions: the content
+term directly, and each style term through its Gram matrix, which is a sum
+over positions too, ``G = sum_tiles F_t^T F_t``. So the objective and its
+gradient can be had a tile at a time, with only one tile's activations in
+memory:
+
+1. Forward, tile by tile: each style layer's G and the content term, summed
+   over the positions each tile owns (its core).
+2. The loss from the whole G, and ``dE_l/dG_l`` (N x N, small).
+3. Forward and backward, tile by tile, of a surrogate whose gradient with
+   respect to the core's features is the whole objective's:
+   ``alpha * content(core) + sum_l <beta w_l dE_l/dG_l, F_core^T F_core>``.
+   Its gradient with respect to the tile's pixels is added into the image's.
+
+A tile's input is its core plus a halo (`Config.tile_halo`, the receptive
+field radius of the deepest layer used), clipped to the image, and every
+edge of a core or an input inside the image lies on the grid of the deepest
+pooling (`Config.min_side`, 16 px up to block5). Then every core feature is
+the untiled one (a convolution meets zero padding only at the image's own
+border, and pooling windows fall where they do untiled), and so is the
+summed gradient, up to float rounding. The optimisers see the same
+loss-and-gradient interface as untiled (`TiledProblem`) and never know.
+
+Each tile's passes are compiled (once per tile shape); the loop over tiles
+runs in Python, so that only one tile is ever in flight.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nst.backend import tf
+from nst.config import VGG19_BLOCK_CHANNELS, Config, ConfigError
+from nst.features import Extractor
+from nst.losses import (
+    Targets,
+    Weights,
+    content_loss,
+    gram_matrix,
+    rescaled_gram,
+    style_loss_of_gram,
+    total_variation_loss,
+)
+from nst.optimize import _Problem, _Scene
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: the rows and columns of the image it owns (``core``) and
+    those its VGG19 pass reads (``input``: the core and its halo), as
+    (top, bottom, left, right) in pixels."""
+
+    core: tuple[int, int, int, int]
+    input: tuple[int, int, int, int]
+
+    def bounds(self, stride: int) -> list[int]:
+        """The core's rows and columns in the tile's feature map at a layer
+        of this stride: [top, bottom, left, right)."""
+        top, bottom, left, right = self.core
+        in_top, _, in_left, _ = self.input
+        rows = (top - in_top) // stride, (top - in_top) // stride + bottom // stride - top // stride
+        cols = (left - in_left) // stride, (left - in_left) // stride + right // stride - left // stride
+        return [*rows, *cols]
+
+    def feature_slice(self, stride: int) -> tuple[slice, slice]:
+        """The rows and columns of the whole image's feature map at this
+        stride that the tile's feature map covers."""
+        in_top, in_bottom, in_left, in_right = self.input
+        return (slice(in_top // stride, in_top // stride + (in_bottom - in_top) // stride),
+                slice(in_left // stride, in_left // stride + (in_right - in_left) // stride))  # fmt: skip
+
+
+def layout(height: int, width: int, config: Config) -> list[Tile]:
+    """The tiles of a ``height`` x ``width`` image: cores of ``config.tile``
+    pixels (rounded up to the pooling grid) from the top left, the last in
+    each direction ending at the image's edge; each input is its core and
+    `Config.tile_halo` around it, clipped to the image."""
+    grid, halo = config.min_side, config.tile_halo
+    side = -(-config.tile // grid) * grid
+
+    def spans(n: int) -> list[tuple[int, int]]:
+        return [(a, min(a + side, n)) for a in range(0, n, side)]
+
+    return [
+        Tile((top, bottom, left, right),
+             (max(0, top - halo), min(height, bottom + halo), max(0, left - halo), min(width, right + halo)))
+        for top, bottom in spans(height)
+        for left, right in spans(width)
+    ]  # fmt: skip
+
+
+def _stride(layer: str) -> int:
+    return 2 ** (int(layer[5]) - 1)  # "block<b>_conv<k>": after b - 1 poolings
+
+
+def _mask(features: tf.Tensor, bounds: tf.Tensor) -> tf.Tensor:
+    """``features`` with every position outside ``bounds`` (a core's rows
+    and columns, see `Tile.bounds`) set to zero."""
+    rows, cols = tf.range(tf.shape(features)[1]), tf.range(tf.shape(features)[2])
+    inside_rows = tf.cast((rows >= bounds[0]) & (rows < bounds[1]), features.dtype)
+    inside_cols = tf.cast((cols >= bounds[2]) & (cols < bounds[3]), features.dtype)
+    return features * (inside_rows[:, None] * inside_cols[None, :])[None, :, :, None]
+
+
+class TiledProblem(_Problem):
+    """`_Problem` with the objective and its gradient computed tile by tile
+    (see the module): the same interface, for Adam and L-BFGS alike."""
+
+    def __init__(
+        self,
+        start: np.ndarray,
+        extractor: Extractor,
+        targets: Targets,
+        weights: Weights,
+        config: Config,
+        strategy: tf.distribute.Strategy,
+    ) -> None:
+        if strategy.num_replicas_in_sync > 1:
+            raise ConfigError("tiled runs use one device: give --device gpu (or cpu), or leave --tile out")
+        super().__init__(start, extractor, targets, weights, config, strategy)
+        self.jit = False  # the loop over tiles runs in Python; each tile's passes are compiled
+        self.tiles = layout(start.shape[1], start.shape[2], config)
+        self.style_strides = [_stride(layer) for layer in config.style_layers]
+        self.content_strides = [_stride(layer) for layer in config.content_layers]
+        self.positions = [(start.shape[1] // s) * (start.shape[2] // s) for s in self.style_strides]
+        # One trace for every tile shape; XLA compiles each shape once.
+        self._sums = tf.function(self._tile_sums, jit_compile=config.jit_compile, reduce_retracing=True)
+        self._gradient = tf.function(self._tile_gradient, jit_compile=config.jit_compile, reduce_retracing=True)
+
+    def compiled(self, fn: Callable) -> Callable:
+        """``fn`` through the strategy, eagerly: each tile's passes are compiled instead."""
+        return functools.partial(self.run, fn)
+
+    # -- one tile, compiled -------------------------------------------------
+
+    def _core_features(self, image: tf.Tensor, style_bounds: tf.Tensor, content_bounds: tf.Tensor):
+        features = self.extractor(image)
+        return ([_mask(f, b) for f, b in zip(features.style, tf.unstack(style_bounds))],
+                [_mask(f, b) for f, b in zip(features.content, tf.unstack(content_bounds))])  # fmt: skip
+
+    def _content(self, content: list[tf.Tensor], targets: list[tf.Tensor], content_bounds: tf.Tensor) -> tf.Tensor:
+        """The content term over the core (its mean over content layers)."""
+        terms = [content_loss(f, _mask(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
+        return tf.add_n(terms) / len(terms) if terms else tf.zeros(tf.shape(self.image)[:1])
+
+    def _tile_sums(self, image, style_bounds, content_bounds, targets):
+        """Pass 1: the core's Gram matrices and content term."""
+        style, content = self._core_features(image, style_bounds, content_bounds)
+        return [gram_matrix(f) for f in style], self._content(content, targets, content_bounds)
+
+    def _tile_gradient(self, image, style_bounds, content_bounds, targets, grads_of_gram, content_weight):
+        """Pass 3: the gradient of the surrogate with respect to the tile's pixels."""
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            style, content = self._core_features(image, style_bounds, content_bounds)
+            surrogate = tf.reduce_sum(content_weight * self._content(content, targets, content_bounds))
+            for f, d in zip(style, grads_of_gram):
+                surrogate += tf.reduce_sum(d * gram_matrix(f))
+        return tape.gradient(surrogate, image)
+
+    # -- the whole image --------------------------------------------------------
+
+    def _inputs(self, tile: Tile) -> tuple:
+        top, bottom, left, right = tile.input
+        image = self.image[:, top:bottom, left:right]
+        style_bounds = tf.constant(
+            [tile.bounds(s) for s in self.style_strides], tf.int32, shape=[len(self.style_strides), 4]
+        )
+        content_bounds = tf.constant([tile.bounds(s) for s in self.content_strides], tf.int32,
+                                     shape=[len(self.content_strides), 4])  # fmt: skip
+        targets = [p[:, rows, cols] for p, (rows, cols) in
+                   zip(self.targets.content, (tile.feature_slice(s) for s in self.content_strides))]  # fmt: skip
+        return image, style_bounds, content_bounds, targets
+
+    def _evaluate(self, gradient: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """Every term of the objective, stacked as `objective` orders them,
+        and (if asked) the gradient of the total with respect to the image."""
+        grams = [0.0] * len(self.positions)
+        content = 0.0
+        for tile in self.tiles:
+            tile_grams, tile_content = self._sums(*self._inputs(tile))
+            grams = [g + t for g, t in zip(grams, tile_grams)]
+            content += tile_content
+        w = self.weights
+        with tf.GradientTape() as tape:
+            tape.watch(grams)
+            tape.watch(self.image)
+            terms = {f"style/{layer}": style_loss_of_gram(g, a, m)
+                     for layer, g, a, m in zip(self.config.style_layers, grams, self.targets.style, self.positions)}  # fmt: skip
+            style = tf.add_n([w.layers[:, i] * e for i, e in enumerate(terms.values())])
+            tv = total_variation_loss(self.image)
+            weighted = w.style * style + w.tv * tv  # the part differentiated here; content, tile by tile
+        values = {"total": w.content * content + weighted, "content": content, "style": style, "tv": tv, **terms}
+        self.names = list(values)
+        stacked = tf.stack(list(values.values()))
+        if not gradient:
+            return stacked, None
+        grads_of_gram, pixels = tape.gradient(weighted, [grams, self.image])
+        total = np.array(pixels if pixels is not None else tf.zeros_like(self.image))
+        for tile in self.tiles:
+            top, bottom, left, right = tile.input
+            total[:, top:bottom, left:right] += self._gradient(*self._inputs(tile), grads_of_gram, w.content).numpy()
+        return stacked, tf.constant(total)
+
+    def _local(self) -> tuple[tf.Tensor, tf.Tensor]:
+        values, _ = self._evaluate(gradient=False)
+        return values, tf.reduce_sum(values[0])
+
+    def _local_with_gradient(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return self._evaluate(gradient=True)
+
+
+def blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
+    """The targets of `nst.optimize` (P at the content layers, the blend of
+    the styles' Gram matrices A), computed tile by tile: the content's core
+    features put together, each style image's Gram matrices summed over its
+    own tiles and rescaled to the output's positions."""
+    content, styles = scene.content, scene.styles
+    height, width = content.shape[:2]
+    p = [np.zeros((1, height // _stride(layer), width // _stride(layer), VGG19_BLOCK_CHANNELS[int(layer[5])]),
+                  np.float32) for layer in config.content_layers]  # fmt: skip
+    for tile in layout(height, width, config):
+        top, bottom, left, right = tile.input
+        features = extractor(tf.constant(content[None, top:bottom, left:right]))
+        for target, f, layer in zip(p, features.content, config.content_layers):
+            r0, r1, c0, c1 = tile.bounds(_stride(layer))
+            core = _core_slice(tile, _stride(layer))
+            target[:, core[0], core[1]] = f.numpy()[:, r0:r1, c0:c1]
+    strides = [_stride(layer) for layer in config.style_layers]
+    positions = [(height // s) * (width // s) for s in strides]
+    grams = [0.0] * len(strides)
+    for b, style in zip(blend, styles):
+        h, w = style.shape[:2]
+        sums = [0.0] * len(strides)
+        for tile in layout(h, w, config):
+            top, bottom, left, right = tile.input
+            features = extractor(tf.constant(style[None, top:bottom, left:right]))
+            for i, (f, s) in enumerate(zip(features.style, strides)):
+                r0, r1, c0, c1 = tile.bounds(s)
+                sums[i] += gram_matrix(f[:, r0:r1, c0:c1])
+        grams = [
+            g + b * rescaled_gram(t, (h // s) * (w // s), m) for g, t, s, m in zip(grams, sums, strides, positions)
+        ]
+    return Targets(content=[tf.constant(t) for t in p], style=grams)
+
+
+def _core_slice(tile: Tile, stride: int) -> tuple[slice, slice]:
+    """The rows and columns of the whole image's feature map that the tile's core owns."""
+    top, bottom, left, right = tile.core
+    return slice(top // stride, bottom // stride), slice(left // stride, right // stride)
