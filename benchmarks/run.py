@@ -14,6 +14,8 @@ in this run, interleaved):
 - startup: `nst --help`, and a whole `nst` run of one step (import, model,
   compile) as seen from the shell.
 - memory: peak resident memory of a short run at 512 and 1024 px.
+- tiles: peak memory and seconds per step at 512, 1024 and 2048 px, untiled
+  (up to --untiled-up-to) and with --tile 256 and 512.
 - converge: the report's objective on real weights, for blocks 1-3 (the
   exact file; alpha 1, beta 1e4) and for the paper's layers (the 8-bit file,
   the report preset; --networks picks): the tutorial's loop with its weights
@@ -210,7 +212,7 @@ def section_startup() -> None:
 MEMORY_CHILD = """
 import json, sys
 sys.path.insert(0, {here!r})
-which, size = sys.argv[1], int(sys.argv[2])
+which, size, tile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) or None
 import nst
 import tensorflow
 from nst.images import load_image
@@ -225,8 +227,9 @@ if which == "baseline":
     for _ in range(3):
         float(t.step())
 else:
-    nst.stylize({content!r}, {style!r}, preset=which, size=size, steps=3, weights="random", seed=0)
-print(json.dumps([status("VmHWM"), imported]))
+    step = nst.stylize({content!r}, {style!r}, preset=which, size=size, steps=3, weights="random", seed=0,
+                       tile=tile).timings["step"]
+print(json.dumps([status("VmHWM"), imported, step if which != "baseline" else None]))
 """
 
 #: nst's report preset with TensorFlow's oneDNN memory pool off: oneDNN's
@@ -235,20 +238,19 @@ print(json.dumps([status("VmHWM"), imported]))
 SYSTEM_ALLOCATOR = {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1"}
 
 
-def peak_bytes(which: str, size: int, env: dict[str, str] | None = None) -> tuple[int, int]:
-    """Peak resident bytes of a 3-step run in a fresh process, and its
-    resident bytes after importing nst and TensorFlow."""
+def peak_bytes(which: str, size: int, env: dict[str, str] | None = None, tile: int | None = None) -> tuple[int, ...]:
+    """Peak resident bytes of a 3-step run in a fresh process, its resident
+    bytes after importing nst and TensorFlow, and nst's seconds per step."""
     code = MEMORY_CHILD.format(here=str(Path(__file__).resolve().parent), content=CONTENT, style=STYLE)
-    done = subprocess.run([sys.executable, "-c", code, which, str(size)], capture_output=True, text=True, check=True,
-                          env={**os.environ, **(env or {})})  # fmt: skip
-    peak, imported = json.loads(done.stdout.strip().splitlines()[-1])
-    return peak, imported
+    done = subprocess.run([sys.executable, "-c", code, which, str(size), str(tile or 0)], capture_output=True,
+                          text=True, check=True, env={**os.environ, **(env or {})})  # fmt: skip
+    return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def section_memory(sizes: tuple[int, ...]) -> None:
     rows, gib = [], 2**30
     for size in sizes:
-        (base, imported), (tut, _), (rep, _), (sys_, _) = (
+        (base, imported, _), (tut, _, _), (rep, _, _), (sys_, _, _) = (
             peak_bytes("baseline", size), peak_bytes("tutorial", size), peak_bytes("report", size),
             peak_bytes("report", size, SYSTEM_ALLOCATOR),
         )  # fmt: skip
@@ -262,6 +264,26 @@ def section_memory(sizes: tuple[int, ...]) -> None:
     table(["size", "tutorial loop", "nst, tutorial preset (ratio)", "nst, report preset (ratio)",
            "nst, report, TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (ratio)", "after import", "above import (ratio)"],
           rows)  # fmt: skip
+
+
+# -- tiles -----------------------------------------------------------------------------
+
+
+def section_tiles(sizes: tuple[int, ...], tile_sizes: tuple[int, ...], untiled_up_to: int) -> None:
+    rows, gib = [], 2**30
+    for size in sizes:
+        row = [str(size)]
+        untiled = peak_bytes("report", size) if size <= untiled_up_to else None
+        row.append(f"{untiled[0] / gib:.2f} GiB, {untiled[2]:.2f} s" if untiled else "not run")
+        for tile in tile_sizes:
+            peak, _, step = peak_bytes("report", size, tile=tile)
+            ratio = f" ({step / untiled[2]:.2f}x)" if untiled else ""
+            row.append(f"{peak / gib:.2f} GiB, {step:.2f} s{ratio}")
+        rows.append(row)
+    print("Tiles: peak resident memory and seconds per step of a 3-step run of the report preset (the paper's "
+          "layers; random weights, the arithmetic does not depend on them), in a fresh process; the ratio is "
+          "to the untiled step:\n")  # fmt: skip
+    table(["size", "untiled", *(f"--tile {t}" for t in tile_sizes)], rows)
 
 
 # -- converge --------------------------------------------------------------------------
@@ -366,10 +388,13 @@ def section_sweep(size: int, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sections = ["steps", "floor", "startup", "memory", "converge", "coarse", "sweep"]
+    sections = ["steps", "floor", "startup", "memory", "tiles", "converge", "coarse", "sweep"]
     parser.add_argument("--only", nargs="+", choices=sections)
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--memory-sizes", nargs="+", type=int, default=[512, 1024])
+    parser.add_argument("--tile-sizes", nargs="+", type=int, default=[512, 1024, 2048])
+    parser.add_argument("--tiles", nargs="+", type=int, default=[256, 512])
+    parser.add_argument("--untiled-up-to", type=int, default=1024, help="the largest size also run untiled")
     parser.add_argument("--converge-sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS),
                         help="the converge section's networks")  # fmt: skip
@@ -388,6 +413,8 @@ def main() -> None:
         section_startup()
     if "memory" in only:
         section_memory(tuple(args.memory_sizes))
+    if "tiles" in only:
+        section_tiles(tuple(args.tile_sizes), tuple(args.tiles), args.untiled_up_to)
     if "converge" in only:
         section_converge(tuple(args.converge_sizes), args.baseline_steps, args.networks)
     if "coarse" in only:
