@@ -193,7 +193,7 @@ class TiledProblem(_Problem):
             tape.watch(self.image)
             terms = {f"style/{layer}": style_loss_of_gram(g, a, m)
                      for layer, g, a, m in zip(self.config.style_layers, grams, self.targets.style, self.positions)}  # fmt: skip
-            style = tf.add_n([w.layers[:, i] * e for i, e in enumerate(terms.values())])
+            style = tf.add_n([w.layers[:, i] * e for i, e in enumerate(terms.values())] or [tf.zeros_like(w.style)])
             tv = total_variation_loss(self.image)
             weighted = w.style * style + w.tv * tv  # the part differentiated here; content, tile by tile
         values = {"total": w.content * content + weighted, "content": content, "style": style, "tv": tv, **terms}

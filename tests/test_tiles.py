@@ -148,3 +148,12 @@ def test_a_tiled_run_is_interrupted_like_any(block13_weights, content_image, sty
     result = nst.stylize(content_image, style_image, config=config, callback=stop)
     assert result.stopped == "interrupted" and result.history["step"][-1] == 2
     assert result.best_image.shape == (48, 64, 3)
+
+
+def test_content_only_and_style_only_runs_tile_too(block13_weights, content_image, style_image):
+    for layers in [{"style_layers": (), "content_layers": ("block3_conv2",)},
+                   {"style_layers": ("block2_conv1",), "content_layers": ()}]:  # fmt: skip
+        config = preset("blocks1-3", weights=str(block13_weights), size=64, steps=3, init="noise", seed=0, **layers)
+        untiled = nst.stylize(content_image, style_image, config=config)
+        tiled = nst.stylize(content_image, style_image, config=config.replace(tile=32))
+        np.testing.assert_allclose(tiled.history["total"], untiled.history["total"], rtol=1e-4)
