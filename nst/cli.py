@@ -60,7 +60,12 @@ DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
 
 def tile_side(value: str) -> int | str:
     """--tile's value: a whole number of pixels, or 'auto'."""
-    return value if value == "auto" else int(value)
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a tile side: give pixels (e.g. 256) or 'auto'") from None
 
 
 #: CLI flag -> (Config field, type, help). Each default shown is the report preset's.

@@ -184,7 +184,7 @@ class Config:
             raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
         if self.tile is not None:
             _check_integer("tile", self.tile, MIN_TILE, MAX_SIZE)
-            if self.loss_form != "report" or self.precision == "mixed_float16":
+            if not self.tileable:
                 raise ConfigError("tile works with the report's losses (loss_form 'report'), not in float16")
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
@@ -260,6 +260,13 @@ class Config:
         before the deepest layer halves the image, and it must stay >= 1 px."""
         deepest = max(int(layer[5]) for layer in self.content_layers + self.style_layers)
         return 2 ** (deepest - 1)
+
+    @property
+    def tileable(self) -> bool:
+        """Whether `tile` can be set: tiles sum the report's per-position
+        terms in float32-range arithmetic (not the other loss forms, whose
+        normalisations are not sums over positions, nor float16)."""
+        return self.loss_form == "report" and self.precision != "mixed_float16"
 
     @property
     def tile_halo(self) -> int:

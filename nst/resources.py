@@ -84,10 +84,11 @@ def available_bytes() -> int | None:
 
 def auto_tile(config: Config, height: int, width: int, available: int | None = None) -> int | None:
     """``None`` where a ``height`` x ``width`` run fits in memory untiled;
-    else the largest of `TILES` that fits (the smallest if none does)."""
+    else the largest of `TILES` that fits (the smallest if none does).
+    ``None`` too where the run cannot be tiled (`Config.tileable`)."""
     available = available_bytes() if available is None else available
     untiled = config.replace(tile=None)
-    if available is None or estimate_bytes(untiled, height, width) <= available:
+    if available is None or not config.tileable or estimate_bytes(untiled, height, width) <= available:
         return None
     return next((t for t in TILES if estimate_bytes(untiled.replace(tile=t), height, width) <= available), TILES[-1])
 
@@ -102,8 +103,8 @@ def check_memory(config: Config, height: int, width: int, available: int | None 
         return
     fits = _largest_fitting_size(config, height, width, available, batch)
     what = f"{batch} runs at once on a" if batch > 1 else "a"
-    tile = next((t for t in TILES if t < (config.tile or MAX_SIZE) and
-                 estimate_bytes(config.replace(tile=t), height, width, batch) <= available), None)  # fmt: skip
+    tiles = [t for t in TILES if config.tileable and t < (config.tile or MAX_SIZE)]
+    tile = next((t for t in tiles if estimate_bytes(config.replace(tile=t), height, width, batch) <= available), None)
     if tile:
         advice = f"use --tile {tile} (the same result, computed in tiles of {tile} px)"
     else:

@@ -184,7 +184,7 @@ def test_help_names_the_subcommands_and_reads_cleanly():
     text = cli.build_parser().format_help()
     usage = text.split("\n\n")[0]
     assert usage.startswith("usage: nst CONTENT STYLE") and "nst figures" in usage and "--resume" in usage
-    assert ".;" not in text and "Adam. gatys: Alias" in " ".join(text.split())
+    assert ".;" not in text and "Adam. gatys: The paper's network" in " ".join(text.split())
 
 
 def test_bad_weights_are_a_clear_error(pictures, tmp_path, capsys):

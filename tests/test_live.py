@@ -102,7 +102,7 @@ def test_the_next_run_reuses_the_compiled_step(content_image, style_image, tiny)
 
 def test_what_a_live_run_cannot_be(content_image, style_image, tiny):
     for changes in ({"optimizer": "lbfgs"}, {"scales": (32, 48)}):
-        with pytest.raises(ConfigError, match="a live run is one Adam run at one size"):
+        with pytest.raises(ConfigError, match="a live run is one untiled Adam run at one size"):
             live.start(content_image, style_image, **{**tiny, **changes})
 
 

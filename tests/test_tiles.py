@@ -117,7 +117,10 @@ def test_lbfgs_coarse_to_fine_and_colour_run_tiled(block13_weights, content_imag
     assert np.abs(tiled.best_image - untiled.best_image).max() <= 2 / 255
 
 
-def test_settings_a_tile_does_not_go_with():
+def test_settings_a_tile_does_not_go_with(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["sample:tubingen", "sample:starry_night", "--tile", "big"])
+    assert "'big' is not a tile side: give pixels (e.g. 256) or 'auto'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="tile must be from 32"):
         preset("report", tile=16)
     with pytest.raises(ConfigError, match="report's losses"):
