@@ -25,6 +25,11 @@ in this run, interleaved):
   time from the call, against the baseline's per-step time at 1024 px.
 - sweep: four runs with different style weights as one batch (`stylize_many`)
   against the same four run one after another.
+- regions: seconds per step with two regions against none (random weights,
+  paper's layers), and how sharp the border between two regions comes out
+  with each --mask-mode (real block 1-3 weights): across a left/right
+  split, each strip's style statistics move from one painting's to the
+  other's; the width over which they do is the border's.
 """
 
 # ruff: noqa: I001  (import order is deliberate, see below)
@@ -386,9 +391,59 @@ def section_sweep(size: int, steps: int) -> None:
                                ["one batch (`stylize_many`)", f"{together:.1f} ({together / apart:.2f})"]])  # fmt: skip
 
 
+def section_regions(sizes: tuple[int, ...], steps: int, border_size: int, border_steps: int) -> None:
+    from nst.features import extractor_for
+
+    rows = []
+    for size in sizes:
+        settings = {"preset": "report", "size": size, "weights": "random", "seed": 0}
+        photo = load_image(CONTENT, size)
+        left = np.zeros(photo.shape[:2], np.float32)
+        left[:, : photo.shape[1] // 2] = 1
+        plain = nst.stylize(CONTENT, STYLE, steps=steps, **settings).timings["step"]
+        masked = nst.stylize(CONTENT, [STYLE, "sample:the_scream"], masks=[left, 1 - left], steps=steps,
+                             **settings).timings["step"]  # fmt: skip
+        rows.append([f"{size} px", f"{plain:.3f}", f"{masked:.3f} ({masked / plain:.2f})"])
+    print(f"Seconds per step, paper's layers, random weights, median of {steps} steps:\n")
+    table(["size", "no regions", "two regions (ratio)"], rows)
+
+    if not SHARED_WEIGHTS.is_file():
+        return
+    paintings = (STYLE, "sample:the_scream")
+    config = nst.preset("blocks1-3", size=border_size, steps=border_steps, weights=str(SHARED_WEIGHTS))
+    extractor = extractor_for(config)
+
+    def statistics(image: np.ndarray) -> list[np.ndarray]:
+        features = extractor(tf.constant(image[None]))
+        return [(lambda f: f.T @ f / len(f))(f.numpy()[0].reshape(-1, f.shape[-1])) for f in features.style]
+
+    targets = [statistics(load_image(p, border_size)) for p in paintings]
+    photo = load_image(CONTENT, border_size)
+    height, width = photo.shape[:2]
+    left = np.zeros((height, width), np.float32)
+    left[:, : width // 2] = 1
+    rows = []
+    for mode in ("propagate", "erode"):
+        result = nst.stylize(CONTENT, list(paintings), masks=[left, 1 - left], config=config.replace(mask_mode=mode))
+        centres, scores = [], []
+        for x in range(0, width - 16 + 1, 4):  # strips 16 px wide: 0 = the left painting's statistics, 1 = the right's
+            s = statistics(result.best_image[:, x : x + 16])
+            near, far = (sum(np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(s, t)) for t in targets)
+            centres.append(x + 8)
+            scores.append(near / (near + far))
+        scores = np.maximum.accumulate(np.array(scores))  # monotone, for the crossings
+        quarter, three = (float(np.interp(q, scores, centres)) for q in (0.25, 0.75))
+        rows.append([mode, f"{quarter:.0f} -> {three:.0f}", f"{three - quarter:.0f}"])
+    print(f"\nThe border between two regions (Tübingen, {paintings[0]} left, {paintings[1]} right, {border_size} px, "
+          f"{border_steps} Adam steps, blocks 1-3, exact weights): the columns over which strips' statistics go "
+          f"from a quarter to three quarters of the way from the left painting's to the right's (border at "
+          f"{width // 2} px):\n")  # fmt: skip
+    table(["--mask-mode", "columns", "border width (px)"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sections = ["steps", "floor", "startup", "memory", "tiles", "converge", "coarse", "sweep"]
+    sections = ["steps", "floor", "startup", "memory", "tiles", "converge", "coarse", "sweep", "regions"]
     parser.add_argument("--only", nargs="+", choices=sections)
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--memory-sizes", nargs="+", type=int, default=[512, 1024])
@@ -421,6 +476,8 @@ def main() -> None:
         section_coarse(tuple(args.scales), tuple(args.scale_steps))
     if "sweep" in only:
         section_sweep(256, 20)
+    if "regions" in only:
+        section_regions(tuple(args.sizes), 10, 256, 300)
     print(f"(peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB)")
 
 

@@ -23,6 +23,7 @@ from nst.config import (
     COLOR_MODES,
     DEVICES,
     INITS,
+    MASK_MODES,
     OPTIMIZERS,
     POOLINGS,
     PRECISIONS,
@@ -39,6 +40,7 @@ from nst.images import (
     ImageError,
     cache_dir,
     check_output,
+    check_source,
     free_path,
     load_image,
     read_metadata,
@@ -92,6 +94,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
         "the paper's normalised VGG19, each filter's mean activation made 1 over "
         "the sample images ('samples') or a FOLDER of images; 'off': Keras' VGG19 as it is",
     ),
+    "--mask-mode": ("mask_mode", str, f"how --masks reach each style layer: {' | '.join(MASK_MODES)}"),
     "--preserve-color": ("preserve_color", str, f"keep the content's colours: {' | '.join(COLOR_MODES)}"),
     "--init": ("init", str, f"starting image: {' | '.join(INITS)} | PATH"),
     "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
@@ -136,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
         many = types[name].startswith("tuple")  # a list of values on the command line
         parser.add_argument(flag, type=kind, nargs="+" if many else None, metavar=name.upper(),
                             help=f"{text} (report: {shown})" if default is not None else text)  # fmt: skip
+    regions = parser.add_mutually_exclusive_group()
+    regions.add_argument(
+        "--masks",
+        nargs="+",
+        metavar="MASK",
+        help="a style per region: one greyscale mask per "
+        "style image, in order (white: that style; pixels no mask covers keep the content only)",
+    )
+    regions.add_argument(
+        "--mask-map",
+        metavar="MAP",
+        help="a style per region from one image: one colour per style "
+        "image, in the order the colours first appear from the top left (black: content only)",
+    )
+    parser.add_argument("--style-masks", nargs="+", metavar="MASK", help="with --masks or --mask-map: the part of "
+                        "each style image to take its style from (white), one per style image")  # fmt: skip
     parser.add_argument("--sweep", action="append", metavar="OPTION=V1,V2,...", help="one run per value, e.g. "
                         "--sweep style-weight=1e3,1e4,1e5 (repeat for a grid): optimised as one batch where only "
                         "weights, styles, init or seed differ; writes OUT-OPTION-VALUE.png for each")  # fmt: skip
@@ -217,6 +236,9 @@ def resume(args: argparse.Namespace) -> Config:
     if meta.get("adam") is not None:
         unpack_moments(meta["adam"], path)  # refused now, not after the run has loaded
     args.content, args.style = args.content or sources[0], args.style or sources[1:]
+    if not (args.masks or args.mask_map):  # its regions, as recorded
+        args.masks, args.mask_map = meta.get("masks"), meta.get("mask_map")
+        args.style_masks = args.style_masks or meta.get("style_masks")
     if args.output == DEFAULT_OUTPUT:
         args.output = str(path)
     left = recorded.steps - steps_done
@@ -297,6 +319,11 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
             load_image(config.init, MIN_CHECK_SIZE, config.max_pixels)
         except ImageError as e:
             raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
+    masks = args.masks or args.mask_map
+    if args.style_masks and not masks:
+        raise ConfigError("--style-masks go with --masks or --mask-map (the regions they fill)")
+    for source in [*(args.masks or []), *([args.mask_map] if args.mask_map else []), *(args.style_masks or [])]:
+        check_source(source)  # found and readable now; shapes are checked at load
     output, paths, animation = outputs(args, config, [suffix for suffix, _, _ in runs])
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -333,10 +360,11 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     state.running = True
     try:
         if runs:
-            jobs = [Job(args.content, args.style, changes) for _, changes, _ in runs]
+            jobs = [Job(args.content, args.style, changes, masks, args.style_masks) for _, changes, _ in runs]
             results = stylize_many(jobs, config=config, callback=callback)
         else:
-            results = [stylize(args.content, args.style, config=config, callback=callback)]
+            results = [stylize(args.content, args.style, config=config, callback=callback, masks=masks,
+                               style_masks=args.style_masks)]  # fmt: skip
     finally:
         bar.close()
     with signals.holding():  # what was made is written whole, signal or not
@@ -364,6 +392,10 @@ def outputs(args: argparse.Namespace, config: Config, suffixes: list[str]) -> tu
     if animation and animation.suffix.lower() == ".mp4" and shutil.which("ffmpeg") is None:
         raise ConfigError(f"{animation}: writing .mp4 needs the ffmpeg program (apt install ffmpeg); or write a .gif")
     inputs = {"content": [args.content], "style": list(args.style)}
+    for name in ("masks", "mask_map", "style_masks"):
+        given = getattr(args, name)
+        if given:
+            inputs["--" + name.replace("_", "-")] = given if isinstance(given, list) else [given]
     if config.init not in INITS and not (args.resume and config.init == str(Path(args.resume).resolve())):
         inputs["--init"] = [config.init]
     output = check_output(output, inputs, force=args.force)

@@ -44,6 +44,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 #: Gatys et al. 2017: transfer luminance only and keep the content's colours,
 #: or first give the style image the content's colour mean and covariance.
 COLOR_MODES = ("luminance", "histogram")
+#: How a region's mask reaches each style layer (`nst.regions.layer_masks`).
+MASK_MODES = ("propagate", "erode")
 
 MIN_SIZE, MAX_SIZE = 16, 8192
 #: The smallest tile side (`Config.tile`), pixels.
@@ -128,6 +130,11 @@ class Config:
     """The paper's normalised VGG19 (`nst.normalize`): each filter scaled so
     its mean activation over an image set is 1, 'samples' (the sample
     images) or a folder of images; ``None`` ('off'): Keras' VGG19 as it is."""
+    mask_mode: str = "propagate"
+    """With regions (`nst.stylize`'s ``masks``): how each mask is brought to
+    a style layer's resolution, 'propagate' (through the receptive fields:
+    soft borders) or 'erode' (resized, then a 3 x 3 minimum); see
+    `nst.regions.layer_masks`."""
     preserve_color: str | None = None
     """Keep the content's colours: 'luminance' or 'histogram' (``None``: off)."""
     init: str = "content"
@@ -186,6 +193,7 @@ class Config:
             _check_integer("tile", self.tile, MIN_TILE, MAX_SIZE)
             if not self.tileable:
                 raise ConfigError("tile works with the report's losses (loss_form 'report'), not in float16")
+        _check_choice("mask_mode", self.mask_mode, MASK_MODES)
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
         _check_integer("max_pixels", self.max_pixels, 1, MAX_MAX_PIXELS)

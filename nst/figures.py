@@ -1,12 +1,15 @@
 """The report's figure and the paper's figures, remade with one call.
 
-``make_figures(out_dir)`` (and ``nst figures``) writes eight PNGs:
+``make_figures(out_dir)`` (and ``nst figures``) writes nine PNGs:
 
 - ``report.png``: content | style | output, the report's figure;
 - ``styles.png``: Tübingen in several styles, at the paper's ratios;
 - ``ratio_layers.png``: the paper's grid, alpha/beta across, style layers down;
 - ``networks.png``: Keras' VGG19 with the report's losses against the paper's
   normalised network with the authors' balance (the 'gatys' preset);
+- ``regions.png``: a style per region (Gatys et al. 2017): the sky in one
+  painting's style, the town in another's, with both ways of bringing the
+  masks to the layers;
 - ``init.png``: starting from the content, the style, and noise (several seeds);
 - ``color.png``: plain, luminance-only and histogram-matched transfer (2017);
 - ``loss.png``: loss curves against step and wall time, Adam and L-BFGS;
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.ndimage
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -50,7 +54,7 @@ from nst.images import (
 )
 from nst.weights import available_layers, check_weights, describe_weights
 
-NAMES = ("report", "styles", "ratio_layers", "networks", "init", "color", "loss", "progress")
+NAMES = ("report", "styles", "ratio_layers", "networks", "regions", "init", "color", "loss", "progress")
 
 #: The paper's Figure 3: (style sample, alpha/beta) for Tübingen.
 PAPER_STYLES = (("shipwreck", 1e-3), ("starry_night", 8e-4), ("the_scream", 5e-3), ("woman_with_hat", 5e-4))
@@ -61,6 +65,8 @@ RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)
 #: alpha/beta at which the normalised network (the 'gatys' preset, sample
 #: statistics) gives the paper's look: measured at 256 px, 300 L-BFGS steps.
 NORMALIZED_RATIO = 1e-5
+#: The painting for the town in `regions.png` (the sky takes the figures' style).
+TOWN_STYLE = "the_scream"
 #: Steps at which `progress.png` shows the image.
 MILESTONES = (0, 10, 50, 100, 200, 500, 1000, 2000)
 
@@ -112,12 +118,14 @@ class Figures:
 
     # -- runs ---------------------------------------------------------------
 
-    def run(self, content: str, style: str, **changes: Any) -> tuple[Any, dict[int, np.ndarray]]:
-        """The result of one run and its images at `MILESTONES`, made once."""
+    def run(self, content: str, style: str | tuple[str, ...], masks: np.ndarray | None = None,
+            **changes: Any) -> tuple[Any, dict[int, np.ndarray]]:  # fmt: skip
+        """The result of one run and its images at `MILESTONES`, made once;
+        with ``masks`` (one per style), a style per region."""
         from nst.optimize import stylize
 
         config = self.base.replace(**changes)
-        key = (content, style, config)
+        key = (content, style, config, None if masks is None else masks.tobytes())
         if key not in self.runs:
             frames: dict[int, np.ndarray] = {}
 
@@ -126,17 +134,21 @@ class Figures:
                     frames[progress.step] = progress.image()
 
             started = time.perf_counter()
-            result = stylize(content, style, config=config, callback=keep)
+            result = stylize(content, list(style) if isinstance(style, tuple) else style, config=config,
+                             callback=keep, masks=None if masks is None else list(masks))  # fmt: skip
             if result.stopped == "interrupted":  # Ctrl-C or SIGTERM ends the whole set, not this run alone
                 raise KeyboardInterrupt
-            self.log(f"  run {_name(style)} {_describe_changes(changes)}: {time.perf_counter() - started:.1f} s")
+            self.log(
+                f"  run {_name(style)}{' with masks' if masks is not None else ''} {_describe_changes(changes)}: {time.perf_counter() - started:.1f} s"
+            )
             self.runs[key] = (result, frames)
-        self.panels.append(self.panel(content, style, config))
+        self.panels.append(self.panel(content, style, config, masks is not None))
         return self.runs[key]
 
-    def panel(self, content: str, style: str, config: Config) -> dict[str, Any]:
+    def panel(self, content: str, style: str | tuple[str, ...], config: Config, masks: bool) -> dict[str, Any]:
         """How one run of a figure was made, as its PNG records it."""
-        return {"content": content, "style": style, "size": config.size, "steps": config.steps,
+        regions = {"masks": "sky, town (from the photo's colours)", "mask_mode": config.mask_mode} if masks else {}
+        return {**regions, "content": content, "style": " + ".join(style) if isinstance(style, tuple) else style, "size": config.size, "steps": config.steps,
                 "optimizer": config.optimizer, "content_layers": list(config.content_layers),
                 "style_layers": list(config.style_layers), "alpha_over_beta": self.paper_ratio(config),
                 "content_weight": config.content_weight, "style_weight": config.style_weight,
@@ -227,6 +239,21 @@ class Figures:
         fig.suptitle(self.title(what), fontsize=9)
         return fig
 
+    def regions(self) -> Figure:
+        s = self.settings
+        photo = load_image(s.content, s.size)
+        sky = sky_mask(photo)
+        styles = (s.style, SAMPLE_PREFIX + TOWN_STYLE)
+        fig, axes = _grid(1, 4, self.settings.dpi)
+        _show(axes[0][0], photo, "content")
+        tint = np.where(sky[..., None] > 0.5, [0.35, 0.55, 1.0], [1.0, 0.55, 0.2])
+        _show(axes[0][1], 0.45 * photo + 0.55 * tint, f"regions: sky {_name(s.style)}\ntown {TOWN_STYLE}")
+        for ax, mode in zip(axes[0][2:], ("propagate", "erode")):
+            result, _ = self.run(s.content, styles, masks=np.stack([sky, 1 - sky]), mask_mode=mode)
+            _show(ax, result.best_image, f"masks {'propagated' if mode == 'propagate' else 'resized and eroded'}")
+        fig.suptitle(self.title("A style per region (Gatys et al. 2017): guided Gram matrices"), fontsize=9)
+        return fig
+
     def init(self) -> Figure:
         s = self.settings
         starts = [("content", {"init": "content"}), ("style", {"init": "style"})]
@@ -294,6 +321,7 @@ class Figures:
         check_weights(self.base.weights, self.base.content_layers + self.base.style_layers)
         sizes = {s.size, *((s.grid_size,) if "ratio_layers" in only else ())}
         styles = [s.style, *(SAMPLE_PREFIX + name for name, _ in PAPER_STYLES if name in SAMPLES and "styles" in only)]
+        styles += [SAMPLE_PREFIX + TOWN_STYLE] if "regions" in only else []
         for size in sorted(sizes):
             config = self.base.replace(size=size)
             for source in (s.content, *styles):
@@ -372,6 +400,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def sky_mask(photo: np.ndarray) -> np.ndarray:
+    """Where the sky is in ``photo`` (1) and is not (0), (height, width): the
+    pixels connected to the top edge whose colour has the top rows' hue
+    (lightening towards the horizon allowed), without specks or holes. A
+    heuristic for the regions figure's outdoor photo, not a segmenter."""
+    smooth = scipy.ndimage.uniform_filter(photo, size=(5, 5, 1))
+    top = np.median(smooth[: max(1, len(photo) // 20)].reshape(-1, 3), axis=0)
+    hue = smooth - smooth.mean(axis=-1, keepdims=True)
+    like = (np.linalg.norm(hue - (top - top.mean()), axis=-1) < 0.12) & (smooth.mean(axis=-1) > top.mean() - 0.1)
+    labels, _ = scipy.ndimage.label(like)
+    sky = np.isin(labels, labels[0][labels[0] > 0])
+    sky = scipy.ndimage.binary_fill_holes(scipy.ndimage.binary_opening(sky, iterations=2))
+    return sky.astype(np.float32)
+
+
 def _grid(rows: int, cols: int, dpi: int) -> tuple[Figure, list[list[Any]]]:
     fig = Figure(figsize=(2.6 * cols, 2.4 * rows + 0.6), dpi=dpi, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -385,7 +428,9 @@ def _show(ax: Any, image: np.ndarray, label: str | None) -> None:
         ax.set_title(label, fontsize=8)
 
 
-def _name(source: str) -> str:
+def _name(source: str | tuple[str, ...]) -> str:
+    if isinstance(source, tuple):
+        return " + ".join(map(_name, source))
     return source[len(SAMPLE_PREFIX) :] if source.startswith(SAMPLE_PREFIX) else Path(source).name
 
 

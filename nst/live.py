@@ -47,12 +47,12 @@ from nst.optimize import (
     Progress,
     Result,
     _adam_record,
-    _blend_targets,
     _NonFinite,
     _Prepared,
     _Problem,
     _Run,
     _settings,
+    _targets_for,
 )
 from nst.optimize import adam_steps as _adam_steps
 
@@ -69,11 +69,13 @@ def start(
     config: Config | None = None,
     callback: Callable[[Progress], Any] | None = None,
     callback_every: int = 1,
+    masks: list[ImageSource] | ImageSource | None = None,
+    style_masks: list[ImageSource] | None = None,
     **overrides: Any,
 ) -> LiveRun:
     """Start a run in a background thread and return its handle at once.
 
-    Arguments as for `nst.stylize`. The callback runs in that thread.
+    Arguments as for `nst.stylize` (regions too). The callback runs in that thread.
     Raises ConfigError for settings a live run cannot take (see the module).
     """
     t0 = time.perf_counter()
@@ -81,7 +83,7 @@ def start(
     if config.scales is not None or config.optimizer != "adam" or config.precision == "mixed_float16" or config.tile:
         raise ConfigError("a live run is one untiled Adam run at one size in float32 or bfloat16: use nst.stylize "
                           "for coarse to fine, L-BFGS, float16 or tiles")  # fmt: skip
-    job = _Prepared.of(0, Job(content, style), config)
+    job = _Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks), config)
     return LiveRun(job, callback, callback_every, t0)
 
 
@@ -264,7 +266,7 @@ class _Engine:
         for variable in (problem.image, problem.best, problem.evaluated):
             variable.assign(start[None])
         problem.best_loss.assign(tf.fill([1], math.inf))
-        for variable, value in zip(problem.targets.content + problem.targets.style, targets.content + targets.style):
+        for variable, value in zip(tf.nest.flatten(problem.targets), tf.nest.flatten(targets)):
             variable.assign(value)
         for variable in self.optimizer.variables:
             if variable.name.endswith(("_momentum", "_velocity")):
@@ -286,7 +288,8 @@ _TARGETS: dict[tuple, Targets] = {}
 def _key(job: _Prepared) -> tuple:
     """What a compiled step depends on; runs that agree on it share one."""
     c = job.config
-    return (job.scenes[0].content.shape, c.style_layers, c.content_layers, c.weights, c.seed if c.weights == "random"
+    regions = job.scenes[0].regions
+    return (job.scenes[0].content.shape, None if regions is None else len(regions), c.style_layers, c.content_layers, c.weights, c.seed if c.weights == "random"
             else None, c.pooling, c.normalize, c.precision, c.loss_form, c.jit_compile, c.beta_1, c.beta_2, c.epsilon,
             str(job.device))  # fmt: skip
 
@@ -317,12 +320,13 @@ def _targets(job: _Prepared) -> Targets:
     """The job's targets, computed once for the same inputs and settings
     (only inputs named by a path, URL or sample are remembered)."""
     c = job.config
+    masks = (*job.sources.get("masks", ()), job.sources.get("mask_map"), *job.sources.get("style_masks", ()))
     key = (tuple(job.sources["styles"]), job.sources["content"], c.size, c.style_scale, job.blend, c.preserve_color,
-           c.max_pixels, _key(job))  # fmt: skip
-    named = not any(s.startswith("<") for s in (job.sources["content"], *job.sources["styles"]))
+           c.max_pixels, masks, c.mask_mode, _key(job))  # fmt: skip
+    named = not any(s.startswith("<") for s in (job.sources["content"], *job.sources["styles"], *masks) if s)
     if named and key in _TARGETS:
         return _TARGETS[key]
-    targets = _blend_targets(_extractor(job), job.scenes[0], job.blend, c)
+    targets = _targets_for(c, job.scenes[0])(_extractor(job), job.scenes[0], job.blend, c)
     if named:
         _TARGETS.clear()  # the last inputs only: a studio's Run again
         _TARGETS[key] = targets

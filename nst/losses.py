@@ -75,6 +75,26 @@ def rescaled_gram(gram: tf.Tensor, style_positions: tf.Tensor | int, positions: 
     return gram * (positions / tf.cast(style_positions, gram.dtype))
 
 
+def guided_style_loss(features: tf.Tensor, target_grams: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+    """The style term with regions (`nst.regions`), per batch element:
+    ``sum_r sum (G_r - A_r)^2 / (4 N^2 M_r M)`` with the guided Gram matrix
+    ``G_r = (m_r F)^T (m_r F)`` and its mass ``M_r = sum m_r^2``.
+
+    ``masks`` is (batch, regions, height, width) at this layer's resolution,
+    ``target_grams`` (batch, regions, N, N), each A_r already rescaled to
+    its region's mass. One region with a mask of ones is `style_loss`.
+    """
+    shape = tf.shape(features)
+    squared = tf.square(masks)
+    grams = tf.einsum("brhwi,bhwj->brij", features[:, None] * squared[..., None], features)
+    n = tf.cast(shape[3], features.dtype)
+    m = tf.cast(shape[1] * shape[2], features.dtype)
+    mass = tf.reduce_sum(squared, axis=[2, 3])
+    # An empty region has G_r = A_r = 0: its term is 0, not 0 / 0.
+    per_region = tf.reduce_sum(tf.square((grams - target_grams) / (2.0 * n)), axis=[2, 3]) / tf.maximum(mass * m, 1e-12)
+    return tf.reduce_sum(per_region, axis=1)
+
+
 def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
     """``1/2 * sum (x[i+1, j] - x[i, j])^2 + (x[i, j+1] - x[i, j])^2`` per
     batch element, with the pixels x on VGG19's 0-255 scale.
@@ -146,10 +166,22 @@ LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL, "gatys": GATYS}
 
 
 class Targets(NamedTuple):
-    """What the output must match: P per content layer, A per style layer."""
+    """What the output must match: P per content layer, A per style layer;
+    with regions (`nst.regions`), A_r per region and the regions' masks at
+    each style layer, (batch, regions, height, width)."""
 
     content: list[tf.Tensor]
     style: list[tf.Tensor]
+    masks: Sequence[tf.Tensor] = ()
+
+    def map(self, fn: Callable[[tf.Tensor], tf.Tensor]) -> Targets:
+        """``fn`` applied to every tensor (to make variables of them, or take a replica's share)."""
+        return Targets(*([fn(t) for t in field] for field in self))
+
+    @staticmethod
+    def concat(batch: Sequence[Targets]) -> Targets:
+        """The targets of several batch elements as one batch."""
+        return Targets(*([tf.concat(layer, 0) for layer in zip(*fields)] for fields in zip(*batch)))
 
 
 def make_targets(content: Features, style: Features, config: Config) -> Targets:
@@ -205,7 +237,7 @@ def objective(
     terms = {}
     style = zero
     for i, (layer, f, a) in enumerate(zip(config.style_layers, features.style, targets.style)):
-        terms[f"style/{layer}"] = form.style(f, a)
+        terms[f"style/{layer}"] = guided_style_loss(f, a, targets.masks[i]) if targets.masks else form.style(f, a)
         style += weights.layers[:, i] * terms[f"style/{layer}"]
     tv = form.tv(image)
     total = weights.content * content + weights.style * style + weights.tv * tv

@@ -162,6 +162,8 @@ def stylize(
     config: Config | None = None,
     callback: Callable[[Progress], Any] | None = None,
     callback_every: int = 1,
+    masks: Sequence[ImageSource] | ImageSource | None = None,
+    style_masks: Sequence[ImageSource] | None = None,
     **overrides: Any,
 ) -> Result:
     """Render ``content`` in the style of ``style`` (Gatys et al. 2016).
@@ -173,6 +175,10 @@ def stylize(
         config: the settings (default: the 'report' preset).
         callback: called as ``callback(progress)`` every ``callback_every``
             steps and after the last; see `Progress`.
+        masks: regions (`nst.regions`): one mask per style image (white:
+            that style applies; uncovered pixels keep the content only), or
+            one colour-coded map, one colour per style image.
+        style_masks: the part of each style image to take its style from.
         **overrides: any `Config` field, e.g. ``steps=200, style_weight=1e4``;
             ``preset="tutorial"`` starts from that preset instead of ``config``.
 
@@ -180,7 +186,11 @@ def stylize(
         A `Result`. Ctrl-C ends the run early and still returns one.
     """
     (result,) = stylize_many(
-        [Job(content, style)], config=config, callback=callback, callback_every=callback_every, **overrides
+        [Job(content, style, masks=masks, style_masks=style_masks)],
+        config=config,
+        callback=callback,
+        callback_every=callback_every,
+        **overrides,
     )
     assert result is not None  # one job: it ran, or its interrupt was raised
     return result
@@ -188,16 +198,24 @@ def stylize(
 
 @dataclass(frozen=True)
 class Job:
-    """One run of `stylize_many`: its images, and the settings in which it
-    differs from the shared config (any `Config` field)."""
+    """One run of `stylize_many`: its images, the settings in which it
+    differs from the shared config (any `Config` field), and its regions'
+    masks, if any (see `stylize`)."""
 
     content: ImageSource
     style: ImageSource | Sequence[ImageSource]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    masks: Sequence[ImageSource] | ImageSource | None = None
+    style_masks: Sequence[ImageSource] | None = None
 
     def __post_init__(self) -> None:  # a missing file is reported now, not when its batch starts
-        for source in [self.content, *(self.style if isinstance(self.style, (list, tuple)) else [self.style])]:
+        for source in [self.content, *_listed(self.style), *_listed(self.masks), *_listed(self.style_masks)]:
             check_source(source)
+
+
+def _listed(sources: Any) -> list:
+    """``sources`` as a list: itself if a list or tuple, [] if None, else [it]."""
+    return list(sources) if isinstance(sources, (list, tuple)) else [] if sources is None else [sources]
 
 
 def grid(
@@ -291,7 +309,7 @@ class _Prepared:
     @classmethod
     def of(cls, index: int, job: Job, base: Config) -> _Prepared:
         config = base.replace(**job.settings)
-        styles = list(job.style) if isinstance(job.style, (list, tuple)) else [job.style]
+        styles = _listed(job.style)
         device = current_device(config.device)
         config = _repeatable(config, device).replace(
             weights=resolve_weights(config.weights), precision=device.precision(config.precision, config.optimizer)
@@ -304,6 +322,10 @@ class _Prepared:
             "style": " + ".join(describe(s) for s in styles),
             "styles": [describe(s) for s in styles],  # what --resume reads back
         }
+        if job.masks is not None:  # each style its own region (nst.regions builds on this module)
+            from nst import regions
+
+            sources.update(regions.prepare(job, scenes, config))
         return cls(index, config, device, scenes, config.blend(len(styles)), sources)
 
     def batch_key(self) -> tuple:
@@ -313,7 +335,9 @@ class _Prepared:
         shared = {name: getattr(DEFAULTS, name) for name in PER_IMAGE}
         if self.config.weights == "random":  # the seed picks the weights: it must agree
             del shared["seed"]
-        shapes = tuple(scene.content.shape for scene in self.scenes)
+        shapes = tuple(
+            (scene.content.shape, scene.regions is not None and scene.regions.shape) for scene in self.scenes
+        )
         return (dataclasses.replace(self.config, **shared), shapes)
 
 
@@ -329,11 +353,11 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
     with strategy.scope():
         extractor = extractor_for(config, str(id(strategy)))
     where = f"{device}" + (f", {replicas} replicas" if replicas > 1 else "")
-    problem_class, targets_of = _Problem, _blend_targets
+    targets_of = _targets_for(config, batch[0].scenes[0])
     if config.tile:  # the same problem, evaluated tile by tile (nst.tiles builds on this module)
-        from nst import tiles
-
-        problem_class, targets_of = tiles.TiledProblem, tiles.blend_targets
+        from nst.tiles import TiledProblem as problem_class
+    else:
+        problem_class = _Problem
     run = _Run(batch, callback, every, t0, where)
     images = None
     try:
@@ -351,10 +375,7 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
             # 2. Targets, once per scale: P at the content layers and the
             #    blend of the styles' Gram matrices A at the style layers.
             per_job = [targets_of(extractor, scene, m.blend, config) for scene, m in zip(scenes, members)]
-            targets = Targets(
-                content=[tf.concat(layer, 0) for layer in zip(*(t.content for t in per_job))],
-                style=[tf.concat(layer, 0) for layer in zip(*(t.style for t in per_job))],
-            )
+            targets = Targets.concat(per_job)
             if index == 0:
                 run.timings["setup"] = time.perf_counter() - t0
             # 3. Optimise; the results start the next scale.
@@ -384,6 +405,11 @@ class _Scene:
 
     def __init__(self, content: np.ndarray, styles: list[np.ndarray], rgb: np.ndarray, mode: str | None) -> None:
         self.content, self.styles, self.rgb, self.mode = content, styles, rgb, mode
+        # With regions (set by `nst.regions.prepare`): each style image's
+        # region of the output, (styles, height, width), and the part of each
+        # style image its style is taken from (None: all of it).
+        self.regions: np.ndarray | None = None
+        self.style_regions: list[np.ndarray | None] = [None] * len(styles)
 
     @classmethod
     def load(cls, content: ImageSource, styles: list[ImageSource], config: Config, size: int) -> _Scene:
@@ -418,6 +444,21 @@ class _Scene:
     def present(self, image: np.ndarray) -> np.ndarray:
         """The optimised image as the RGB output (luminance + content chroma)."""
         return color.with_chroma(image, self.rgb) if self.mode == "luminance" else image
+
+
+def _targets_for(config: Config, scene: _Scene) -> Callable[..., Targets]:
+    """How a run's targets are computed: from the whole images, tile by tile
+    (`nst.tiles`), or with a style per region (`nst.regions`); each builds
+    on this module, so is imported here only when used."""
+    if scene.regions is not None:
+        from nst.regions import blend_targets
+
+        return blend_targets
+    if config.tile:
+        from nst.tiles import blend_targets
+
+        return blend_targets
+    return _blend_targets
 
 
 def _blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
@@ -473,7 +514,7 @@ class _Problem:
             # steps: a live run (`nst.live`) changes the weights between
             # steps, and a new run on the same graph assigns its own.
             variable = functools.partial(tf.Variable, trainable=False, aggregation=first)
-            self.targets = Targets([variable(p) for p in targets.content], [variable(a) for a in targets.style])
+            self.targets = targets.map(variable)
             self.weights = Weights(*(variable(w) for w in weights))
         self.adam: list[dict[str, Any]] | None = None
         """Adam's state per image when it stopped (set by `_adam`)."""
@@ -515,7 +556,7 @@ class _Problem:
         """This replica's share: every term for each of its images, stacked
         as (terms, share), and their total loss to differentiate."""
         image = self._share(self.image)
-        targets = Targets([self._share(p) for p in self.targets.content], [self._share(a) for a in self.targets.style])
+        targets = self.targets.map(self._share)
         weights = Weights(*(self._share(w) for w in self.weights))
         losses = objective(image, self.extractor(image), targets, self.config, weights)
         self.names = list(losses)

@@ -2,7 +2,9 @@
 
 ``Studio(...).show()`` in a notebook (or a Voila page) gives:
 
-- content and style pickers: the sample images, or an uploaded file;
+- content and style pickers: the sample images, or an uploaded file; an
+  optional second style, and a mask per style (`nst.regions`: white where
+  that style goes), with the regions shown over the content;
 - sliders for the content/style ratio alpha/beta (log scale), the total
   variation weight, the learning rate, steps, size and each style layer's
   weight; colour preservation and the optimiser;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
+import io
 import os
 import shutil
 import sys
@@ -33,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 
 from nst.config import COLOR_MODES, OPTIMIZERS, Config, preset
 from nst.failure import describe
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, free_path, store_upload
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, free_path, load_image, store_upload, to_pil
 from nst.live import STEERABLE, LiveRun, start
 from nst.optimize import Result, stylize
-from nst.preview import LivePreview, encode
+from nst.preview import THUMBNAIL, LivePreview, encode
 
 UPLOAD = "(uploaded file)"
 OFF = "off"
@@ -89,6 +93,21 @@ class Studio:
         self.style_pick = _picker("style", style, label)
         self.content_upload = _upload("content")
         self.style_upload = _upload("style")
+        # Regions: a second style and a mask per style (one mask alone: its
+        # style there, the content elsewhere; with two styles, one mask and
+        # its complement will do).
+        self.style2_pick = widgets.Dropdown(
+            options=[("none", OFF), *_picker("style 2", SAMPLE_PREFIX + "the_scream", label).options],
+            value=OFF, description="style 2", style=label, layout={"width": "300px"},
+        )  # fmt: skip
+        self.style2_upload = _upload("style2")
+        self.mask_uploads = [_upload(f"mask{i}", f"mask {i}") for i in (1, 2)]
+        self.clear_masks = widgets.Button(description="no masks", icon="times", layout={"width": "110px"})
+        self.clear_masks.add_class("nst-clear-masks")
+        self.regions_view = widgets.Image(format="png", layout={"width": "160px"})
+        self.regions_view.add_class("nst-regions")
+        self.masks: list[ImageSource | None] = [None, None]
+        """The mask of each style (uploaded, or set from Python), or None."""
         self.ratio = widgets.FloatLogSlider(
             value=c.content_weight / c.style_weight if c.style_weight else 1.0,
             min=-8, max=0, step=0.25, description="α/β", readout_format=".1e", **slider,
@@ -129,8 +148,12 @@ class Studio:
                                       style={"description_width": "30px"})  # fmt: skip
         for button in (self.run_button, self.pause_button, self.stop_button, self.continue_button, self.save_button):
             button.add_class(f"nst-{button.description.lower()}")
-        for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload)):
+        for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload),
+                             (self.style2_pick, self.style2_upload)):  # fmt: skip
             upload.observe(lambda _, pick=pick: setattr(pick, "value", UPLOAD), names="value")
+        for i, upload in enumerate(self.mask_uploads):
+            upload.observe(lambda _, i=i: self._mask_uploaded(i), names="value")
+        self.clear_masks.on_click(lambda _: self.set_masks(None, None))
         self.run_button.on_click(lambda _: self.run())
         self.pause_button.on_click(
             lambda _: self.resume() if self.pause_button.description == "Resume" else self.pause()
@@ -149,13 +172,16 @@ class Studio:
         self.strip = widgets.HBox([], layout={"flex_flow": "row wrap"})
         self.strip.add_class("nst-strip")
         self._show_inputs()
-        for pick in (self.content_pick, self.style_pick):
+        for pick in (self.content_pick, self.style_pick, self.style2_pick):
             pick.observe(lambda _: self._show_inputs(), names="value")
 
         # Rows wrap in a narrow output area (Colab's), so nothing is cut off.
         wrap = {"flex_flow": "row wrap", "align_items": "flex-start"}
         inputs = widgets.HBox([widgets.HBox([self.content_pick, self.content_upload]),
                                widgets.HBox([self.style_pick, self.style_upload])], layout=wrap)  # fmt: skip
+        regions = widgets.HBox([widgets.VBox([widgets.HBox([self.style2_pick, self.style2_upload]),
+                                              widgets.HBox([*self.mask_uploads, self.clear_masks])]),
+                                self.regions_view], layout=wrap)  # fmt: skip
         weights = widgets.VBox([widgets.HTML("<b>style layer weights w<sub>l</sub></b>"), *self.layer_weights])
         knobs = widgets.VBox(
             [self.ratio, widgets.HBox([self.tv_weight, self.tv_on]), self.learning_rate, self.steps, self.size]
@@ -165,6 +191,7 @@ class Studio:
         self.widget = widgets.VBox(
             [
                 inputs,
+                regions,
                 widgets.HBox([knobs, weights], layout=wrap),
                 widgets.HBox([self.preserve_color, self.optimizer], layout=wrap),
                 buttons,
@@ -193,13 +220,46 @@ class Studio:
             optimizer=self.optimizer.value,
         )
 
-    def inputs(self) -> tuple[ImageSource, ImageSource]:
+    def inputs(self) -> tuple[ImageSource, ImageSource | list[ImageSource]]:
         """The content and style images picked: a sample, a path, or the path
-        an upload is kept at (see `nst.images.store_upload`)."""
-        return (
-            self._chosen(self.content_pick, self.content_upload, self._sources["content"]),
-            self._chosen(self.style_pick, self.style_upload, self._sources["style"]),
-        )
+        an upload is kept at (see `nst.images.store_upload`); two styles
+        when a second is picked."""
+        content = self._chosen(self.content_pick, self.content_upload, self._sources["content"])
+        style = self._chosen(self.style_pick, self.style_upload, self._sources["style"])
+        if self.style2_pick.value == OFF:
+            return content, style
+        return content, [style, self._chosen(self.style2_pick, self.style2_upload, "")]
+
+    def regions(self, styles: int) -> list[ImageSource] | None:
+        """The masks for a run with ``styles`` style images (None: no
+        regions): each style's mask; with two styles and one mask, the other
+        is its complement."""
+        given = self.masks[:styles]
+        if not any(m is not None for m in given):
+            return None
+        if styles == 2 and None in given:
+            known = 0 if given[0] is not None else 1
+            given[1 - known] = _complement(given[known])
+        return given
+
+    def set_masks(self, *masks: ImageSource | None) -> None:
+        """Set the mask of each style (a path, PIL image or array; None: no
+        mask) and show the regions over the content."""
+        self.masks = [*masks, None, None][:2]
+        self._show_inputs()
+
+    def _mask_uploaded(self, index: int) -> None:
+        file = _uploaded(self.mask_uploads[index].value)
+        if file is None:
+            return
+        try:
+            path, digest = store_upload(*file)
+        except ImageError as e:
+            self._fail(e)
+            return
+        self.uploads[str(path)] = {"name": file[0], "sha256": digest}
+        self.masks[index] = str(path)
+        self._show_inputs()
 
     def _chosen(self, pick: widgets.Dropdown, upload: widgets.FileUpload, start: ImageSource) -> ImageSource:
         """The dropdown's choice; for the upload entry, the newest uploaded
@@ -234,6 +294,7 @@ class Studio:
             return
         try:
             config, (content, style) = self.settings(), self.inputs()
+            masks = self.regions(len(style) if isinstance(style, list) else 1)
             self.preview.set_inputs(content, style)
         except Exception as e:  # a bad setting or image: say so in the UI
             self._fail(e)
@@ -242,7 +303,7 @@ class Studio:
         self.error, self.live = None, None
         self._busy(True)
         self._say(f"running {config.steps} steps at {config.size} px, α/β = {self.ratio.value:.1e} …")
-        self._start(self._work, content, style, config)
+        self._start(self._work, content, style, config, masks)
         if wait:
             self.wait()
 
@@ -311,24 +372,26 @@ class Studio:
         return written
 
     def _kept_sources(self, target: Path) -> dict[str, Any]:
-        """The result's sources, with each uploaded input copied beside
-        ``target`` and named by its copy."""
+        """The result's sources, with each uploaded input (content, styles,
+        masks) copied beside ``target`` and named by its copy."""
         sources = dict(self.result.sources)
-        styles, uploaded = list(sources.get("styles", [])), {}
-        for role, index in [("content", None), *(("style", i) for i in range(len(styles)))]:
-            source = sources["content"] if index is None else styles[index]
-            if source not in self.uploads:
-                continue
-            name = f"{role}{'' if index in (None, 0) else index + 1}"
-            copy = target.with_name(f"{target.stem}-{name}{Path(source).suffix}")
-            shutil.copyfile(source, copy)
-            uploaded[name] = {**self.uploads[source], "kept_as": str(copy)}
-            if index is None:
-                sources["content"] = str(copy)
-            else:
-                styles[index] = str(copy)
+        uploaded = {}
+        lists = {"content": [sources["content"]], "style": list(sources.get("styles", [])),
+                 "mask": list(sources.get("masks", []))}  # fmt: skip
+        for role, names in lists.items():
+            for index, source in enumerate(names):
+                if source not in self.uploads:
+                    continue
+                name = f"{role}{'' if index == 0 and role != 'mask' else index + 1}"
+                copy = target.with_name(f"{target.stem}-{name}{Path(source).suffix}")
+                shutil.copyfile(source, copy)
+                uploaded[name] = {**self.uploads[source], "kept_as": str(copy)}
+                names[index] = str(copy)
         if uploaded:
-            sources.update(styles=styles, style=" + ".join(styles), uploaded=uploaded)
+            sources.update(content=lists["content"][0], styles=lists["style"], style=" + ".join(lists["style"]),
+                           uploaded=uploaded)  # fmt: skip
+            if "masks" in sources:
+                sources["masks"] = lists["mask"]
         return sources
 
     # -- the background run ---------------------------------------------------
@@ -337,16 +400,16 @@ class Studio:
         self._thread = threading.Thread(target=self._finish, args=(work, *args), daemon=True, name="nst-studio")
         self._thread.start()
 
-    def _work(self, content: ImageSource, style: ImageSource, config: Config) -> Result:
+    def _work(self, content: ImageSource, style: ImageSource, config: Config, masks: list | None) -> Result:
         """One run: a live Adam run (steerable, warm after the first), else `nst.stylize`."""
         if self._live_ok(config):
-            self.live = start(content, style, config=config, callback=self._progress)
+            self.live = start(content, style, config=config, callback=self._progress, masks=masks)
             self.preview.marks = self.live.changes
             if self._stop.is_set():  # Stop was pressed while the run was being set up
                 self.live.stop()
             return self.live.result()
         self.live = None
-        return stylize(content, style, config=config, callback=self._progress)
+        return stylize(content, style, config=config, callback=self._progress, masks=masks)
 
     def _work_more(self, steps: int) -> Result:
         self.live.proceed(steps)
@@ -424,11 +487,16 @@ class Studio:
         self.preview.compare(result.best_image, f"run {index + 1}")
 
     def _show_inputs(self) -> None:
-        """Show the picked inputs in the preview (an upload not yet made: unchanged)."""
+        """Show the picked inputs in the preview, and the regions over the
+        content (an upload not yet made: unchanged)."""
         try:
-            self.preview.set_inputs(*self.inputs())
-        except ValueError:  # ImageError and ConfigError: the inputs stay as they were
-            pass
+            content, style = self.inputs()
+            self.preview.set_inputs(content, style)
+            masks = self.regions(len(style) if isinstance(style, list) else 1)
+            self.regions_view.value = encode(_regions_over(content, masks), "png") if masks else b""
+        except ValueError as e:  # ImageError and ConfigError: the inputs stay as they were
+            if any(m is not None for m in self.masks):
+                self._fail(e)
 
     def _busy(self, running: bool) -> None:
         self.run_button.disabled = running
@@ -474,12 +542,33 @@ def _picker(role: str, source: ImageSource, style: dict[str, str]) -> widgets.Dr
                             layout={"width": "300px"})  # fmt: skip
 
 
-def _upload(role: str) -> widgets.FileUpload:
+def _upload(role: str, description: str = "upload") -> widgets.FileUpload:
     """An upload button for one input; picking a file selects it in the dropdown."""
-    upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload", icon="upload",
+    upload = widgets.FileUpload(accept="image/*", multiple=False, description=description, icon="upload",
                                 layout={"width": "110px"})  # fmt: skip
     upload.add_class(f"nst-upload-{role}")
     return upload
+
+
+def _complement(mask: ImageSource) -> str:
+    """A mask's complement (white where it is black), kept like an upload."""
+    grey = load_image(mask).mean(axis=-1)
+    buffer = io.BytesIO()
+    to_pil(np.repeat(1.0 - grey[..., None], 3, axis=-1)).save(buffer, "PNG")
+    return str(store_upload("complement.png", buffer.getvalue())[0])
+
+
+def _regions_over(content: ImageSource, masks: list[ImageSource]) -> np.ndarray:
+    """The content at thumbnail size, tinted by region (blue, orange; grey:
+    content only), for the regions view."""
+    from nst.regions import output_masks
+
+    photo = load_image(content, THUMBNAIL)
+    regions = output_masks(masks, len(masks), *photo.shape[:2])
+    tints = np.array([[0.3, 0.5, 1.0], [1.0, 0.55, 0.2]])[: len(masks)]
+    covered = regions.sum(axis=0).clip(0, 1)[..., None]
+    tint = np.einsum("rhw,rc->hwc", regions, tints) + (1 - covered) * 0.5
+    return (0.45 * photo + 0.55 * tint).clip(0, 1)
 
 
 def _uploaded(value: Any) -> tuple[str, bytes] | None:

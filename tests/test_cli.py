@@ -239,7 +239,7 @@ def test_interrupt_before_the_first_step_still_saves(pictures, tmp_path, monkeyp
     """SIGTERM during compilation: no step recorded, the starting image is still written."""
     import nst.optimize
 
-    def interrupted_at_once(content, style, *, config, callback):
+    def interrupted_at_once(content, style, *, config, callback, masks, style_masks):
         start = load_image(content, size=config.size)
         return nst.optimize.Result(image=start, best_image=start, best_step=0, best_loss=float("inf"), history={},
                                    timings={"total": 1.0, "step": 0.0}, config=config, sources={}, stopped="interrupted")  # fmt: skip

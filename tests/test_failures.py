@@ -566,7 +566,7 @@ def test_an_interrupted_figure_run_ends_the_whole_set(tmp_path, monkeypatch, cap
     and returns; the set must not go on to the next run)."""
     calls = []
 
-    def interrupted(content, style, *, config, callback):
+    def interrupted(content, style, *, config, callback, masks):
         calls.append(style)
         image = load_image(content, size=config.size)
         return nst.optimize.Result(image=image, best_image=image, best_step=0, best_loss=1.0, history={},

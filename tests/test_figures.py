@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import BLOCK13_WEIGHTS
+from conftest import BLOCK13_WEIGHTS, IMAGES
 from PIL import Image
 
 from nst import cli
 from nst.config import PAPER_STYLE_LAYERS
-from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings
+from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings, sky_mask
 from nst.images import ImageError, read_metadata
 
 WEIGHTS = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
@@ -55,6 +55,16 @@ def test_every_figure_records_how_each_panel_was_made(made):
         (None, "report", "adam"), ("samples", "gatys", "lbfgs"), ("samples", "gatys", "lbfgs")
     ]  # fmt: skip
     assert networks[1]["alpha_over_beta"] == pytest.approx(100 * networks[2]["alpha_over_beta"])
+    regions = read_metadata(paths[NAMES.index("regions")])["panels"]
+    assert [(p["mask_mode"], p["style"].count(" + ")) for p in regions] == [("propagate", 1), ("erode", 1)]
+
+
+def test_the_sky_of_the_sample_photo_is_found(content_image):
+    sky = sky_mask(content_image)  # Tübingen at 128 x 96 (a made-up image without the shared photos)
+    if not (IMAGES / "tubingen.jpg").is_file():
+        pytest.skip("the sample photo is not in ../shared/images")
+    assert sky[:10].mean() > 0.9 and sky[-40:].max() == 0  # the top is sky; the river and the town are not
+    assert 0.2 < sky.mean() < 0.45
 
 
 def image_axes(figure) -> list:
@@ -69,6 +79,7 @@ def test_layouts_are_the_papers(made):
         "styles": 1 + 2 * len(PAPER_STYLES),  # content, then each output above its style
         "ratio_layers": 4 * len(layers),
         "networks": 4,  # content, report, gatys at two ratios
+        "regions": 4,  # content, the regions over it, the two mask modes
         "init": 2 + len(figures.settings.seeds),
         "color": 4,
         "progress": len([m for m in MILESTONES if m <= 3]) + 1,
@@ -89,7 +100,7 @@ def test_titles_say_the_settings_and_runs_are_shared(made):
         assert "only VGG19 blocks 1-3" in title and figures.partial
     # report, networks' first, color's plain run, init's content start, loss's Adam and progress are one run.
     layers = len(image_axes(figures.ratio_layers())) // 4
-    distinct = 1 + len(PAPER_STYLES) + 4 * layers + 2 + (1 + len(figures.settings.seeds)) + 2 + 1
+    distinct = 1 + len(PAPER_STYLES) + 4 * layers + 2 + 2 + (1 + len(figures.settings.seeds)) + 2 + 1  # (regions: 2)
     assert len(figures.runs) == distinct
     assert sum(line.startswith("  run ") for line in lines) == distinct
 

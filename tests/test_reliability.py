@@ -161,13 +161,23 @@ def test_memory_estimate_and_advice(monkeypatch):
     with pytest.raises(ConfigError, match=r"needs about 4\.\d GiB .* 3\.0 GiB is available: use --tile 256 \(the same "
                                           r"result.*, start Python with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 .*about 2\.\d GiB"):  # fmt: skip
         check_memory(config, 768, 1024, available=3 * 2**30)
-    assert estimate_bytes(config.replace(tile=256), 768, 1024) <= 3 * 2**30 < estimate_bytes(config.replace(tile=512), 768, 1024)
+    assert (
+        estimate_bytes(config.replace(tile=256), 768, 1024)
+        <= 3 * 2**30
+        < estimate_bytes(config.replace(tile=512), 768, 1024)
+    )
     # A loss form that cannot be tiled is told a size instead.
     tutorial = config.replace(loss_form="tutorial")
-    with pytest.raises(ConfigError, match=r"3\.0 GiB is available: use --size (\d+) or smaller .*SYSTEM_ALLOCATOR") as error:
+    with pytest.raises(
+        ConfigError, match=r"3\.0 GiB is available: use --size (\d+) or smaller .*SYSTEM_ALLOCATOR"
+    ) as error:
         check_memory(tutorial, 768, 1024, available=3 * 2**30)
     fits = int(re.search(r"--size (\d+)", str(error.value)).group(1))
-    assert estimate_bytes(tutorial, 768 * fits // 1024, fits, pooled=True) <= 3 * 2**30 < estimate_bytes(tutorial, 768, 1024)
+    assert (
+        estimate_bytes(tutorial, 768 * fits // 1024, fits, pooled=True)
+        <= 3 * 2**30
+        < estimate_bytes(tutorial, 768, 1024)
+    )
     # Started that way, the same run fits; too little memory for either way gets no such advice.
     monkeypatch.setenv("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
     check_memory(config, 768, 1024, available=3 * 2**30)
@@ -175,7 +185,10 @@ def test_memory_estimate_and_advice(monkeypatch):
     with pytest.raises(ConfigError) as error:
         check_memory(tutorial, 768, 1024, available=2 * 2**30)
     assert "use --size" in str(error.value) and "TF_ONEDNN_USE_SYSTEM_ALLOCATOR" not in str(error.value)
-    assert auto_tile(config, 768, 1024, available=3 * 2**30) == 256 and auto_tile(config, 384, 512, available=int(8e9)) is None
+    assert (
+        auto_tile(config, 768, 1024, available=3 * 2**30) == 256
+        and auto_tile(config, 384, 512, available=int(8e9)) is None
+    )
     assert auto_tile(tutorial, 768, 1024, available=3 * 2**30) is None  # cannot be tiled: the memory check speaks
 
 
@@ -186,7 +199,10 @@ def test_cli_checks_memory_before_loading_tensorflow(tmp_path, monkeypatch, caps
     picture = save_image(tmp_path / "p.png", content_image)
     assert cli.main([str(picture), str(picture), "-o", str(tmp_path / "o.png"), "--size", "2048"]) == 2
     assert "use --tile 128" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
-    assert cli.main([str(picture), str(picture), "-o", str(tmp_path / "o.png"), "--size", "2048", "--preset", "tutorial"]) == 2
+    assert (
+        cli.main([str(picture), str(picture), "-o", str(tmp_path / "o.png"), "--size", "2048", "--preset", "tutorial"])
+        == 2
+    )
     assert "use --size" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
 
 

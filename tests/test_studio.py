@@ -258,3 +258,35 @@ def test_stop_while_the_run_is_being_set_up_stops_it(studio):
         studio.result.stopped == "interrupted" and len(studio.result.history["step"]) < 2000
     )
     assert "stopped" in studio.message.value
+
+
+def test_regions_a_mask_per_style_shown_over_the_content_then_run_and_saved(studio, content_image, tmp_path):
+    """Upload one mask with two styles: the other style gets its complement;
+    the regions are drawn over the content; the run and its PNG have them."""
+    left = np.zeros((96, 128), np.uint8)
+    left[:, :64] = 255
+    data = io.BytesIO()
+    Image.fromarray(left).save(data, format="PNG")
+    assert studio.regions_view.value == b""  # no masks: nothing drawn
+    studio.style2_pick.value = "sample:the_scream"
+    pick_file(studio.mask_uploads[0], "sky.png", data.getvalue())
+    masks = studio.regions(2)
+    assert masks[0] in studio.uploads and load_image(masks[1])[:, :60].max() == 0  # the complement
+    view = decode(studio.regions_view.value).astype(int)
+    assert view.shape[:2] == (192, 256)
+    assert view[:, :120, 2].mean() > view[:, :120, 0].mean() and view[:, 136:, 0].mean() > view[:, 136:, 2].mean()
+    studio.steps.value = 2
+    studio.run(wait=True)
+    assert studio.error is None and studio.result.sources["masks"][0] == masks[0]
+    saved = read_metadata(studio.save(tmp_path / "regions.png"))
+    assert saved["masks"][0] == str(tmp_path / "regions-mask1.png") and (tmp_path / "regions-mask1.png").is_file()
+    assert saved["uploaded"]["mask1"]["name"] == "sky.png"
+    # One style with a mask: that style there, content elsewhere; no masks: a plain run.
+    studio.style2_pick.value = "off"
+    assert studio.regions(1) == [masks[0]]
+    studio.clear_masks.click()
+    assert studio.regions(1) is None and studio.regions_view.value == b""
+    # A mask of another shape is refused in the status line, naming it.
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(data := io.BytesIO(), format="PNG")
+    pick_file(studio.mask_uploads[0], "square.png", data.getvalue())
+    assert "a mask must have the shape of the image it covers" in studio.message.value
