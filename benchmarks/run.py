@@ -431,14 +431,19 @@ def section_regions(sizes: tuple[int, ...], steps: int, border_size: int, border
             near, far = (sum(np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(s, t)) for t in targets)
             centres.append(x + 8)
             scores.append(near / (near + far))
-        scores = np.maximum.accumulate(np.array(scores))  # monotone, for the crossings
+        # From the left quarter's level (0) to the right quarter's (1), made
+        # monotone for the crossings.
+        scores = np.array(scores)
+        ends = [np.median(scores[: len(scores) // 4]), np.median(scores[-len(scores) // 4 :])]
+        scores = np.maximum.accumulate((scores - ends[0]) / (ends[1] - ends[0]))
         quarter, three = (float(np.interp(q, scores, centres)) for q in (0.25, 0.75))
-        rows.append([mode, f"{quarter:.0f} -> {three:.0f}", f"{three - quarter:.0f}"])
+        rows.append([mode, f"{ends[0]:.2f} / {ends[1]:.2f}", f"{quarter:.0f} -> {three:.0f}", f"{three - quarter:.0f}"])
     print(f"\nThe border between two regions (Tübingen, {paintings[0]} left, {paintings[1]} right, {border_size} px, "
-          f"{border_steps} Adam steps, blocks 1-3, exact weights): the columns over which strips' statistics go "
-          f"from a quarter to three quarters of the way from the left painting's to the right's (border at "
+          f"{border_steps} Adam steps, blocks 1-3, exact weights). A strip's score is its distance to the left "
+          f"painting's statistics over the sum of its distances to both (levels: far left / far right); the columns "
+          f"over which it goes from a quarter to three quarters of the way from one level to the other (border at "
           f"{width // 2} px):\n")  # fmt: skip
-    table(["--mask-mode", "columns", "border width (px)"], rows)
+    table(["--mask-mode", "score left / right", "columns", "border width (px)"], rows)
 
 
 def main() -> None:

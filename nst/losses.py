@@ -85,11 +85,21 @@ def guided_style_loss(features: tf.Tensor, target_grams: tf.Tensor, masks: tf.Te
     its region's mass. One region with a mask of ones is `style_loss`.
     """
     shape = tf.shape(features)
-    squared = tf.square(masks)
-    grams = tf.einsum("brhwi,bhwj->brij", features[:, None] * squared[..., None], features)
-    n = tf.cast(shape[3], features.dtype)
-    m = tf.cast(shape[1] * shape[2], features.dtype)
-    mass = tf.reduce_sum(squared, axis=[2, 3])
+    mass = tf.reduce_sum(tf.square(masks), axis=[2, 3])
+    return guided_loss_of_gram(guided_gram(features, masks), target_grams, mass, shape[1] * shape[2])
+
+
+def guided_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+    """``G_r = (m_r F)^T (m_r F)`` for each region: (batch, regions, N, N)."""
+    return tf.einsum("brhwi,bhwj->brij", features[:, None] * tf.square(masks)[..., None], features)
+
+
+def guided_loss_of_gram(grams: tf.Tensor, target_grams: tf.Tensor, mass: tf.Tensor, positions: tf.Tensor | int):
+    """`guided_style_loss` from the G_r themselves and the regions' masses
+    (batch, regions), for an output of ``positions`` (M) positions: what a
+    tiled evaluation, which sums G_r over tiles, needs."""
+    n = tf.cast(tf.shape(grams)[-1], grams.dtype)
+    m = tf.cast(positions, grams.dtype)
     # An empty region has G_r = A_r = 0: its term is 0, not 0 / 0.
     per_region = tf.reduce_sum(tf.square((grams - target_grams) / (2.0 * n)), axis=[2, 3]) / tf.maximum(mass * m, 1e-12)
     return tf.reduce_sum(per_region, axis=1)

@@ -450,12 +450,12 @@ def _targets_for(config: Config, scene: _Scene) -> Callable[..., Targets]:
     """How a run's targets are computed: from the whole images, tile by tile
     (`nst.tiles`), or with a style per region (`nst.regions`); each builds
     on this module, so is imported here only when used."""
-    if scene.regions is not None:
-        from nst.regions import blend_targets
-
-        return blend_targets
     if config.tile:
         from nst.tiles import blend_targets
+
+        return blend_targets
+    if scene.regions is not None:
+        from nst.regions import blend_targets
 
         return blend_targets
     return _blend_targets

@@ -72,7 +72,7 @@ def check(masks: Sequence[ImageSource] | ImageSource, style_masks: Sequence[Imag
           config: Config) -> None:  # fmt: skip
     """Refuse what cannot be a region set, before anything loads: one mask
     per style image (a list) or one colour map (a single image), style
-    masks one per style image, the report's loss form, untiled."""
+    masks one per style image, the report's loss form."""
     if isinstance(masks, (list, tuple)) and len(masks) != styles:
         raise ConfigError(f"{len(masks)} masks for {styles} style images: give one mask per style image, in order")
     if style_masks is not None and len(style_masks) != styles:
@@ -81,8 +81,6 @@ def check(masks: Sequence[ImageSource] | ImageSource, style_masks: Sequence[Imag
         raise ConfigError(f"masks work with the report's losses (loss_form 'report'), not {config.loss_form!r}")
     if config.style_blend is not None:
         raise ConfigError("style_blend mixes the styles everywhere; with masks each style has its own region")
-    if config.tile is not None:
-        raise ConfigError("masks are not computed in tiles yet: leave --tile out (or use a smaller --size)")
 
 
 def _read(source: ImageSource, height: int, width: int, what: str) -> np.ndarray:
@@ -172,25 +170,30 @@ def blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...],
     """The targets of a run with regions (``scene.regions`` set; ``blend`` is
     unused: each style has its own region): P at the content layers, and per
     style layer A_r for every region, (1, regions, N, N), with the masks at
-    that layer, (1, regions, h, w)."""
+    that layer, (1, regions, h, w). (`nst.tiles.blend_targets` makes the
+    same a tile at a time.)"""
     content = extractor(scene.content[None])
-    guides = layer_masks(scene.regions, config)
     per_style = []
     for style, style_mask in zip(scene.styles, scene.style_regions):
         features = extractor(style[None])
         if style_mask is None:
             per_style.append([(gram_matrix(f), float(f.shape[1] * f.shape[2])) for f in features.style])
         else:
-            per_style.append([(gram_matrix(f * m[None, ..., None]), float(np.square(m).sum()))
+            per_style.append([(gram_matrix(f * m[0][None, ..., None]), float(np.square(m).sum()))
                               for f, m in zip(features.style, layer_masks(style_mask[None], config))])  # fmt: skip
+    return targets_from([tf.constant(f) for f in content.content], per_style, scene.regions, config)
+
+
+def targets_from(content: list[tf.Tensor], per_style: list[list[tuple[tf.Tensor, float]]], regions: np.ndarray,
+                 config: Config) -> Targets:  # fmt: skip
+    """Targets with regions from the content targets and, per style image
+    and style layer, its Gram matrix and the positions (or style-mask mass)
+    it sums over: each A_r rescaled to its region's mass."""
+    guides = layer_masks(regions, config)
     style_targets = []
     for i, guide in enumerate(guides):
         mass = np.square(guide).sum(axis=(1, 2))
         grams = [gram * (mass[r] / max(style_mass, 1e-12)) for r, (gram, style_mass) in
                  enumerate(s[i] for s in per_style)]  # fmt: skip
         style_targets.append(tf.stack(grams, axis=1))
-    return Targets(
-        content=[tf.constant(f) for f in content.content],
-        style=style_targets,
-        masks=[tf.constant(g[None]) for g in guides],
-    )
+    return Targets(content=content, style=style_targets, masks=[tf.constant(g[None]) for g in guides])

@@ -43,6 +43,8 @@ from nst.losses import (
     Weights,
     content_loss,
     gram_matrix,
+    guided_gram,
+    guided_loss_of_gram,
     rescaled_gram,
     style_loss_of_gram,
     total_variation_loss,
@@ -149,19 +151,24 @@ class TiledProblem(_Problem):
         terms = [content_loss(f, _mask(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
         return tf.add_n(terms) / len(terms) if terms else tf.zeros(tf.shape(self.image)[:1])
 
-    def _tile_sums(self, image, style_bounds, content_bounds, targets):
+    @staticmethod
+    def _grams(style: list[tf.Tensor], masks: list[tf.Tensor]) -> list[tf.Tensor]:
+        """The core's Gram matrices; with regions, each region's guided one."""
+        return [guided_gram(f, m) for f, m in zip(style, masks)] if masks else [gram_matrix(f) for f in style]
+
+    def _tile_sums(self, image, style_bounds, content_bounds, targets, masks):
         """Pass 1: the core's Gram matrices and content term."""
         style, content = self._core_features(image, style_bounds, content_bounds)
-        return [gram_matrix(f) for f in style], self._content(content, targets, content_bounds)
+        return self._grams(style, masks), self._content(content, targets, content_bounds)
 
-    def _tile_gradient(self, image, style_bounds, content_bounds, targets, grads_of_gram, content_weight):
+    def _tile_gradient(self, image, style_bounds, content_bounds, targets, masks, grads_of_gram, content_weight):
         """Pass 3: the gradient of the surrogate with respect to the tile's pixels."""
         with tf.GradientTape() as tape:
             tape.watch(image)
             style, content = self._core_features(image, style_bounds, content_bounds)
             surrogate = tf.reduce_sum(content_weight * self._content(content, targets, content_bounds))
-            for f, d in zip(style, grads_of_gram):
-                surrogate += tf.reduce_sum(d * gram_matrix(f))
+            for g, d in zip(self._grams(style, masks), grads_of_gram):
+                surrogate += tf.reduce_sum(d * g)
         return tape.gradient(surrogate, image)
 
     # -- the whole image --------------------------------------------------------
@@ -176,7 +183,9 @@ class TiledProblem(_Problem):
                                      shape=[len(self.content_strides), 4])  # fmt: skip
         targets = [p[:, rows, cols] for p, (rows, cols) in
                    zip(self.targets.content, (tile.feature_slice(s) for s in self.content_strides))]  # fmt: skip
-        return image, style_bounds, content_bounds, targets
+        masks = [m[:, :, rows, cols] for m, (rows, cols) in
+                 zip(self.targets.masks, (tile.feature_slice(s) for s in self.style_strides))]  # fmt: skip
+        return image, style_bounds, content_bounds, targets, masks
 
     def _evaluate(self, gradient: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Every term of the objective, stacked as `objective` orders them,
@@ -191,8 +200,13 @@ class TiledProblem(_Problem):
         with tf.GradientTape() as tape:
             tape.watch(grams)
             tape.watch(self.image)
-            terms = {f"style/{layer}": style_loss_of_gram(g, a, m)
-                     for layer, g, a, m in zip(self.config.style_layers, grams, self.targets.style, self.positions)}  # fmt: skip
+            if self.targets.masks:  # regions (nst.regions): each region's term, weighted by its mass
+                masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in self.targets.masks]
+                losses = [guided_loss_of_gram(g, a, mass, m) for g, a, mass, m in
+                          zip(grams, self.targets.style, masses, self.positions)]  # fmt: skip
+            else:
+                losses = [style_loss_of_gram(g, a, m) for g, a, m in zip(grams, self.targets.style, self.positions)]
+            terms = {f"style/{layer}": e for layer, e in zip(self.config.style_layers, losses)}
             style = tf.add_n([w.layers[:, i] * e for i, e in enumerate(terms.values())] or [tf.zeros_like(w.style)])
             tv = total_variation_loss(self.image)
             weighted = w.style * style + w.tv * tv  # the part differentiated here; content, tile by tile
@@ -233,21 +247,39 @@ def blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...],
             core = _core_slice(tile, _stride(layer))
             target[:, core[0], core[1]] = f.numpy()[:, r0:r1, c0:c1]
     strides = [_stride(layer) for layer in config.style_layers]
+    per_style = [_style_sums(extractor, style, mask, config) for style, mask in zip(styles, scene.style_regions)]
+    content_targets = [tf.constant(t) for t in p]
+    if scene.regions is not None:  # a style per region (nst.regions builds on nst.optimize, as this module does)
+        from nst.regions import targets_from
+
+        return targets_from(content_targets, per_style, scene.regions, config)
     positions = [(height // s) * (width // s) for s in strides]
-    grams = [0.0] * len(strides)
-    for b, style in zip(blend, styles):
-        h, w = style.shape[:2]
-        sums = [0.0] * len(strides)
-        for tile in layout(h, w, config):
-            top, bottom, left, right = tile.input
-            features = extractor(tf.constant(style[None, top:bottom, left:right]))
-            for i, (f, s) in enumerate(zip(features.style, strides)):
-                r0, r1, c0, c1 = tile.bounds(s)
-                sums[i] += gram_matrix(f[:, r0:r1, c0:c1])
-        grams = [
-            g + b * rescaled_gram(t, (h // s) * (w // s), m) for g, t, s, m in zip(grams, sums, strides, positions)
-        ]
-    return Targets(content=[tf.constant(t) for t in p], style=grams)
+    grams = [sum(b * rescaled_gram(*sums[i], m) for b, sums in zip(blend, per_style)) for i, m in enumerate(positions)]
+    return Targets(content=content_targets, style=grams)
+
+
+def _style_sums(extractor: Extractor, style: np.ndarray, mask: np.ndarray | None, config: Config) -> list[tuple]:
+    """A style image's Gram matrix at each style layer, summed over its own
+    tiles, and the positions it sums over; with a style mask (`nst.regions`),
+    of the masked features, and the mask's mass."""
+    from nst.regions import layer_masks  # (only with a style mask)
+
+    h, w = style.shape[:2]
+    strides = [_stride(layer) for layer in config.style_layers]
+    masks = layer_masks(mask[None], config) if mask is not None else [None] * len(strides)
+    sums = [0.0] * len(strides)
+    for tile in layout(h, w, config):
+        top, bottom, left, right = tile.input
+        features = extractor(tf.constant(style[None, top:bottom, left:right]))
+        for i, (f, s, m) in enumerate(zip(features.style, strides, masks)):
+            r0, r1, c0, c1 = tile.bounds(s)
+            core = f[:, r0:r1, c0:c1]
+            if m is not None:
+                rows, cols = _core_slice(tile, s)
+                core = core * m[0, rows, cols][None, ..., None]
+            sums[i] += gram_matrix(core)
+    return [(g, float(np.square(m).sum()) if m is not None else float((h // s) * (w // s)))
+            for g, m, s in zip(sums, masks, strides)]  # fmt: skip
 
 
 def _core_slice(tile: Tile, stride: int) -> tuple[slice, slice]:

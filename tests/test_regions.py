@@ -171,8 +171,6 @@ def test_masks_are_converted_or_refused_clearly(tmp_path, content_image, style_i
         nst.stylize(content_image, [style_image, style_image], masks=[base], **TINY)
     with pytest.raises(ConfigError, match="loss_form 'report'"):
         nst.stylize(content_image, style_image, masks=[base], **{**TINY, "loss_form": "tutorial"})
-    with pytest.raises(ConfigError, match="not computed in tiles"):
-        nst.stylize(content_image, style_image, masks=[base], **{**TINY, "size": 64, "tile": 32})
     with pytest.raises(ImageError, match="style mask 1 .* black everywhere"):
         nst.stylize(content_image, style_image, masks=[base], style_masks=[np.zeros(style_image.shape[:2])], **TINY)
     with pytest.raises(ConfigError, match="unknown mask_mode 'blur'; choose one of: propagate, erode"):

@@ -17,7 +17,7 @@ from nst.backend import tf
 from nst.config import ConfigError, preset
 from nst.features import extractor_for
 from nst.losses import Weights
-from nst.optimize import _blend_targets, _Problem, _Scene
+from nst.optimize import _Problem, _Scene, _targets_for
 from nst.resources import auto_tile, check_memory, estimate_bytes
 
 EIGHTBIT = SHARED / "weights" / "vgg19_imagenet_8bit.npz"
@@ -46,8 +46,10 @@ def test_tiles_partition_the_image_on_the_pooling_grid(height, width, tile, name
     assert (owner == 1).all()  # every pixel owned by one tile
 
 
-def _problems(weights, name: str, size: int, tile: int, styles: int = 1):
-    """The untiled and the tiled problem on the same noise start."""
+def _problems(weights, name: str, size: int, tile: int, styles: int = 1, regions: bool = False):
+    """The untiled and the tiled problem on the same noise start; with
+    ``regions``, each style on a band of the image (`nst.regions`, soft
+    masks) and the second taking its style from part of its painting."""
     config = preset(name, size=size, weights=str(weights), tile=tile)
     extractor = extractor_for(config)
     images = SHARED / "images"
@@ -57,9 +59,16 @@ def _problems(weights, name: str, size: int, tile: int, styles: int = 1):
     scene = _Scene.load(images / "tubingen.jpg", paintings, config, size)
     start = np.random.default_rng(0).uniform(0, 1, (1, *scene.content.shape)).astype(np.float32)
     blend = tuple(np.linspace(1, 2, styles) / np.linspace(1, 2, styles).sum())
-    targets = _blend_targets(extractor, scene, blend, config)
+    if regions:
+        h, w = scene.content.shape[:2]
+        x = np.linspace(0, 1, w)[None, :].repeat(h, 0)
+        scene.regions = np.stack([np.clip(1.5 - 3 * x, 0, 1), np.clip(3 * x - 1.5, 0, 1)]).astype(np.float32)
+        style_mask = np.zeros(scene.styles[1].shape[:2], np.float32)
+        style_mask[: len(style_mask) // 2] = 1  # the top of the second painting
+        scene.style_regions = [None, style_mask]
+    targets = _targets_for(config.replace(tile=None), scene)(extractor, scene, blend, config)
     tiled_targets = tiles.blend_targets(extractor, scene, blend, config)
-    for a, b in zip(targets.content + targets.style, tiled_targets.content + tiled_targets.style):
+    for a, b in zip(tf.nest.flatten(targets), tf.nest.flatten(tiled_targets)):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=0, atol=1e-5 * float(np.abs(a.numpy()).max()))
     strategy, weights = tf.distribute.get_strategy(), Weights.of([config])
     untiled = _Problem(start, extractor, targets, weights, config, strategy)
@@ -93,6 +102,12 @@ def test_tiled_objective_and_gradient_equal_the_untiled_with_the_papers_layers(s
 def test_many_small_tiles_on_the_exact_block_1_3_weights_with_two_styles(block13_weights):
     untiled, tiled = _problems(block13_weights, "blocks1-3", 131, 32, styles=2)
     assert len(tiled.tiles) == 20  # 131 x 98: 5 x 4 cores of 32 px and less
+    _assert_same(untiled, tiled)
+
+
+def test_regions_tile_exactly_too(block13_weights):
+    untiled, tiled = _problems(block13_weights, "blocks1-3", 131, 32, styles=2, regions=True)
+    assert len(untiled.targets.masks) == 3
     _assert_same(untiled, tiled)
 
 
