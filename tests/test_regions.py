@@ -230,3 +230,18 @@ def test_runs_with_different_masks_batch_and_equal_their_separate_runs(content_i
         alone = nst.stylize(job.content, job.style, masks=job.masks, **TINY)
         np.testing.assert_allclose(batched.history["total"], alone.history["total"], rtol=1e-4)
     assert not np.allclose(together[0].best_image, together[1].best_image)
+
+
+def test_regions_with_lbfgs_coarse_to_fine_and_colour(content_image, style_image):
+    """The other paths a run can take, with masks: L-BFGS, two scales (masks
+    resized per scale) and luminance-only transfer (one-channel images)."""
+    top = np.zeros((96, 128), np.float32)
+    top[:40] = 1
+    seen = []
+    result = nst.stylize(content_image, [style_image, style_image[:, ::-1]], masks=[top, 1 - top],
+                         **{**TINY, "optimizer": "lbfgs", "scales": (32, 48), "size": 48, "steps": 6,
+                            "preserve_color": "luminance"}, callback=lambda p: seen.append(p.scale))  # fmt: skip
+    assert result.best_image.shape == (36, 48, 3) and set(seen) == {0, 1}
+    sizes, totals = np.array(result.history["size"]), np.array(result.history["total"])
+    assert totals[sizes == 48][-1] < totals[sizes == 48][0]
+    assert result.metadata()["masks"] == ["<ndarray>", "<ndarray>"]
