@@ -345,11 +345,11 @@ def _run_batch(batch: list[_Prepared], callback: Callable | None, every: int) ->
     """Run ``batch`` as one batch of images; one `Result` per job."""
     t0 = time.perf_counter()
     config, device = batch[0].config, batch[0].device
-    strategy = device.strategy if len(batch) == 1 else device.spread
-    # Each replica takes an equal share of the images: pad the batch with
-    # copies of the last job (their results are dropped).
+    strategy = device.strategy if len(batch) == 1 and not config.tile else device.spread
+    # Each replica takes an equal share of the images (pad the batch with
+    # copies of the last job; their results are dropped), or, tiled, of the tiles.
     replicas = strategy.num_replicas_in_sync
-    members = batch + [batch[-1]] * (-len(batch) % replicas)
+    members = batch if config.tile else batch + [batch[-1]] * (-len(batch) % replicas)
     with strategy.scope():
         extractor = extractor_for(config, str(id(strategy)))
     where = f"{device}" + (f", {replicas} replicas" if replicas > 1 else "")

@@ -24,19 +24,22 @@ summed gradient, up to float rounding. The optimisers see the same
 loss-and-gradient interface as untiled (`TiledProblem`) and never know.
 
 Each tile's passes are compiled (once per tile shape); the loop over tiles
-runs in Python, so that only one tile is ever in flight.
+runs in Python, so that only one tile is ever in flight, or, where the
+device has several replicas (GPUs, TPU cores), one tile per replica at once
+through `tf.distribute`, the path batched sweeps take.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nst.backend import tf
-from nst.config import VGG19_BLOCK_CHANNELS, Config, ConfigError
+from nst.config import VGG19_BLOCK_CHANNELS, Config
 from nst.features import Extractor
 from nst.losses import (
     Targets,
@@ -123,17 +126,17 @@ class TiledProblem(_Problem):
         config: Config,
         strategy: tf.distribute.Strategy,
     ) -> None:
-        if strategy.num_replicas_in_sync > 1:
-            raise ConfigError("tiled runs use one device: give --device gpu (or cpu), or leave --tile out")
-        super().__init__(start, extractor, targets, weights, config, strategy)
+        # The image, its optimiser and the loss live on one device; the
+        # tiles' passes go over all of ``strategy``'s replicas (`_each_tile`).
+        self.spread = strategy
+        super().__init__(start, extractor, targets, weights, config, tf.distribute.get_strategy())
         self.jit = False  # the loop over tiles runs in Python; each tile's passes are compiled
         self.tiles = layout(start.shape[1], start.shape[2], config)
         self.style_strides = [_stride(layer) for layer in config.style_layers]
         self.content_strides = [_stride(layer) for layer in config.content_layers]
         self.positions = [(start.shape[1] // s) * (start.shape[2] // s) for s in self.style_strides]
-        # One trace for every tile shape; XLA compiles each shape once.
-        self._sums = tf.function(self._tile_sums, jit_compile=config.jit_compile, reduce_retracing=True)
-        self._gradient = tf.function(self._tile_gradient, jit_compile=config.jit_compile, reduce_retracing=True)
+
+        self._sums, self._gradient = self._per_group(self._tile_sums), self._per_group(self._tile_gradient)
 
     def compiled(self, fn: Callable) -> Callable:
         """``fn`` through the strategy, eagerly: each tile's passes are compiled instead."""
@@ -149,7 +152,7 @@ class TiledProblem(_Problem):
     def _content(self, content: list[tf.Tensor], targets: list[tf.Tensor], content_bounds: tf.Tensor) -> tf.Tensor:
         """The content term over the core (its mean over content layers)."""
         terms = [content_loss(f, _mask(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
-        return tf.add_n(terms) / len(terms) if terms else tf.zeros(tf.shape(self.image)[:1])
+        return tf.add_n(terms) / len(terms) if terms else tf.zeros([self.batch])
 
     @staticmethod
     def _grams(style: list[tf.Tensor], masks: list[tf.Tensor]) -> list[tf.Tensor]:
@@ -192,8 +195,7 @@ class TiledProblem(_Problem):
         and (if asked) the gradient of the total with respect to the image."""
         grams = [0.0] * len(self.positions)
         content = 0.0
-        for tile in self.tiles:
-            tile_grams, tile_content = self._sums(*self._inputs(tile))
+        for _, (tile_grams, tile_content) in self._each_tile(self._sums):
             grams = [g + t for g, t in zip(grams, tile_grams)]
             content += tile_content
         w = self.weights
@@ -217,10 +219,53 @@ class TiledProblem(_Problem):
             return stacked, None
         grads_of_gram, pixels = tape.gradient(weighted, [grams, self.image])
         total = np.array(pixels if pixels is not None else tf.zeros_like(self.image))
+        for tile, tile_gradient in self._each_tile(self._gradient, grads_of_gram, tf.identity(w.content)):
+            top, bottom, left, right = tile.input
+            total[:, top:bottom, left:right] += tile_gradient.numpy()
+        return stacked, tf.constant(total)
+
+    def _per_group(self, fn: Callable) -> Callable:
+        """``fn`` compiled for a group of tiles of one shape, one tile per
+        replica of ``self.spread`` (GPUs, TPU cores, logical CPU devices):
+        ``run(inputs of each tile, *shared)`` returns each tile's result.
+        Each replica has its own compiled ``fn``, traced for its device's
+        copy of VGG19 (XLA compiles each tile shape once per device), and
+        the replicas run at once through `tf.distribute`."""
+        jit, n = self.config.jit_compile, self.spread.num_replicas_in_sync
+        per_replica = [tf.function(fn, jit_compile=jit, reduce_retracing=True) for _ in range(n)]
+        if n == 1:
+            return lambda group, *shared: [per_replica[0](*group[0], *shared)]
+
+        def on_replica(*args: object) -> object:
+            # (On a TPU the replicas are one program and the id is not known
+            # when tracing: one function serves them all.)
+            replica = tf.get_static_value(tf.distribute.get_replica_context().replica_id_in_sync_group)
+            return per_replica[0 if replica is None else int(replica)](*args)
+
+        together = tf.function(lambda *args: self.spread.run(on_replica, args=args), reduce_retracing=True)
+
+        def run(group: list[tuple], *shared: object) -> list:
+            # A group smaller than the replicas repeats its last tile; those results are dropped.
+            inputs = self.spread.experimental_distribute_values_from_function(
+                lambda context: group[min(context.replica_id_in_sync_group, len(group) - 1)]
+            )
+            return list(self.spread.experimental_local_results(together(*inputs, *shared)))[: len(group)]
+
+        return run
+
+    def _each_tile(self, fn: Callable, *shared: object) -> Iterator[tuple[Tile, Any]]:
+        """(tile, ``fn``'s result for it) for every tile (see `_per_group`),
+        tiles of one shape a group at a time, as many as there are replicas;
+        yielded as they come, so that only one group's results are held."""
+        n = self.spread.num_replicas_in_sync
+        shapes: dict[tuple[int, int], list[Tile]] = {}
         for tile in self.tiles:
             top, bottom, left, right = tile.input
-            total[:, top:bottom, left:right] += self._gradient(*self._inputs(tile), grads_of_gram, w.content).numpy()
-        return stacked, tf.constant(total)
+            shapes.setdefault((bottom - top, right - left), []).append(tile)
+        for tiles in shapes.values():
+            for first in range(0, len(tiles), n):
+                group = tiles[first : first + n]
+                yield from zip(group, fn([self._inputs(tile) for tile in group], *shared))
 
     def _local(self) -> tuple[tf.Tensor, tf.Tensor]:
         values, _ = self._evaluate(gradient=False)

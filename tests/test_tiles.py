@@ -4,6 +4,13 @@ and do not divide the image."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import BLOCK13_LAYERS, SHARED
@@ -175,3 +182,39 @@ def test_content_only_and_style_only_runs_tile_too(block13_weights, content_imag
         untiled = nst.stylize(content_image, style_image, config=config)
         tiled = nst.stylize(content_image, style_image, config=config.replace(tile=32))
         np.testing.assert_allclose(tiled.history["total"], untiled.history["total"], rtol=1e-4)
+
+
+SPREAD = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, {tests!r})
+from conftest import BLOCK13_WEIGHTS
+import nst
+settings = dict(preset="blocks1-3", weights=str(BLOCK13_WEIGHTS), size=96, steps=3, init="noise", seed=0)
+content, style = {content!r}, {style!r}
+tiled = nst.stylize(content, style, **settings, tile=32)  # 9 tiles of 6 shapes: groups of 2 and of 1
+untiled = nst.stylize(content, style, **settings)
+print(json.dumps({{"device": tiled.device, "tiled": tiled.history["total"], "untiled": untiled.history["total"],
+                   "image": float(np.abs(tiled.best_image - untiled.best_image).max())}}))
+"""
+
+
+def test_tiles_spread_over_the_devices_with_the_result_of_one(block13_weights):
+    """Two logical CPU devices (as two GPUs would be): each replica takes a
+    tile of a group of one shape at once; objective and image are those of
+    an untiled run on one device."""
+    images = SHARED / "images"
+    if not images.is_dir():
+        pytest.skip("needs the sample images of ../shared")
+    code = textwrap.dedent(SPREAD.format(tests=str(Path(__file__).resolve().parent),
+                                         content=str(images / "tubingen.jpg"), style=str(images / "starry_night.jpg")))  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["device"].endswith("2 replicas")
+    np.testing.assert_allclose(out["tiled"], out["untiled"], rtol=1e-4)
+    assert out["image"] <= 1e-3
