@@ -218,3 +218,22 @@ def test_tiles_spread_over_the_devices_with_the_result_of_one(block13_weights):
     assert out["device"].endswith("2 replicas")
     np.testing.assert_allclose(out["tiled"], out["untiled"], rtol=1e-4)
     assert out["image"] <= 1e-3
+
+
+def test_save_every_and_resume_run_tiled(tmp_path, block13_weights, content_image, style_image):
+    """Frames are written during a tiled run, and `--resume` goes on tiled
+    (the tile is a recorded setting) from where it stopped, with Adam warm."""
+    photo, painting = tmp_path / "photo.png", tmp_path / "painting.png"
+    for path, image in ((photo, content_image), (painting, style_image)):
+        Image.fromarray((image * 255).astype(np.uint8)).save(path)
+    out = tmp_path / "out.png"
+    common = ["--preset", "blocks1-3", "--weights", str(block13_weights), "--size", "64", "--quiet"]
+    assert cli.main([str(photo), str(painting), *common, "--steps", "4", "--tile", "32", "--save-every", "2",
+                     "-o", str(out)]) == 0  # fmt: skip
+    assert sorted(p.name for p in tmp_path.glob("out-*.png")) == ["out-00000.png", "out-00002.png", "out-00004.png"]
+    first = nst.images.read_metadata(out)
+    assert first["settings"]["tile"] == 32 and first["steps_done"] == 4 and first["adam"]
+    assert cli.main(["--resume", str(out), "--steps", "3", "--quiet"]) == 0
+    again = nst.images.read_metadata(out)
+    assert again["settings"]["tile"] == 32 and again["steps_done"] == 3
+    assert again["start_loss"] == pytest.approx(first["best_loss"], rel=0.05)  # from where it was, not afresh
