@@ -113,7 +113,7 @@ def test_many_small_tiles_on_the_exact_block_1_3_weights_with_two_styles(block13
 
 
 def test_regions_tile_exactly_too(block13_weights):
-    untiled, tiled = _problems(block13_weights, "blocks1-3", 131, 32, styles=2, regions=True)
+    untiled, tiled = _problems(block13_weights, "blocks1-3", 99, 32, styles=2, regions=True)  # 99 x 74
     assert len(untiled.targets.masks) == 3
     _assert_same(untiled, tiled)
 
