@@ -138,9 +138,9 @@ class Figures:
                              callback=keep, masks=None if masks is None else list(masks))  # fmt: skip
             if result.stopped == "interrupted":  # Ctrl-C or SIGTERM ends the whole set, not this run alone
                 raise KeyboardInterrupt
-            self.log(
-                f"  run {_name(style)}{' with masks' if masks is not None else ''} {_describe_changes(changes)}: {time.perf_counter() - started:.1f} s"
-            )
+            regions = " with masks" if masks is not None else ""
+            self.log(f"  run {_name(style)}{regions} {_describe_changes(changes)}: "
+                     f"{time.perf_counter() - started:.1f} s")  # fmt: skip
             self.runs[key] = (result, frames)
         self.panels.append(self.panel(content, style, config, masks is not None))
         return self.runs[key]
@@ -148,10 +148,11 @@ class Figures:
     def panel(self, content: str, style: str | tuple[str, ...], config: Config, masks: bool) -> dict[str, Any]:
         """How one run of a figure was made, as its PNG records it."""
         regions = {"masks": "sky, town (from the photo's colours)", "mask_mode": config.mask_mode} if masks else {}
-        return {**regions, "content": content, "style": " + ".join(style) if isinstance(style, tuple) else style, "size": config.size, "steps": config.steps,
-                "optimizer": config.optimizer, "content_layers": list(config.content_layers),
-                "style_layers": list(config.style_layers), "alpha_over_beta": self.paper_ratio(config),
-                "content_weight": config.content_weight, "style_weight": config.style_weight,
+        return {**regions, "content": content, "style": " + ".join(style) if isinstance(style, tuple) else style,
+                "size": config.size, "steps": config.steps, "optimizer": config.optimizer,
+                "content_layers": list(config.content_layers), "style_layers": list(config.style_layers),
+                "alpha_over_beta": self.paper_ratio(config), "content_weight": config.content_weight,
+                "style_weight": config.style_weight,
                 "tv_weight": config.tv_weight, "init": config.init, "seed": config.seed,
                 "preserve_color": config.preserve_color, "preset": config.preset, "normalize": config.normalize,
                 "loss_form": config.loss_form, "style_layer_weights": list(config.layer_weights)}  # fmt: skip
