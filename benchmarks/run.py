@@ -30,6 +30,11 @@ in this run, interleaved):
   with each --mask-mode (real block 1-3 weights): across a left/right
   split, each strip's style statistics move from one painting's to the
   other's; the width over which they do is the border's.
+- video: `nst video` on the synthetic clip (`synthetic.py`: a still photo,
+  a patch moving 3 px a frame), the report preset on the 8-bit weights:
+  the mean frame-to-frame change where the picture is still and where the
+  patch moves, for temporal weights from 0 (each frame on its own, the
+  baseline) up; and the seconds per frame at a larger size.
 """
 
 # ruff: noqa: I001  (import order is deliberate, see below)
@@ -55,7 +60,7 @@ import nst
 import tensorflow as tf
 from tutorial import Tutorial
 
-from nst.config import PAPER_STYLE_LAYERS, VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS
+from nst.config import PAPER_STYLE_LAYERS, VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS, VideoConfig
 from nst.images import load_image
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_block1_to_block3.npz"
@@ -446,9 +451,43 @@ def section_regions(sizes: tuple[int, ...], steps: int, border_size: int, border
     table(["--mask-mode", "score left / right", "columns", "border width (px)"], rows)
 
 
+def section_video(size: int, weights: tuple[float, ...], timing_size: int, frames: int = 8) -> None:
+    from synthetic import frame_change, moving_patch, still_region
+
+    from nst.video import stylize_video
+
+    if not EIGHTBIT_WEIGHTS.is_file():
+        print(f"(video: needs {EIGHTBIT_WEIGHTS})")
+        return
+    settings = {"weights": str(EIGHTBIT_WEIGHTS), "first_frame_steps": 200, "frame_steps": 100}
+    with tempfile.TemporaryDirectory() as folder:
+        rows, baseline = [], None
+        for size_now, temporal in [(size, w) for w in weights] + [(timing_size, VideoConfig().temporal_weight)]:
+            clip = Path(folder) / f"clip-{size_now}"
+            if not clip.is_dir():
+                clip.mkdir()
+                for t, frame in enumerate(moving_patch(CONTENT, STYLE, frames, size_now)):
+                    nst.images.save_image(clip / f"{t:02d}.png", frame)
+            out = Path(folder) / f"out-{size_now}-{temporal:g}"
+            result = stylize_video(clip, STYLE, out, size=size_now, temporal_weight=temporal, **settings)
+            video = np.stack([load_image(p) for p in result.frames])
+            still = still_region(video.shape[1:], size_now, frames)
+            change, moving = frame_change(video, still), frame_change(video, ~still)
+            baseline = change if temporal == 0 and size_now == size else baseline
+            ratio = f" ({change / baseline:.2f})" if baseline and size_now == size else ""
+            rows.append([f"{size_now} px", f"{temporal:g}", f"{change:.4f}{ratio}", f"{moving:.4f}",
+                         f"{result.timings['first_frame']:.1f}", f"{result.timings['frame']:.1f}"])  # fmt: skip
+    print(
+        f"nst video, {frames} frames of the synthetic clip, report preset, 8-bit weights, 200 steps for the first "
+        f"frame and 100 for each later one; change = mean |frame t - frame t-1| (ratio to temporal weight 0):\n"
+    )
+    table(["size", "temporal weight", "change, still part", "change, moving patch", "first frame (s)",
+           "later frames (s/frame)"], rows)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sections = ["steps", "floor", "startup", "memory", "tiles", "converge", "coarse", "sweep", "regions"]
+    sections = ["steps", "floor", "startup", "memory", "tiles", "converge", "coarse", "sweep", "regions", "video"]
     parser.add_argument("--only", nargs="+", choices=sections)
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--memory-sizes", nargs="+", type=int, default=[512, 1024])
@@ -460,6 +499,9 @@ def main() -> None:
                         help="the converge section's networks")  # fmt: skip
     parser.add_argument("--scales", nargs="+", type=int, default=[256, 512, 1024])
     parser.add_argument("--scale-steps", nargs="+", type=int, default=[100, 50, 20])
+    parser.add_argument("--video-size", type=int, default=128)
+    parser.add_argument("--temporal-weights", nargs="+", type=float, default=[0, 1e4, 1e5, 1e6])
+    parser.add_argument("--video-timing-size", type=int, default=256, help="the size whose seconds per frame are timed")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-steps", type=int, default=300)
     args = parser.parse_args()
@@ -483,6 +525,8 @@ def main() -> None:
         section_sweep(256, 20)
     if "regions" in only:
         section_regions(tuple(args.sizes), 10, 256, 300)
+    if "video" in only:
+        section_video(args.video_size, tuple(args.temporal_weights), args.video_timing_size)
     print(f"(peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB)")
 
 

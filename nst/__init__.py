@@ -7,8 +7,11 @@
     # a sweep, run as one batch: three style weights
     results = nst.stylize_many(nst.grid(["photo.jpg"], ["painting.jpg"], style_weight=[1e2, 1e3, 1e4]))
 
+    # a clip, without flicker: out.mp4, and each frame in out-frames/
+    nst.stylize_video("clip.mp4", "painting.jpg", "out.mp4", size=256)
+
 `Config`, `preset` and `PRESETS` hold the settings and their defaults;
-`stylize`, `stylize_many`, `grid`, `Job`, `Result` and `Progress` load TensorFlow on first use, so that
+`stylize`, `stylize_many`, `grid`, `Job`, `Result`, `Progress` and `stylize_video` load TensorFlow on first use, so that
 importing `nst` (and `nst --help`) stays fast.
 """
 
@@ -37,8 +40,9 @@ if "tensorflow" not in _sys.modules:
 from nst.config import PRESETS, Config, ConfigError, preset
 
 _LAZY = {name: "nst.optimize" for name in ("stylize", "stylize_many", "grid", "Job", "Result", "Progress")}
-_MODULES = {"color", "device", "features", "images", "live", "losses", "normalize", "optimize", "preview", "studio",
-            "weights"}  # fmt: skip
+_LAZY["stylize_video"] = "nst.video"
+_MODULES = {"clips", "color", "device", "features", "flow", "images", "live", "losses", "normalize", "optimize",
+            "preview", "regions", "studio", "tiles", "video", "weights"}  # fmt: skip
 
 
 def __getattr__(name: str):
@@ -53,5 +57,5 @@ def __getattr__(name: str):
 
 __all__ = [
     "PRESETS", "REPOSITORY", "Config", "ConfigError", "Job", "Progress", "Result", "__version__", "grid", "preset",
-    "stylize", "stylize_many",
+    "stylize", "stylize_many", "stylize_video",
 ]  # fmt: skip

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import itertools
 import os
-import shutil
 import sys
 import tempfile
 import traceback
@@ -19,9 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from nst import __version__
+from nst.clips import (
+    FRAME_NAME,
+    VIDEO_SUFFIXES,
+    finished_frames,
+    frames_folder,
+    open_clip,
+    output_kind,
+    run_record,
+    save_animation,
+)
 from nst.config import (
     COLOR_MODES,
     DEVICES,
+    FLOW_METHODS,
     INITS,
     MASK_MODES,
     OPTIMIZERS,
@@ -31,6 +41,7 @@ from nst.config import (
     VGG19_CONV_LAYERS,
     Config,
     ConfigError,
+    VideoConfig,
     preset,
 )
 from nst.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, tolerant_output
@@ -46,7 +57,6 @@ from nst.images import (
     read_metadata,
     reason,
     require_side,
-    save_animation,
     save_image,
     unpack_moments,
 )
@@ -113,18 +123,15 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = Config()
-    types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
     parser = Parser(
         prog="nst",
         usage="nst CONTENT STYLE [STYLE ...] [-o OUT.png] [options]\n"
         "       nst --demo | --resume OUT.png [options]\n"
+        "       nst video CLIP STYLE [STYLE ...] [-o OUT.mp4] [options]   (see nst video --help)\n"
         "       nst figures [--out DIR] [options]   (see nst figures --help)",
         description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE. "
-        "`nst figures` remakes the report's and the paper's figures.",
-        epilog=f"Samples: {', '.join(SAMPLE_PREFIX + s for s in SAMPLES)}. "
-        f"Layers: {' '.join(VGG19_CONV_LAYERS)}. Presets: "
-        + " ".join(f"{name}: {p['description']}" for name, p in PRESETS.items()),
+        "`nst video` stylises a clip without flicker; `nst figures` remakes the report's and the paper's figures.",
+        epilog=EPILOG,
     )
     parser.add_argument("content", nargs="?", help="content image: path, URL or sample:NAME")
     parser.add_argument("style", nargs="*", help="style image(s): path, URL or sample:NAME; several are blended")
@@ -132,8 +139,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", metavar="OUT.png", help="go on from a PNG that nst wrote, with its recorded "
                         "settings and inputs, for the steps it had left (or --steps); writes back to it unless -o")  # fmt: skip
     parser.add_argument("--demo", action="store_true", help=f"use the sample images {DEMO[0]} and {DEMO[1]}")
+    add_settings(parser)
+    parser.add_argument("--sweep", action="append", metavar="OPTION=V1,V2,...", help="one run per value, e.g. "
+                        "--sweep style-weight=1e3,1e4,1e5 (repeat for a grid): optimised as one batch where only "
+                        "weights, styles, init or seed differ; writes OUT-OPTION-VALUE.png for each")  # fmt: skip
+    parser.add_argument("--save-every", type=int, metavar="N", help="also write OUT-STEP.png every N steps")
+    parser.add_argument("--animate", metavar="ANIM", help="write the run as an animation: .gif, .mp4 or .webm "
+                        "(a frame every --save-every steps, else 50 frames)")  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="where -o names an input, write beside it "
+                        "(OUT-2.png) instead of refusing")  # fmt: skip
+    add_switches(parser)
+    return parser
+
+
+EPILOG = (
+    f"Samples: {', '.join(SAMPLE_PREFIX + s for s in SAMPLES)}. Layers: {' '.join(VGG19_CONV_LAYERS)}. Presets: "
+    + " ".join(f"{name}: {p['description']}" for name, p in PRESETS.items())
+)
+
+
+def add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The options of a run's settings (`OPTIONS` but ``skip``, the preset,
+    regions, XLA), each shown with the report preset's default."""
+    defaults = Config()
+    types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
     parser.add_argument("--preset", choices=list(PRESETS), help="starting settings (default: report)")
     for flag, (name, kind, text) in OPTIONS.items():
+        if flag in skip:
+            continue
         default = getattr(defaults, name)
         shown = " ".join(default) if isinstance(default, tuple) else default
         many = types[name].startswith("tuple")  # a list of values on the command line
@@ -155,24 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--style-masks", nargs="+", metavar="MASK", help="with --masks or --mask-map: the part of "
                         "each style image to take its style from (white), one per style image")  # fmt: skip
-    parser.add_argument("--sweep", action="append", metavar="OPTION=V1,V2,...", help="one run per value, e.g. "
-                        "--sweep style-weight=1e3,1e4,1e5 (repeat for a grid): optimised as one batch where only "
-                        "weights, styles, init or seed differ; writes OUT-OPTION-VALUE.png for each")  # fmt: skip
     parser.add_argument("--no-xla", action="store_true", help="compile steps without XLA")
-    parser.add_argument("--save-every", type=int, metavar="N", help="also write OUT-STEP.png every N steps")
-    parser.add_argument("--animate", metavar="ANIM", help="write the run as an animation: .gif, or .mp4 with ffmpeg "
-                        "(a frame every --save-every steps, else 50 frames)")  # fmt: skip
-    parser.add_argument("--force", action="store_true", help="where -o names an input, write beside it "
-                        "(OUT-2.png) instead of refusing")  # fmt: skip
+
+
+def add_switches(parser: argparse.ArgumentParser) -> None:
+    """--quiet, --debug, --version."""
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"nst {__version__}")
-    return parser
 
 
 def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
     """The Config the arguments ask for: the preset (or ``base``), then each flag given."""
-    changes = {name: getattr(args, flag[2:].replace("-", "_")) for flag, (name, _, _) in OPTIONS.items()}
+    changes = {name: getattr(args, flag[2:].replace("-", "_"), None) for flag, (name, _, _) in OPTIONS.items()}
     changes = {k: v for k, v in changes.items() if v is not None and v != "auto"}  # --tile auto: see `run`
     if args.no_xla:
         changes["jit_compile"] = False
@@ -257,12 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     tolerant_output()
-    command = "nst figures" if argv[:1] == ["figures"] else "nst"
+    command = "nst " + argv[0] if argv[:1] in (["figures"], ["video"]) else "nst"
     state = argparse.Namespace(running=False, written=[])
     with Signals() as signals:
         try:
             if command == "nst figures":
                 return figures(argv[1:])
+            if command == "nst video":
+                return video(video_parser().parse_args(argv[1:]), signals, state)
             parser = build_parser()
             args = parser.parse_args(argv)
             if args.demo:
@@ -279,6 +309,119 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
             print(f"{command}: error: {describe(e)}", file=sys.stderr)
             return DURING_RUN if state.running else BEFORE_RUN
+
+
+#: ``nst video`` flag -> (VideoConfig field, type, help).
+VIDEO_OPTIONS: dict[str, tuple[str, Any, str]] = {
+    "--steps": ("frame_steps", int, "steps of each frame after the first (it starts from the last, warped)"),
+    "--first-frame-steps": ("first_frame_steps", int, "steps of the first frame (default: the preset's steps)"),
+    "--temporal-weight": ("temporal_weight", float, "weight of the temporal loss that holds each frame to the "
+                          "previous one where the optical flow is trusted; 0: every frame on its own"),
+    "--flow": ("flow", str, f"optical flow: {' | '.join(FLOW_METHODS)}"),
+    "--fps": ("fps", float, "frames per second of the output (default: the clip's; 10 for a folder of frames)"),
+    "--frames": ("frames", int, "stylise only the first FRAMES frames"),
+}  # fmt: skip
+DEFAULT_VIDEO_OUTPUT = "stylized.mp4"
+
+
+def video_parser() -> argparse.ArgumentParser:
+    """``nst video``'s options: a still run's settings and the video's (`VIDEO_OPTIONS`)."""
+    parser = Parser(
+        prog="nst video",
+        usage="nst video CLIP STYLE [STYLE ...] [-o OUT.mp4 | OUT.gif | FOLDER] [options]",
+        description="Stylise a clip (a video, an animated GIF or a folder of frames) without flicker (Ruder et "
+        "al. 2016): each frame starts from the previous stylised frame warped by optical flow, and a temporal "
+        "loss holds it there. Each frame is written as a PNG as soon as it is done (OUT-frames/, or into "
+        "FOLDER); --resume goes on from them.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("clip", help="the clip: a video file (.mp4, .webm, ...), a .gif, or a folder of frames")
+    parser.add_argument("style", nargs="+", help="style image(s): path, URL or sample:NAME; several are blended")
+    parser.add_argument("-o", "--output", default=DEFAULT_VIDEO_OUTPUT, help="a video (with the clip's sound), a "
+                        ".gif, or a folder for one PNG per frame (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--resume", action="store_true", help="go on from the frames an earlier run of the same "
+                        "command left, at the first missing one")  # fmt: skip
+    defaults = VideoConfig()
+    for flag, (name, kind, text) in VIDEO_OPTIONS.items():
+        default = getattr(defaults, name)
+        parser.add_argument(flag, dest=name, type=kind, metavar=flag[2:].replace("-", "_").upper(),
+                            help=f"{text} (default: {default})" if default is not None else text)  # fmt: skip
+    add_settings(parser, skip=("--steps",))
+    add_switches(parser)
+    return parser
+
+
+def video_settings(args: argparse.Namespace) -> VideoConfig:
+    """The VideoConfig that ``nst video``'s arguments ask for."""
+    changes = {name: getattr(args, name) for name, _, _ in VIDEO_OPTIONS.values() if getattr(args, name) is not None}
+    return VideoConfig().replace(**changes)
+
+
+def video(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -> int:
+    """One ``nst video`` command: check everything, stylise the frames, write."""
+    settings_of_video = video_settings(args)
+    config = settings(args)
+    clip = open_clip(args.clip)
+    first = next(clip.frames(), None)
+    if first is None:
+        raise ImageError(f"{args.clip}: has no frames")
+    config = check_inputs(args, config, first, args.clip)
+    output = Path(args.output)
+    kind = output_kind(output)
+    inputs = {"clip": [args.clip], "style": list(args.style)}
+    if kind != "folder":
+        output = check_output(output, inputs)
+    folder = frames_folder(output)
+    if clip.kind == "folder" and folder.exists() and os.path.samefile(folder, args.clip):
+        raise ImageError(f"{folder}: is the clip's folder, and nst never writes into an input; give another -o")
+    check_output(folder / FRAME_NAME.format(1), inputs)
+    record = run_record(args.clip, args.style, config, settings_of_video)
+    done = finished_frames(folder, record, args.resume)
+    count = min(clip.count, settings_of_video.frames or clip.count)
+    if done >= count and kind == "folder":
+        print(f"nst video: all {count} frames are in {folder} already")
+        return 0
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tqdm.auto import tqdm
+
+    from nst.video import stylize_video
+
+    frames = tqdm(total=count, initial=done, unit="frame", disable=args.quiet, dynamic_ncols=True, leave=False)
+    steps = tqdm(unit="step", disable=args.quiet, dynamic_ncols=True, leave=False)
+
+    def callback(p) -> None:
+        if p.path is not None:
+            frames.update(1)
+            state.written.append(p.path)
+        elif p.progress.step == 0 or steps.total != p.progress.steps:
+            steps.reset(total=p.progress.steps)
+            steps.set_description_str(f"frame {p.frame + 1}", refresh=False)
+        else:
+            steps.update(p.progress.step - steps.n)
+            steps.set_postfix_str(f"loss {p.progress.losses['total']:.3g}", refresh=False)
+
+    state.running = True
+    try:
+        result = stylize_video(args.clip, args.style, output, config=config, video=settings_of_video,
+                               callback=callback, masks=args.masks or args.mask_map, style_masks=args.style_masks,
+                               resume=args.resume)  # fmt: skip
+    finally:
+        steps.close()
+        frames.close()
+    made = len(result.frames) - result.resumed_at
+    timing = ", ".join(f"{v:.1f} s" + {"first_frame": " the first frame", "frame": "/frame", "total": " in all"}[k]
+                       for k, v in result.timings.items())  # fmt: skip
+    if result.stopped:
+        left = f"--resume goes on from frame {len(result.frames) + 1}"
+        print(f"nst video: stopped ({result.stopped}) after {made} new frames; kept {len(result.frames)} frames in "
+              f"{folder}; {left}", file=sys.stderr)  # fmt: skip
+        return signals.status if result.stopped == "interrupted" else DURING_RUN
+    h, w = load_image(result.frames[-1]).shape[:2]
+    wrote = f"{result.output} and " if result.output else ""
+    print(f"nst video: wrote {wrote}{len(result.frames)} frames in {folder} ({w}x{h}, {result.fps:g} fps; "
+          f"{made} made here: {timing})")  # fmt: skip
+    return 0
 
 
 def figures(argv: list[str]) -> int:
@@ -298,32 +441,8 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     runs = sweep(args, config)
     if runs and (args.resume or args.animate or args.save_every):
         raise ConfigError("--sweep writes one PNG per run; it does not go with --resume, --animate or --save-every")
-    # Check everything that can be checked before TensorFlow's slow import.
-    # The images are read again at each scale by `stylize`, from the originals.
-    config.blend(len(args.style))
-    check_weights(config.weights, config.content_layers + config.style_layers)
-    if config.normalize:
-        stats_images(config.normalize)
-    first = config.schedule[0][0]
-    content = require_side(load_image(args.content, first, config.max_pixels), config.min_side, args.content)
-    height, width = (round(n * config.size / first) for n in content.shape[:2])
-    if args.tile == "auto":
-        config = config.replace(tile=auto_tile(config, height, width))
-    if args.device in (None, "auto", "cpu"):
-        check_memory(config, height, width)
-    for source in args.style:
-        style_size = max(round(first * config.style_scale), 1)
-        require_side(load_image(source, style_size, config.max_pixels), config.min_side, source)
-    if config.init not in INITS:
-        try:
-            load_image(config.init, MIN_CHECK_SIZE, config.max_pixels)
-        except ImageError as e:
-            raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
+    config = check_inputs(args, config, args.content)
     masks = args.masks or args.mask_map
-    if args.style_masks and not masks:
-        raise ConfigError("--style-masks go with --masks or --mask-map (the regions they fill)")
-    for source in [*(args.masks or []), *([args.mask_map] if args.mask_map else []), *(args.style_masks or [])]:
-        check_source(source)  # found and readable now; shapes are checked at load
     output, paths, animation = outputs(args, config, [suffix for suffix, _, _ in runs])
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -377,6 +496,37 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     return DURING_RUN if stopped else 0
 
 
+def check_inputs(args: argparse.Namespace, config: Config, content: Any, name: str | None = None) -> Config:
+    """Check everything that can be checked before TensorFlow's slow import:
+    the weights, the images (``content``, called ``name`` in errors), the
+    memory the run needs, the masks; the config, with ``--tile auto``
+    decided. The images are read again at each scale by `stylize`."""
+    config.blend(len(args.style))
+    check_weights(config.weights, config.content_layers + config.style_layers)
+    if config.normalize:
+        stats_images(config.normalize)
+    first = config.schedule[0][0]
+    image = require_side(load_image(content, first, config.max_pixels), config.min_side, name or content)
+    height, width = (round(n * config.size / first) for n in image.shape[:2])
+    if args.tile == "auto":
+        config = config.replace(tile=auto_tile(config, height, width))
+    if args.device in (None, "auto", "cpu"):
+        check_memory(config, height, width)
+    for source in args.style:
+        style_size = max(round(first * config.style_scale), 1)
+        require_side(load_image(source, style_size, config.max_pixels), config.min_side, source)
+    if config.init not in INITS:
+        try:
+            load_image(config.init, MIN_CHECK_SIZE, config.max_pixels)
+        except ImageError as e:
+            raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
+    if args.style_masks and not (args.masks or args.mask_map):
+        raise ConfigError("--style-masks go with --masks or --mask-map (the regions they fill)")
+    for source in [*(args.masks or []), *([args.mask_map] if args.mask_map else []), *(args.style_masks or [])]:
+        check_source(source)  # found and readable now; shapes are checked at load
+    return config
+
+
 def outputs(args: argparse.Namespace, config: Config, suffixes: list[str]) -> tuple[Path, list[Path], Path | None]:
     """The output PNG, the PNG of each run (one per sweep suffix, else the
     output) and the animation, checked before the run: the right kinds of
@@ -387,10 +537,8 @@ def outputs(args: argparse.Namespace, config: Config, suffixes: list[str]) -> tu
     if output.suffix.lower() != ".png":
         raise ConfigError(f"{output}: the output must be a .png file (it records the settings)")
     animation = Path(args.animate) if args.animate else None
-    if animation and animation.suffix.lower() not in (".gif", ".mp4"):
-        raise ConfigError(f"{animation}: --animate writes a .gif or an .mp4")
-    if animation and animation.suffix.lower() == ".mp4" and shutil.which("ffmpeg") is None:
-        raise ConfigError(f"{animation}: writing .mp4 needs the ffmpeg program (apt install ffmpeg); or write a .gif")
+    if animation and animation.suffix.lower() not in (".gif", *VIDEO_SUFFIXES):
+        raise ConfigError(f"{animation}: --animate writes a .gif or a video ({', '.join(VIDEO_SUFFIXES)})")
     inputs = {"content": [args.content], "style": list(args.style)}
     for name in ("masks", "mask_map", "style_masks"):
         given = getattr(args, name)

@@ -46,6 +46,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 COLOR_MODES = ("luminance", "histogram")
 #: How a region's mask reaches each style layer (`nst.regions.layer_masks`).
 MASK_MODES = ("propagate", "erode")
+#: Optical flow between video frames (`nst.flow`): OpenCV's dense inverse
+#: search or Farnebäck's method.
+FLOW_METHODS = ("dis", "farneback")
 
 MIN_SIZE, MAX_SIZE = 16, 8192
 #: The smallest tile side (`Config.tile`), pixels.
@@ -317,6 +320,56 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         return cls(**_normalise(values)).validate()
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """What `nst video` adds to a still run's settings (`Config`): each
+    frame starts from the previous stylised frame warped onto it by optical
+    flow, and a temporal loss holds it there where the flow is trusted
+    (Ruder et al. 2016; `nst.video`)."""
+
+    temporal_weight: float = 1e5
+    """The temporal loss's weight (`nst.losses.temporal_loss`, on the same
+    scale as alpha); 0 turns it off, and each frame is then stylised on its
+    own from its own content (so frames can run as batches). Measured on a
+    clip with a moving patch (report preset, 128 px, BENCHMARKS.md), the
+    frame-to-frame change where the picture is still is 0.56x that of
+    frames made on their own with 1e4, 0.16x with 1e5 and 0.07x with 1e6,
+    which leaves the style little room to repair what warping loses."""
+    first_frame_steps: int | None = None
+    """Steps of the first frame, which starts from ``init`` as a still does;
+    ``None``: the run's ``steps`` (its scales too, coarse to fine)."""
+    frame_steps: int = 100
+    """Steps of every later frame: they start close to where they end, at
+    the output size (``scales`` apply to the first frame only)."""
+    flow: str = "dis"
+    """Optical flow method: one of `FLOW_METHODS`."""
+    fps: float | None = None
+    """Frames per second of the output; ``None``: the clip's (10 for a folder of frames)."""
+    frames: int | None = None
+    """Stylise only the first this many frames; ``None``: all."""
+
+    def replace(self, **changes: Any) -> VideoConfig:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes).validate()
+
+    def validate(self) -> VideoConfig:
+        """Return ``self`` if every value is valid, else raise ConfigError."""
+        _check_real("temporal_weight", self.temporal_weight, 0)
+        if self.first_frame_steps is not None:
+            _check_integer("first_frame_steps", self.first_frame_steps, 1, MAX_STEPS)
+        _check_integer("frame_steps", self.frame_steps, 1, MAX_STEPS)
+        _check_choice("flow", self.flow, FLOW_METHODS)
+        if self.fps is not None:
+            _check_real("fps", self.fps, 0, 1000, inclusive=False)
+        if self.frames is not None:
+            _check_integer("frames", self.frames, 1, MAX_STEPS)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return dataclasses.asdict(self)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

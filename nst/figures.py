@@ -39,6 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nst import __version__
+from nst.clips import save_animation
 from nst.config import PAPER_STYLE_LAYERS, PRESETS, Config, preset
 from nst.failure import Parser
 from nst.images import (
@@ -49,7 +50,6 @@ from nst.images import (
     check_output,
     load_image,
     require_side,
-    save_animation,
     write_atomic,
 )
 from nst.weights import available_layers, check_weights, describe_weights

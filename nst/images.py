@@ -16,8 +16,6 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
 import tempfile
 import urllib.error
 import urllib.request
@@ -244,46 +242,6 @@ def save_image(path: str | os.PathLike, image: np.ndarray, metadata: dict[str, A
     to_pil(image).save(buffer, format="PNG", pnginfo=info)
     write_atomic(path, buffer.getvalue())
     return path
-
-
-def save_animation(path: str | os.PathLike, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """Write ``frames`` (images in [0, 1]) as an animated GIF, or an MP4 when
-    ``ffmpeg`` is installed. Frames of a coarse-to-fine run are scaled up to
-    the size of the last one. Returns the path written."""
-    path = Path(path)
-    if not frames:
-        raise ImageError(f"{path}: no frames to animate")
-    size = to_pil(frames[-1]).size
-    pictures = [to_pil(f).resize(size, Image.Resampling.LANCZOS) for f in frames]
-    suffix = path.suffix.lower()
-    if suffix == ".gif":
-        buffer = io.BytesIO()
-        pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:],
-                         duration=round(1000 / fps), loop=0)  # fmt: skip
-        write_atomic(path, buffer.getvalue())
-    elif suffix == ".mp4":
-        _write_mp4(path, pictures, fps)
-    else:
-        raise ImageError(f"{path}: animations are written as .gif, or .mp4 where ffmpeg is installed")
-    return path
-
-
-def _write_mp4(path: Path, pictures: list[Image.Image], fps: float) -> None:
-    """H.264 through the ffmpeg program (sizes padded to even numbers)."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise ImageError(f"{path}: writing .mp4 needs the ffmpeg program (apt install ffmpeg); or write a .gif")
-    w, h = pictures[0].size
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
-    command = [ffmpeg, "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-               "-r", str(fps), "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p", str(tmp)]  # fmt: skip
-    try:
-        done = subprocess.run(command, input=b"".join(p.tobytes() for p in pictures), capture_output=True, check=False)
-        if done.returncode != 0:
-            raise ImageError(f"{path}: ffmpeg failed: {' '.join(done.stderr.decode(errors='replace').split())}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # gone already when it was renamed into place
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -71,20 +71,30 @@ def start(
     callback_every: int = 1,
     masks: list[ImageSource] | ImageSource | None = None,
     style_masks: list[ImageSource] | None = None,
+    previous: Any = None,
     **overrides: Any,
 ) -> LiveRun:
     """Start a run in a background thread and return its handle at once.
 
-    Arguments as for `nst.stylize` (regions too). The callback runs in that thread.
-    Raises ConfigError for settings a live run cannot take (see the module).
+    Arguments as for `nst.stylize` (regions too; ``previous``: a video
+    frame's, see `nst.optimize.Job`). The callback runs in that thread.
+    Raises ConfigError for settings a live run cannot take (see `takes`).
     """
     t0 = time.perf_counter()
     config = _settings(config, overrides)
-    if config.scales is not None or config.optimizer != "adam" or config.precision == "mixed_float16" or config.tile:
+    if not takes(config):
         raise ConfigError("a live run is one untiled Adam run at one size in float32 or bfloat16: use nst.stylize "
                           "for coarse to fine, L-BFGS, float16 or tiles")  # fmt: skip
-    job = _Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks), config)
+    job = _Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks, previous=previous), config)
     return LiveRun(job, callback, callback_every, t0)
+
+
+def takes(config: Config) -> bool:
+    """Whether a live run can take ``config``: one untiled Adam run at one
+    size, in float32 or bfloat16."""
+    return (
+        config.scales is None and config.optimizer == "adam" and config.precision != "mixed_float16" and not config.tile
+    )
 
 
 class LiveRun:
@@ -289,7 +299,8 @@ def _key(job: _Prepared) -> tuple:
     """What a compiled step depends on; runs that agree on it share one."""
     c = job.config
     regions = job.scenes[0].regions
-    return (job.scenes[0].content.shape, None if regions is None else len(regions), c.style_layers, c.content_layers,
+    return (job.scenes[0].content.shape, None if regions is None else len(regions), job.scenes[0].previous is None,
+            c.style_layers, c.content_layers,
             c.weights, c.seed if c.weights == "random" else None, c.pooling, c.normalize, c.precision, c.loss_form,
             c.jit_compile, c.beta_1, c.beta_2, c.epsilon, str(job.device))  # fmt: skip
 

@@ -121,6 +121,18 @@ def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
     return 0.5 * (tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3]))
 
 
+def temporal_loss(image: tf.Tensor, previous: tf.Tensor, consistency: tf.Tensor) -> tf.Tensor:
+    """``1/2 * sum c (x - w)^2`` per batch element: a video frame's pixels x
+    held to the previous stylised frame w warped onto it, where the flow
+    can be trusted (c, (batch, height, width, 1) in [0, 1]; `nst.flow`).
+
+    Ruder et al.'s short-term temporal loss, written like the TV loss here
+    (half a sum of squares on VGG19's 0-255 scale, not a mean): its gradient
+    at a pixel does not depend on the image size, so its weight reads on the
+    same scale as alpha at any size."""
+    return 0.5 * tf.reduce_sum(consistency * tf.square((image - previous) * 255.0), axis=[1, 2, 3])
+
+
 def tutorial_total_variation(image: tf.Tensor) -> tf.Tensor:
     """The tutorial's TV, `tf.image.total_variation`: the sum of absolute
     differences between neighbouring pixels in [0, 1]."""
@@ -178,11 +190,14 @@ LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL, "gatys": GATYS}
 class Targets(NamedTuple):
     """What the output must match: P per content layer, A per style layer;
     with regions (`nst.regions`), A_r per region and the regions' masks at
-    each style layer, (batch, regions, height, width)."""
+    each style layer, (batch, regions, height, width); for a video frame
+    (`nst.video`), the previous output warped onto it, the consistency c
+    and the temporal weight (see `temporal_loss`)."""
 
     content: list[tf.Tensor]
     style: list[tf.Tensor]
     masks: Sequence[tf.Tensor] = ()
+    temporal: Sequence[tf.Tensor] = ()
 
     def map(self, fn: Callable[[tf.Tensor], tf.Tensor]) -> Targets:
         """``fn`` applied to every tensor (to make variables of them, or take a replica's share)."""
@@ -235,8 +250,9 @@ def objective(
 
     Keys: 'total', 'content' (mean over content layers), 'style'
     (``sum_l w_l E_l``), 'tv' (always computed; weighted by gamma in the
-    total), and 'style/<layer>' (each unweighted E_l). The weights are
-    ``config``'s unless ``weights`` gives them per batch element.
+    total), 'temporal' (for a video frame, `temporal_loss`, unweighted) and
+    'style/<layer>' (each unweighted E_l). The weights are ``config``'s
+    unless ``weights`` gives them per batch element.
     """
     form = LOSS_FORMS[config.loss_form]
     weights = Weights(*(tf.cast(w, image.dtype) for w in weights or Weights.of([config])))
@@ -251,4 +267,14 @@ def objective(
         style += weights.layers[:, i] * terms[f"style/{layer}"]
     tv = form.tv(image)
     total = weights.content * content + weights.style * style + weights.tv * tv
+    if targets.temporal:
+        total += temporal_term(image, targets.temporal, terms)
     return {"total": total, "content": content, "style": style, "tv": tv, **terms}
+
+
+def temporal_term(image: tf.Tensor, temporal: Sequence[tf.Tensor], terms: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The weighted temporal loss of a video frame (`Targets.temporal`);
+    records the unweighted one in ``terms`` as 'temporal'."""
+    previous, consistency, weight = temporal
+    terms["temporal"] = temporal_loss(image, tf.cast(previous, image.dtype), tf.cast(consistency, image.dtype))
+    return tf.cast(weight, image.dtype) * terms["temporal"]

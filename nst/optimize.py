@@ -199,14 +199,17 @@ def stylize(
 @dataclass(frozen=True)
 class Job:
     """One run of `stylize_many`: its images, the settings in which it
-    differs from the shared config (any `Config` field), and its regions'
-    masks, if any (see `stylize`)."""
+    differs from the shared config (any `Config` field), its regions'
+    masks, if any (see `stylize`), and for a video frame, the previous
+    output warped onto it (`nst.video.Previous`: the start and the temporal
+    loss's target)."""
 
     content: ImageSource
     style: ImageSource | Sequence[ImageSource]
     settings: Mapping[str, Any] = field(default_factory=dict)
     masks: Sequence[ImageSource] | ImageSource | None = None
     style_masks: Sequence[ImageSource] | None = None
+    previous: Any = None
 
     def __post_init__(self) -> None:  # a missing file is reported now, not when its batch starts
         for source in [self.content, *_listed(self.style), *_listed(self.masks), *_listed(self.style_masks)]:
@@ -326,6 +329,10 @@ class _Prepared:
             from nst import regions
 
             sources.update(regions.prepare(job, scenes, config))
+        if job.previous is not None:  # a video frame (nst.video builds on this module too)
+            from nst import video
+
+            video.prepare(job.previous, scenes)
         return cls(index, config, device, scenes, config.blend(len(styles)), sources)
 
     def batch_key(self) -> tuple:
@@ -336,7 +343,8 @@ class _Prepared:
         if self.config.weights == "random":  # the seed picks the weights: it must agree
             del shared["seed"]
         shapes = tuple(
-            (scene.content.shape, scene.regions is not None and scene.regions.shape) for scene in self.scenes
+            (scene.content.shape, scene.regions is not None and scene.regions.shape, scene.previous is None)
+            for scene in self.scenes
         )
         return (dataclasses.replace(self.config, **shared), shapes)
 
@@ -410,6 +418,9 @@ class _Scene:
         # style image its style is taken from (None: all of it).
         self.regions: np.ndarray | None = None
         self.style_regions: list[np.ndarray | None] = [None] * len(styles)
+        # For a video frame (set by `nst.video.prepare`): the previous output
+        # warped onto it, where the flow is trusted, and the temporal weight.
+        self.previous: tuple[np.ndarray, np.ndarray, float] | None = None
 
     @classmethod
     def load(cls, content: ImageSource, styles: list[ImageSource], config: Config, size: int) -> _Scene:
@@ -424,8 +435,11 @@ class _Scene:
         return cls(rgb, style_rgbs, rgb, None)
 
     def start(self, config: Config) -> np.ndarray:
-        """The starting image (see ``Config.init``), in the optimiser's channels."""
+        """The starting image (see ``Config.init``; a video frame's is the
+        previous output warped onto it), in the optimiser's channels."""
         shape = self.content.shape
+        if self.previous is not None:
+            return self.previous[0]
         if config.init == "content":
             return self.content
         if config.init == "noise":
@@ -448,17 +462,20 @@ class _Scene:
 
 def _targets_for(config: Config, scene: _Scene) -> Callable[..., Targets]:
     """How a run's targets are computed: from the whole images, tile by tile
-    (`nst.tiles`), or with a style per region (`nst.regions`); each builds
-    on this module, so is imported here only when used."""
+    (`nst.tiles`), or with a style per region (`nst.regions`); for a video
+    frame, with its temporal target too (`nst.video`). Each builds on this
+    module, so is imported here only when used."""
     if config.tile:
         from nst.tiles import blend_targets
-
-        return blend_targets
-    if scene.regions is not None:
+    elif scene.regions is not None:
         from nst.regions import blend_targets
+    else:
+        blend_targets = _blend_targets
+    if scene.previous is not None:
+        from nst.video import with_temporal
 
-        return blend_targets
-    return _blend_targets
+        return with_temporal(blend_targets)
+    return blend_targets
 
 
 def _blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:

@@ -50,6 +50,7 @@ from nst.losses import (
     guided_loss_of_gram,
     rescaled_gram,
     style_loss_of_gram,
+    temporal_term,
     total_variation_loss,
 )
 from nst.optimize import _Problem, _Scene
@@ -212,6 +213,8 @@ class TiledProblem(_Problem):
             style = tf.add_n([w.layers[:, i] * e for i, e in enumerate(terms.values())] or [tf.zeros_like(w.style)])
             tv = total_variation_loss(self.image)
             weighted = w.style * style + w.tv * tv  # the part differentiated here; content, tile by tile
+            if self.targets.temporal:  # a video frame's (nst.video): per pixel, on the whole image
+                weighted += temporal_term(self.image, self.targets.temporal, terms)
         values = {"total": w.content * content + weighted, "content": content, "style": style, "tv": tv, **terms}
         self.names = list(values)
         stacked = tf.stack(list(values.values()))

@@ -143,7 +143,7 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
         (["--optimizer", "sgd"], "unknown optimizer 'sgd'; choose one of: adam, lbfgs"),
         (["--scales", "256", "128"], "scales must be increasing"),
         (["--init", "nosie.png"], "--init: nosie.png: no such file"),
-        (["--animate", "run.avi"], "--animate writes a .gif or an .mp4"),
+        (["--animate", "run.txt"], "--animate writes a .gif or a video (.mp4, .webm"),
         (["--sweep", "style-weight=1e3,lots"], "--sweep style-weight=1e3,lots: could not convert string to float"),
         (["--sweep", "style-layers=block1_conv1"], "--sweep style-layers=block1_conv1: give OPTION=V1,V2,..."),
         (["--sweep", "steps=4,0"], "steps must be from 1 to"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst import images
+from nst import clips, images
 from nst.images import ImageError, load_image, read_metadata, save_image
 
 
@@ -161,18 +161,27 @@ def test_download_is_cached(tmp_path, monkeypatch):
 
 def test_animation_gif_has_every_frame_at_the_last_size(tmp_path):
     small, large = np.zeros((6, 8, 3), np.float32), np.ones((12, 16, 3), np.float32)
-    path = images.save_animation(tmp_path / "run.gif", [small, large, large * 0.5], fps=5)
+    path = clips.save_animation(tmp_path / "run.gif", [small, large, large * 0.5], fps=5)
     with Image.open(path) as gif:
         assert gif.n_frames == 3 and gif.size == (16, 12) and gif.info["duration"] == 200
         gif.seek(1)
         assert np.asarray(gif.convert("RGB")).min() == 255
 
 
-def test_animation_errors_say_what_to_do(tmp_path, monkeypatch):
+def test_animation_mp4_needs_no_system_ffmpeg(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg on the path: imageio-ffmpeg's own binary
+    frames = [np.full((12, 17, 3), v, np.float32) for v in (0.0, 0.5, 1.0)]
+    clip = clips.open_clip(clips.save_animation(tmp_path / "run.mp4", frames, fps=5))
+    assert (clip.count, clip.fps) == (3, 5.0)
+    decoded = list(clip.frames())
+    assert decoded[0].shape == (12, 18, 3)  # padded to an even width for yuv420p
+    np.testing.assert_allclose([f[:, :17].mean() for f in decoded], [0.0, 0.5, 1.0], atol=0.03)
+
+
+def test_animation_errors_say_what_to_do(tmp_path):
     frame = np.zeros((4, 4, 3), np.float32)
-    with pytest.raises(images.ImageError, match="as .gif, or .mp4"):
-        images.save_animation(tmp_path / "run.avi", [frame])
-    monkeypatch.setattr(images.shutil, "which", lambda name: None)
-    with pytest.raises(images.ImageError, match="needs the ffmpeg program"):
-        images.save_animation(tmp_path / "run.mp4", [frame])
+    with pytest.raises(images.ImageError, match="an animation is a .gif or a video"):
+        clips.save_animation(tmp_path / "run.txt", [frame])
+    with pytest.raises(images.ImageError, match="no frames"):
+        clips.save_animation(tmp_path / "run.gif", [])
     assert not list(tmp_path.iterdir())

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 import nst
-from nst import cli
-from nst.images import sample_path
+from nst import cli, clips, video
+from nst.images import load_image, sample_path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", README.read_text(), flags=re.S)
@@ -42,6 +42,9 @@ def readme_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(nst.optimize, "_settings", tiny)
     monkeypatch.setattr(nst.live, "_settings", tiny)
+    monkeypatch.setattr(video, "_settings", tiny)
+    photo = load_image(tmp_path / "photo.jpg")
+    clips.write_clip(tmp_path / "clip.mp4", [photo[:, t : t + 56] for t in range(3)], fps=10)  # a short pan
     return tmp_path
 
 
@@ -73,6 +76,10 @@ def test_command_line_is_valid(argv, capsys):
         from nst.figures import build_parser
 
         build_parser().parse_args(argv[1:])
+        return
+    if argv[:1] == ["video"]:
+        args = cli.video_parser().parse_args(argv[1:])
+        cli.settings(args), cli.video_settings(args)
         return
     if argv == ["--help"]:
         with pytest.raises(SystemExit) as done:

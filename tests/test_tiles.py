@@ -53,10 +53,13 @@ def test_tiles_partition_the_image_on_the_pooling_grid(height, width, tile, name
     assert (owner == 1).all()  # every pixel owned by one tile
 
 
-def _problems(weights, name: str, size: int, tile: int, styles: int = 1, regions: bool = False):
+def _problems(weights, name: str, size: int, tile: int, styles: int = 1, regions: bool = False,
+              temporal: bool = False):  # fmt: skip
     """The untiled and the tiled problem on the same noise start; with
     ``regions``, each style on a band of the image (`nst.regions`, soft
-    masks) and the second taking its style from part of its painting."""
+    masks) and the second taking its style from part of its painting; with
+    ``temporal``, a video frame's temporal term (`nst.video`) towards other
+    noise, trusted on part of the image."""
     config = preset(name, size=size, weights=str(weights), tile=tile)
     extractor = extractor_for(config)
     images = SHARED / "images"
@@ -73,8 +76,12 @@ def _problems(weights, name: str, size: int, tile: int, styles: int = 1, regions
         style_mask = np.zeros(scene.styles[1].shape[:2], np.float32)
         style_mask[: len(style_mask) // 2] = 1  # the top of the second painting
         scene.style_regions = [None, style_mask]
+    if temporal:
+        rng = np.random.default_rng(1)
+        trusted = (rng.uniform(size=(*scene.content.shape[:2], 1)) > 0.3).astype(np.float32)
+        scene.previous = (rng.uniform(size=scene.content.shape).astype(np.float32), trusted, 30.0)
     targets = _targets_for(config.replace(tile=None), scene)(extractor, scene, blend, config)
-    tiled_targets = tiles.blend_targets(extractor, scene, blend, config)
+    tiled_targets = _targets_for(config, scene)(extractor, scene, blend, config)
     for a, b in zip(tf.nest.flatten(targets), tf.nest.flatten(tiled_targets)):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=0, atol=1e-5 * float(np.abs(a.numpy()).max()))
     strategy, weights = tf.distribute.get_strategy(), Weights.of([config])
@@ -116,6 +123,12 @@ def test_regions_tile_exactly_too(block13_weights):
     untiled, tiled = _problems(block13_weights, "blocks1-3", 99, 32, styles=2, regions=True)  # 99 x 74
     assert len(untiled.targets.masks) == 3
     _assert_same(untiled, tiled)
+
+
+def test_a_video_frames_temporal_term_tiles_too(block13_weights):
+    untiled, tiled = _problems(block13_weights, "blocks1-3", 99, 32, temporal=True)
+    _assert_same(untiled, tiled)
+    assert untiled.names[-1] == "temporal" and len(tiled.targets.temporal) == 3
 
 
 def test_a_tiled_cli_run_gives_the_untiled_png(tmp_path):

@@ -1,0 +1,294 @@
+"""Video: stylised frames that do not flicker (``nst video``).
+
+Stylised one by one, the frames of a clip flicker: each converges to its
+own local optimum, and a small change in the input moves brush strokes
+everywhere. Ruder, Dosovitskiy & Brox ("Artistic style transfer for
+videos", GCPR 2016) tie each frame to the last:
+
+1. The first frame is a still run (`nst.stylize`: its ``init``, steps and
+   scales).
+2. For each later frame t, the optical flow between input frames t-1 and t,
+   both ways (`nst.flow`), says where each pixel came from and where that
+   can be trusted (c: 0 at disocclusions and motion boundaries). The frame
+   starts from the previous output warped onto it, and the temporal loss
+   ``temporal_weight * 1/2 sum c (x - w)^2`` (`nst.losses.temporal_loss`)
+   holds it to that warped image where c = 1, while the content and style
+   terms go on as in a still. It runs ``frame_steps`` steps at the output
+   size: it starts close to where it ends.
+3. Each finished frame is written at once (a PNG that records its settings),
+   so a long clip loses nothing to Ctrl-C and ``resume`` starts at the
+   first missing frame; the video is assembled from the PNGs at the end,
+   with the clip's sound (`nst.clips`). Only two input frames and the last
+   output are held, so memory does not grow with the clip.
+
+Each frame depends on the last, so a clip's frames run one after another
+whatever the device; several devices help only within a frame (tiles, see
+`nst.tiles`). With ``temporal_weight`` 0 the frames are independent, each
+stylised from its own content as a still, and they run as batches, one
+frame per replica (`nst.stylize_many`).
+
+The frames and the temporal target reach the optimisers through the same
+interface as a still's: `prepare` puts the warped frame into each scale's
+scene (the start) and `with_temporal` adds it to the targets
+(`Targets.temporal`), which only the objective reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nst import color, live
+from nst.backend import tf
+from nst.clips import (
+    FRAME_NAME,
+    finished_frames,
+    frames_folder,
+    frames_in,
+    open_clip,
+    output_kind,
+    run_record,
+    write_clip,
+)
+from nst.config import Config, VideoConfig
+from nst.device import current as current_device
+from nst.flow import consistency, optical_flow, warp
+from nst.images import ImageError, ImageSource, load_image, save_image
+from nst.losses import Targets
+from nst.optimize import Job, Progress, _resize, _Scene, _settings, stylize_many
+
+
+@dataclass(frozen=True)
+class Previous:
+    """A video frame's link to the one before: the previous output warped
+    onto this frame, where the flow is trusted, and the temporal weight."""
+
+    image: np.ndarray
+    """(height, width, 3) RGB in [0, 1], at the output size."""
+    consistency: np.ndarray
+    """(height, width) in [0, 1]: 1 where the flow can be trusted (`nst.flow.consistency`)."""
+    weight: float
+
+
+def prepare(previous: Previous, scenes: list[_Scene]) -> None:
+    """Put ``previous`` into each scene of a frame (one per scale, see
+    `nst.optimize`), at its size and in the optimiser's channels."""
+    for scene in scenes:
+        shape = scene.content.shape[:2]
+        image = _resize(previous.image, shape)
+        if scene.mode == "luminance":
+            image = color.luminance(image)
+        weights = _resize(previous.consistency[..., None], shape)
+        scene.previous = (image.astype(np.float32), weights.astype(np.float32), previous.weight)
+
+
+def with_temporal(blend_targets: Callable[..., Targets]) -> Callable[..., Targets]:
+    """``blend_targets`` (how a still's targets are computed) with a video
+    frame's temporal target added: the warped previous output, the
+    consistency and the weight (`Targets.temporal`)."""
+
+    def targets(extractor: Any, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
+        image, weights, weight = scene.previous
+        temporal = [tf.constant(image[None]), tf.constant(weights[None]), tf.constant([weight], tf.float32)]
+        return blend_targets(extractor, scene, blend, config)._replace(temporal=temporal)
+
+    return targets
+
+
+@dataclass(frozen=True)
+class FrameProgress:
+    """What a `stylize_video` callback receives: which frame, and how its run is doing."""
+
+    frame: int
+    """The frame (0 is the first)."""
+    frames: int
+    """How many frames the video will have."""
+    progress: Progress | None
+    """The frame's run (as `nst.stylize` reports it); ``None`` once the frame is written."""
+    path: Path | None = None
+    """The frame's PNG, once written."""
+
+
+@dataclass
+class VideoResult:
+    """The outcome of `stylize_video`."""
+
+    frames: list[Path]
+    """Every frame's PNG, in order (those of an earlier run it resumed too)."""
+    output: Path | None
+    """The video or GIF written (``None`` for a folder of frames, or when it stopped early)."""
+    fps: float
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds: 'first_frame', 'frame' (median of the later ones), 'total'."""
+    trusted: list[float] = field(default_factory=list)
+    """Per later frame, the share of its pixels where the flow was trusted."""
+    stopped: str | None = None
+    """Why it ended early ('interrupted', or a NaN message), else None."""
+    resumed_at: int = 0
+    """The first frame this call made (0 unless it resumed)."""
+
+
+def stylize_video(
+    clip: str | os.PathLike,
+    style: ImageSource | Sequence[ImageSource],
+    output: str | os.PathLike,
+    *,
+    config: Config | None = None,
+    video: VideoConfig | None = None,
+    callback: Callable[[FrameProgress], Any] | None = None,
+    callback_every: int = 1,
+    masks: Sequence[ImageSource] | ImageSource | None = None,
+    style_masks: Sequence[ImageSource] | None = None,
+    resume: bool = False,
+    **overrides: Any,
+) -> VideoResult:
+    """Render every frame of ``clip`` in the style of ``style``, without flicker.
+
+    Args:
+        clip: a video file (.mp4, .webm, ...), an animated GIF or a folder of frames.
+        style, masks, style_masks: as for `nst.stylize` (masks cover every frame).
+        output: a video file (it gets the clip's sound), a .gif, or a folder
+            (one PNG per frame). The frames' PNGs are written, as each is
+            done, into `frames_folder(output)`.
+        config: the settings of each frame's run (default: the 'report'
+            preset); its ``steps`` and ``scales`` are the first frame's.
+        video: what video adds (`VideoConfig`: temporal weight, later
+            frames' steps, flow, frame rate, frame count).
+        callback: called as ``callback(frame_progress)`` during each frame's
+            run (every ``callback_every`` steps) and once it is written.
+        resume: go on from the frames already in the frames folder (made with
+            the same settings); without it, such frames are an error.
+        **overrides: any `Config` or `VideoConfig` field.
+
+    Returns:
+        A `VideoResult`. Ctrl-C stops after the last finished frame and still
+        returns one (the frames written so far stay).
+    """
+    t0 = time.perf_counter()
+    video_fields = set(VideoConfig.__dataclass_fields__)
+    video = (video or VideoConfig()).replace(**{k: overrides.pop(k) for k in list(overrides) if k in video_fields})
+    config = _settings(config, overrides)
+    source = open_clip(clip)
+    count = min(source.count, video.frames or source.count)
+    fps = video.fps or source.fps
+    kind = output_kind(output)
+    folder = frames_folder(output)
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    record = run_record(clip, styles, config, video)
+    done = finished_frames(folder, record, resume)
+    first = _first_config(config, video)
+    later = config.replace(steps=video.frame_steps, scales=None, scale_steps=None)
+    paths = [folder / FRAME_NAME.format(i + 1) for i in range(done)]
+    result = VideoResult(paths, None, fps, resumed_at=done)
+    times: list[float] = []
+    previous: tuple[np.ndarray, np.ndarray] | None = None  # the last input frame and its output
+    independent = video.temporal_weight == 0
+    replicas = current_device(config.device).spread.num_replicas_in_sync if independent else 1
+    frames = enumerate(itertools.islice(source.frames(config.size), video.frames))  # one at a time
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for batch in iter(lambda: list(itertools.islice(frames, replicas)), []):
+            if batch[-1][0] < done:  # made by the run this one resumes
+                index, frame = batch[-1]
+                if index == done - 1 and not independent:
+                    previous = (frame, _earlier_output(paths[index], frame.shape))
+                continue
+            batch = [(i, f) for i, f in batch if i >= done]
+            start = time.perf_counter()
+            if previous is None:  # the first frame, or independent frames: stills
+                jobs = [Job(frame, styles, masks=masks, style_masks=style_masks) for _, frame in batch]
+                outputs = _run(jobs, first, batch, count, callback, callback_every)
+            else:
+                ((index, frame),) = batch
+                link, trusted = _link(previous, frame, video)
+                result.trusted.append(trusted)
+                job = Job(frame, styles, masks=masks, style_masks=style_masks, previous=link)
+                outputs = _run([job], later, batch, count, callback, callback_every)
+            for (index, frame), out in zip(batch, outputs):
+                if out is None or out.stopped:
+                    result.stopped = out.stopped if out is not None else "interrupted"
+                    return _finish(result, times, t0)
+                meta = {**out.metadata(), **record, "frame": index, "frames": count}
+                paths.append(save_image(folder / FRAME_NAME.format(index + 1), out.best_image, meta))
+                if callback is not None:
+                    callback(FrameProgress(index, count, None, paths[-1]))
+                if not independent:
+                    previous = (frame, out.best_image)
+            times.append((time.perf_counter() - start) / len(batch))
+        if kind != "folder":
+            result.output = write_clip(output, (load_image(p) for p in paths), fps,
+                                       source.source if source.audio else None)  # fmt: skip
+    except KeyboardInterrupt:
+        result.stopped = "interrupted"
+        result.frames = frames_in(folder)  # with one written just as the signal came
+    return _finish(result, times, t0)
+
+
+def _first_config(config: Config, video: VideoConfig) -> Config:
+    """The first frame's settings (and every frame's when they are independent)."""
+    if video.first_frame_steps is None:
+        return config
+    return config.replace(steps=video.first_frame_steps, scale_steps=None)
+
+
+def _link(previous: tuple[np.ndarray, np.ndarray], frame: np.ndarray, video: VideoConfig) -> tuple[Previous, float]:
+    """Frame ``frame``'s `Previous` from the last input frame and its output;
+    the share of pixels where the flow is trusted."""
+    last_input, last_output = previous
+    forward = optical_flow(last_input, frame, video.flow)
+    backward = optical_flow(frame, last_input, video.flow)
+    trusted = consistency(forward, backward)
+    return Previous(np.clip(warp(last_output, backward), 0, 1), trusted, video.temporal_weight), float(trusted.mean())
+
+
+def _run(jobs: list[Job], config: Config, batch: list, count: int, callback: Callable | None, every: int) -> list:
+    """The runs of a batch of frames (one frame unless they are independent).
+
+    One frame at a time goes through `nst.live` where its settings allow
+    (Adam at one size): every frame of that shape then reuses one compiled
+    step, assigning its own start and targets, so a frame costs no
+    compilation and memory stays flat (a compiled step per frame kept 17 MB
+    each in TensorFlow's caches, measured). Other settings, and batches of
+    independent frames, compile per frame (`nst.stylize_many`)."""
+    report = None
+    if callback is not None:
+
+        def report(p: Progress) -> None:
+            callback(FrameProgress(batch[p.job][0], count, p))
+
+    if len(jobs) > 1 or not live.takes(config):
+        return stylize_many(jobs, config=config, callback=report, callback_every=every)
+    (job,) = jobs
+    run = live.start(job.content, job.style, config=config, callback=report, callback_every=every, masks=job.masks,
+                     style_masks=job.style_masks, previous=job.previous)  # fmt: skip
+    try:
+        return [run.result()]
+    except KeyboardInterrupt:  # in this thread: the run's thread stops at its next step
+        run.stop()
+        return [run.result()]
+
+
+def _earlier_output(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A frame written by the run being resumed, checked to be the output's size."""
+    image = load_image(path)
+    if image.shape != shape:
+        raise ImageError(f"{path}: is {image.shape[1]} x {image.shape[0]}, the frames here {shape[1]} x {shape[0]}; "
+                         f"resume with the same size, or write to another output")  # fmt: skip
+    return image
+
+
+def _finish(result: VideoResult, times: list[float], t0: float) -> VideoResult:
+    if times and not result.resumed_at:
+        result.timings["first_frame"] = times.pop(0)
+    if times:
+        result.timings["frame"] = statistics.median(times)
+    result.timings["total"] = time.perf_counter() - t0
+    return result
