@@ -414,8 +414,9 @@ def video(args: argparse.Namespace, signals: Signals, state: argparse.Namespace)
                        for k, v in result.timings.items())  # fmt: skip
     if result.stopped:
         left = f"--resume goes on from frame {len(result.frames) + 1}"
-        print(f"nst video: stopped ({result.stopped}) after {made} new frames; kept {len(result.frames)} frames in "
-              f"{folder}; {left}", file=sys.stderr)  # fmt: skip
+        kept = len(result.frames)
+        print(f"nst video: stopped ({result.stopped}); kept {kept} frame{'s' * (kept != 1)} in {folder} ({made} made "
+              f"in this run); {left}", file=sys.stderr)  # fmt: skip
         return signals.status if result.stopped == "interrupted" else DURING_RUN
     h, w = load_image(result.frames[-1]).shape[:2]
     wrote = f"{result.output} and " if result.output else ""

@@ -270,10 +270,13 @@ def _run(jobs: list[Job], config: Config, batch: list, count: int, callback: Cal
     run = live.start(job.content, job.style, config=config, callback=report, callback_every=every, masks=job.masks,
                      style_masks=job.style_masks, previous=job.previous)  # fmt: skip
     try:
-        return [run.result()]
+        # Waiting in short sleeps, not in `Thread.join`: a Ctrl-C that lands
+        # inside join can leave the thread looking finished while it runs.
+        while run.running:
+            time.sleep(0.05)
     except KeyboardInterrupt:  # in this thread: the run's thread stops at its next step
         run.stop()
-        return [run.result()]
+    return [run.result()]
 
 
 def _earlier_output(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -227,12 +228,38 @@ def test_a_signal_during_nst_video_keeps_the_finished_frames_and_says_where_to_g
     out = tmp_path / "out.mp4"
     assert cli.main(_video_cli(clip, style, out)) == 143
     err = capsys.readouterr().err.strip()
-    assert err.endswith(f"kept 2 frames in {tmp_path / 'out-frames'}; --resume goes on from frame 3"), err
+    assert err.endswith(
+        f"kept 2 frames in {tmp_path / 'out-frames'} (2 made in this run); --resume goes on from frame 3"
+    ), err
     assert len(err.splitlines()) == 1 and not out.exists()
     assert [p.name for p in sorted((tmp_path / "out-frames").iterdir())] == ["frame-00001.png", "frame-00002.png"]
     monkeypatch.setattr(video, "save_image", real)
     assert cli.main(_video_cli(clip, style, out, "--resume")) == 0
     assert clips.open_clip(out).count == 4
+
+
+def test_ctrl_c_while_a_frame_runs_stops_that_frame_and_keeps_the_others(tmp_path, content_image, style_image):
+    """A real SIGINT to `nst video` while a later frame is being optimised
+    (in the live engine's thread): exit 130, one line, the finished frames kept."""
+    clip = write_frames(tmp_path / "clip", moving_patch(content_image, style_image, 6, 32))
+    style = save_image(tmp_path / "style.png", style_image)
+    argv = _video_cli(clip, style, tmp_path / "out.mp4")
+    argv[argv.index("--steps") + 1] = "100000"  # later frames run until stopped
+    process = subprocess.Popen([sys.executable, "-m", "nst", *argv], stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    first = tmp_path / "out-frames" / clips.FRAME_NAME.format(1)
+    for _ in range(600):  # the first frame is written, the second is running
+        if first.exists() or process.poll() is not None:
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.startswith("nst")]
+    assert lines == [f"nst video: stopped (interrupted); kept 1 frame in {tmp_path / 'out-frames'} (1 made in this "
+                     f"run); --resume goes on from frame 2"], err  # fmt: skip
+    assert [p.name for p in (tmp_path / "out-frames").iterdir()] == [first.name]
 
 
 def test_an_interrupted_video_keeps_its_finished_frames(tmp_path, content_image, style_image):
