@@ -362,10 +362,7 @@ def video(args: argparse.Namespace, signals: Signals, state: argparse.Namespace)
     settings_of_video = video_settings(args)
     config = settings(args)
     clip = open_clip(args.clip)
-    first = next(clip.frames(), None)
-    if first is None:
-        raise ImageError(f"{args.clip}: has no frames")
-    config = check_inputs(args, config, first, args.clip)
+    config = check_inputs(args, config, next(clip.frames()), args.clip)  # open_clip found at least one frame
     output = Path(args.output)
     kind = output_kind(output)
     inputs = {"clip": [args.clip], "style": list(args.style)}

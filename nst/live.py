@@ -300,9 +300,8 @@ def _key(job: _Prepared) -> tuple:
     c = job.config
     regions = job.scenes[0].regions
     return (job.scenes[0].content.shape, None if regions is None else len(regions), job.scenes[0].previous is None,
-            c.style_layers, c.content_layers,
-            c.weights, c.seed if c.weights == "random" else None, c.pooling, c.normalize, c.precision, c.loss_form,
-            c.jit_compile, c.beta_1, c.beta_2, c.epsilon, str(job.device))  # fmt: skip
+            c.style_layers, c.content_layers, c.weights, c.seed if c.weights == "random" else None, c.pooling,
+            c.normalize, c.precision, c.loss_form, c.jit_compile, c.beta_1, c.beta_2, c.epsilon, str(job.device))  # fmt: skip
 
 
 def _engine(job: _Prepared, targets: Targets) -> _Engine:
