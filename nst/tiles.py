@@ -150,9 +150,8 @@ def tile_features(extractor: Extractor, image: tf.Tensor, trimmed: Sides, config
     def trim(block: int, x: tf.Tensor) -> tf.Tensor:
         cut = _margin(config, block) - config.tile_margins[block]
         top, bottom, left, right = (cut if side else 0 for side in trimmed)
-        # Constant ends (counted from the end where negative): a slice whose
-        # end is computed from tf.shape makes XLA treat it as dynamic.
-        return x[:, top : -bottom or None, left : -right or None]
+        shape = tf.shape(x)  # (its sizes may be left open when traced)
+        return x[:, top : shape[1] - bottom, left : shape[2] - right]
 
     return extractor(image, trim=trim)
 
