@@ -1,5 +1,5 @@
 """``python -m nst``: the command line."""
 
-from nst.cli import main
+from nst.cli import console
 
-raise SystemExit(main())
+console()

@@ -15,7 +15,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from nst import __version__
 from nst.clips import (
@@ -44,7 +44,7 @@ from nst.config import (
     VideoConfig,
     preset,
 )
-from nst.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, tolerant_output
+from nst.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, end, tolerant_output
 from nst.images import (
     SAMPLE_PREFIX,
     SAMPLES,
@@ -276,6 +276,12 @@ def resume(args: argparse.Namespace) -> Config:
                             steps=left if left > 0 else recorded.steps)  # fmt: skip
     args.resumed_from = {"path": str(path), "steps_done": steps_done}
     return settings(args, base)
+
+
+def console() -> NoReturn:
+    """The ``nst`` command (and ``python -m nst``): `main`, then `end` with
+    its exit status."""
+    end(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,14 +4,16 @@ cost a finished image.
 `describe` turns any exception into the one line that ``nst`` prints;
 `Signals` makes SIGINT and SIGTERM end a run the same way at any moment
 (a ``KeyboardInterrupt``, exit status 128 + the signal) and holds them while
-a file is being written; `Parser` is argparse with one-line errors.
-Nothing here imports TensorFlow.
+a file is being written; `Parser` is argparse with one-line errors; `end`
+ends the process once everything is written. Nothing here imports
+TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -110,3 +112,21 @@ def tolerant_output() -> None:
     stderr does so already; stdout raises by default."""
     with contextlib.suppress(AttributeError, ValueError):  # a stream without reconfigure
         sys.stdout.reconfigure(errors="backslashreplace")
+
+
+def end(status: int) -> NoReturn:
+    """End the process with exit status ``status``, everything written:
+    flush the output and leave through ``os._exit``, without the
+    interpreter's teardown. TensorFlow's C++ runtime still has threads (its
+    thread pools, XLA's) when Python and the C++ destructors free what they
+    use; now and then (about one interrupted run in a hundred, in CI and in
+    a stress run here) that race corrupted the heap, and a run whose image was
+    safely written died of a glibc abort (status -6, "corrupted size vs.
+    prev_size"). Without TensorFlow loaded (a mistake found before the run)
+    there is nothing to race with, and the exit is the usual one."""
+    if "tensorflow" not in sys.modules:
+        raise SystemExit(status)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+            stream.flush()
+    os._exit(status)

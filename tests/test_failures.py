@@ -490,6 +490,19 @@ def test_sigint_during_import_is_one_line(pictures, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_ends_without_the_interpreters_teardown(pictures, tmp_path):
+    """Once TensorFlow ran, `nst` leaves through ``os._exit`` (see
+    `nst.failure.end`: the teardown races TensorFlow's threads), with every
+    line of its output flushed and its status kept; an exit handler, which
+    runs in that teardown, never runs."""
+    code = "import atexit, sys\natexit.register(print, 'TEARDOWN')\nfrom nst.cli import console\nconsole()"
+    out = tmp_path / "out.png"
+    done = subprocess.run([sys.executable, "-c", code, *pictures, *FAST, "-o", str(out)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "TEARDOWN" not in done.stdout and f"wrote {out}" in done.stdout and out.exists()
+
+
 # -- the studio --------------------------------------------------------------------
 
 
