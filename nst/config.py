@@ -280,19 +280,29 @@ class Config:
         return self.loss_form == "report" and self.precision != "mixed_float16"
 
     @property
-    def tile_halo(self) -> int:
-        """Pixels of context a tile needs on each side of what it owns (see
-        `nst.tiles`): the receptive-field radius of the deepest layer used
-        (each 3 x 3 convolution widens it by its stride, each 2 x 2 pooling
-        by its stride and doubles the stride), rounded up to `min_side`,
-        the grid of that layer's poolings. 96 px up to block5_conv1."""
+    def tile_margins(self) -> tuple[int, ...]:
+        """How far beyond a tile's core (see `nst.tiles`) VGG19's maps must
+        be exact for the deepest layer used to be exact on the core: first
+        the input's (the halo, in pixels), then the map's before each
+        pooling (in that block's positions; what a tile keeps of its halo
+        there). Walking back from the deepest layer, each 3 x 3 convolution
+        needs one position more and each 2 x 2 pooling twice as many:
+        (70, 68, 32, 12, 2) up to block5_conv1, whose receptive field
+        reaches 70 px beyond its own 16 x 16 px."""
         deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in self.content_layers + self.style_layers)
-        radius, stride, block = 0, 1, 1
-        for layer in VGG19_CONV_LAYERS[: deepest + 1]:
-            if int(layer[5]) > block:  # a pooling between blocks
-                radius, stride, block = radius + stride, stride * 2, int(layer[5])
-            radius += stride
-        return -(-radius // self.min_side) * self.min_side
+        margin, before_poolings = 0, []
+        for layer in reversed(VGG19_CONV_LAYERS[: deepest + 1]):
+            margin += 1  # a 3 x 3 convolution reads one position around each of its outputs
+            if layer.endswith("_conv1") and not layer.startswith("block1"):  # a pooling before it
+                margin *= 2
+                before_poolings.insert(0, margin)
+        return (margin, *before_poolings)
+
+    @property
+    def tile_halo(self) -> int:
+        """Pixels of context a tile reads on each side of what it owns (see
+        `tile_margins`): 70 px up to block5_conv1."""
+        return self.tile_margins[0]
 
     def blend(self, styles: int) -> tuple[float, ...]:
         """The weight of each of ``styles`` style images, summing to 1."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -118,12 +119,24 @@ class Extractor:
                 break
         return tf.keras.Model(inputs, [outputs[name] for name in layers], name="vgg19_features")
 
-    def __call__(self, images: tf.Tensor) -> Features:
+    def __call__(self, images: tf.Tensor, trim: Callable[[int, tf.Tensor], tf.Tensor] | None = None) -> Features:
+        """The features of ``images``; with ``trim``, the map before each
+        pooling is ``trim(block, map)`` (the block the pooling ends), so that
+        a tile's halo can shrink as the layers stop needing it (`nst.tiles`)."""
         if images.shape[-1] == 1:
             images = tf.tile(images, [1, 1, 1, 3])
         x = tf.keras.applications.vgg19.preprocess_input(images * 255.0)
-        outputs = self.model(x, training=False)
-        outputs = [tf.cast(o, tf.float32) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+        if trim is None:
+            outputs = self.model(x, training=False)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        else:  # the model is a chain: walk it layer by layer
+            found = {}
+            for layer in self.model.layers[1:]:
+                if isinstance(layer, Pool2x2):
+                    x = trim(int(layer.name[5]), x)
+                x = found[layer.name] = layer(x)
+            outputs = [found[name] for name in self._index]
+        outputs = [tf.cast(o, tf.float32) for o in outputs]
         return Features(
             style=[outputs[self._index[name]] for name in self.style_layers],
             content=[outputs[self._index[name]] for name in self.content_layers],

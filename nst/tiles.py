@@ -14,14 +14,25 @@ memory:
    ``alpha * content(core) + sum_l <beta w_l dE_l/dG_l, F_core^T F_core>``.
    Its gradient with respect to the tile's pixels is added into the image's.
 
+The last tile of pass 1 goes straight on to its pass 3 (on one replica):
+once it has its own G, the whole G is known, and the objective with the
+other tiles' G held fixed has the surrogate's gradient with respect to its
+pixels. That spares one forward pass of a tile per step.
+
 A tile's input is its core plus a halo (`Config.tile_halo`, the receptive
-field radius of the deepest layer used), clipped to the image, and every
-edge of a core or an input inside the image lies on the grid of the deepest
-pooling (`Config.min_side`, 16 px up to block5). Then every core feature is
-the untiled one (a convolution meets zero padding only at the image's own
-border, and pooling windows fall where they do untiled), and so is the
-summed gradient, up to float rounding. The optimisers see the same
-loss-and-gradient interface as untiled (`TiledProblem`) and never know.
+field radius of the deepest layer used) clipped to the image; the core's
+edges lie on the grid of the deepest pooling (`Config.min_side`, 16 px up
+to block5). The halo is trimmed as the layers stop needing it: before each
+pooling the maps keep only `Config.tile_margins` positions beyond the core
+(an even number, so that the pooling windows fall where they do untiled;
+68 px before the first pooling and 2 positions before the fourth, against
+70 px at the input). Where the input ends at the image's own border nothing
+is trimmed and VGG19 meets the same zero padding as untiled. So every core
+feature is the untiled one, and so is the summed gradient, up to float
+rounding. (Trimming and going straight on from the last tile make a step
+at 1024 px in 512 px tiles 0.81x as long as without: BENCHMARKS.md.) The
+optimisers see the same loss-and-gradient interface as untiled
+(`TiledProblem`) and never know.
 
 Each tile's passes are compiled (once per tile shape); the loop over tiles
 runs in Python, so that only one tile is ever in flight, or, where the
@@ -32,6 +43,7 @@ through `tf.distribute`, the path batched sweeps take.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +52,7 @@ import numpy as np
 
 from nst.backend import tf
 from nst.config import VGG19_BLOCK_CHANNELS, Config
-from nst.features import Extractor
+from nst.features import Extractor, Features
 from nst.losses import (
     Targets,
     Weights,
@@ -55,31 +67,39 @@ from nst.losses import (
 )
 from nst.optimize import _Problem, _Scene
 
+Sides = tuple[bool, bool, bool, bool]
+
 
 @dataclass(frozen=True)
 class Tile:
     """One tile: the rows and columns of the image it owns (``core``) and
     those its VGG19 pass reads (``input``: the core and its halo), as
-    (top, bottom, left, right) in pixels."""
+    (top, bottom, left, right) in pixels; ``trimmed``: the sides (in the
+    same order) where the input has the whole halo, which the layers trim
+    (elsewhere the input ends at the image's border)."""
 
     core: tuple[int, int, int, int]
     input: tuple[int, int, int, int]
+    trimmed: Sides
 
-    def bounds(self, stride: int) -> list[int]:
+    def bounds(self, stride: int, margin: int) -> list[int]:
         """The core's rows and columns in the tile's feature map at a layer
-        of this stride: [top, bottom, left, right)."""
+        of this stride whose trimmed sides keep ``margin`` positions beyond
+        the core: [top, bottom, left, right)."""
         top, bottom, left, right = self.core
-        in_top, _, in_left, _ = self.input
-        rows = (top - in_top) // stride, (top - in_top) // stride + bottom // stride - top // stride
-        cols = (left - in_left) // stride, (left - in_left) // stride + right // stride - left // stride
-        return [*rows, *cols]
+        rows, cols = self.feature_slice(stride, margin)
+        return [top // stride - rows.start, bottom // stride - rows.start,
+                left // stride - cols.start, right // stride - cols.start]  # fmt: skip
 
-    def feature_slice(self, stride: int) -> tuple[slice, slice]:
+    def feature_slice(self, stride: int, margin: int) -> tuple[slice, slice]:
         """The rows and columns of the whole image's feature map at this
-        stride that the tile's feature map covers."""
-        in_top, in_bottom, in_left, in_right = self.input
-        return (slice(in_top // stride, in_top // stride + (in_bottom - in_top) // stride),
-                slice(in_left // stride, in_left // stride + (in_right - in_left) // stride))  # fmt: skip
+        stride that the tile's feature map covers (see `bounds`)."""
+
+        def end(core: int, edge: int, trimmed: bool, outwards: int) -> int:
+            return core // stride + outwards * margin if trimmed else edge // stride
+
+        top, bottom, left, right = map(end, self.core, self.input, self.trimmed, (-1, 1, -1, 1))
+        return slice(top, bottom), slice(left, right)
 
 
 def layout(height: int, width: int, config: Config) -> list[Tile]:
@@ -90,19 +110,51 @@ def layout(height: int, width: int, config: Config) -> list[Tile]:
     grid, halo = config.min_side, config.tile_halo
     side = -(-config.tile // grid) * grid
 
-    def spans(n: int) -> list[tuple[int, int]]:
-        return [(a, min(a + side, n)) for a in range(0, n, side)]
+    def spans(n: int) -> list[tuple[int, int, int, int]]:  # core and input, start and end
+        return [(a, min(a + side, n), max(0, a - halo), min(n, a + side + halo)) for a in range(0, n, side)]
 
     return [
-        Tile((top, bottom, left, right),
-             (max(0, top - halo), min(height, bottom + halo), max(0, left - halo), min(width, right + halo)))
-        for top, bottom in spans(height)
-        for left, right in spans(width)
+        Tile((top, bottom, left, right), (in_top, in_bottom, in_left, in_right),
+             (top - in_top == halo, in_bottom - bottom == halo, left - in_left == halo, in_right - right == halo))
+        for top, bottom, in_top, in_bottom in spans(height)
+        for left, right, in_left, in_right in spans(width)
     ]  # fmt: skip
 
 
+def _block(layer: str) -> int:
+    return int(layer[5])  # "block<b>_conv<k>"
+
+
 def _stride(layer: str) -> int:
-    return 2 ** (int(layer[5]) - 1)  # "block<b>_conv<k>": after b - 1 poolings
+    return 2 ** (_block(layer) - 1)  # after b - 1 poolings
+
+
+def _map(config: Config, layer: str) -> tuple[int, int]:
+    """The stride of ``layer`` and the positions beyond the core its map
+    keeps in a tile on a trimmed side (see `Tile.bounds`)."""
+    return _stride(layer), _margin(config, _block(layer))
+
+
+def _margin(config: Config, block: int) -> int:
+    """Positions beyond the core that a tile's map keeps in ``block`` on a
+    trimmed side: the halo in block 1, then what the last pooling left."""
+    margins = config.tile_margins
+    return margins[0] if block == 1 else margins[block - 1] // 2
+
+
+def tile_features(extractor: Extractor, image: tf.Tensor, trimmed: Sides, config: Config) -> Features:
+    """VGG19's features of a tile's input, its halo trimmed on the
+    ``trimmed`` sides before each pooling to `Config.tile_margins`; a
+    layer's map then reaches `_margin` positions beyond the core there."""
+
+    def trim(block: int, x: tf.Tensor) -> tf.Tensor:
+        cut = _margin(config, block) - config.tile_margins[block]
+        top, bottom, left, right = (cut if side else 0 for side in trimmed)
+        # Constant ends (counted from the end where negative): a slice whose
+        # end is computed from tf.shape makes XLA treat it as dynamic.
+        return x[:, top : -bottom or None, left : -right or None]
+
+    return extractor(image, trim=trim)
 
 
 def _mask(features: tf.Tensor, bounds: tf.Tensor) -> tf.Tensor:
@@ -133,11 +185,16 @@ class TiledProblem(_Problem):
         super().__init__(start, extractor, targets, weights, config, tf.distribute.get_strategy())
         self.jit = False  # the loop over tiles runs in Python; each tile's passes are compiled
         self.tiles = layout(start.shape[1], start.shape[2], config)
-        self.style_strides = [_stride(layer) for layer in config.style_layers]
-        self.content_strides = [_stride(layer) for layer in config.content_layers]
-        self.positions = [(start.shape[1] // s) * (start.shape[2] // s) for s in self.style_strides]
+        self.style_maps = [_map(config, layer) for layer in config.style_layers]
+        self.content_maps = [_map(config, layer) for layer in config.content_layers]
+        self.positions = [(start.shape[1] // s) * (start.shape[2] // s) for s, _ in self.style_maps]
 
         self._sums, self._gradient = self._per_group(self._tile_sums), self._per_group(self._tile_gradient)
+        # With one replica, pass 1's last tile (the largest) goes on to its pass 3 (the module).
+        self.last = None
+        if strategy.num_replicas_in_sync == 1:
+            self.last = max(self.tiles, key=lambda t: (t.input[1] - t.input[0]) * (t.input[3] - t.input[2]))
+            self._last = self._per_group(self._last_tile)
 
     def compiled(self, fn: Callable) -> Callable:
         """``fn`` through the strategy, eagerly: each tile's passes are compiled instead."""
@@ -145,8 +202,8 @@ class TiledProblem(_Problem):
 
     # -- one tile, compiled -------------------------------------------------
 
-    def _core_features(self, image: tf.Tensor, style_bounds: tf.Tensor, content_bounds: tf.Tensor):
-        features = self.extractor(image)
+    def _core_features(self, trimmed: Sides, image: tf.Tensor, style_bounds: tf.Tensor, content_bounds: tf.Tensor):
+        features = tile_features(self.extractor, image, trimmed, self.config)
         return ([_mask(f, b) for f, b in zip(features.style, tf.unstack(style_bounds))],
                 [_mask(f, b) for f, b in zip(features.content, tf.unstack(content_bounds))])  # fmt: skip
 
@@ -160,57 +217,84 @@ class TiledProblem(_Problem):
         """The core's Gram matrices; with regions, each region's guided one."""
         return [guided_gram(f, m) for f, m in zip(style, masks)] if masks else [gram_matrix(f) for f in style]
 
-    def _tile_sums(self, image, style_bounds, content_bounds, targets, masks):
+    def _tile_sums(self, trimmed, image, style_bounds, content_bounds, targets, masks):
         """Pass 1: the core's Gram matrices and content term."""
-        style, content = self._core_features(image, style_bounds, content_bounds)
+        style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
         return self._grams(style, masks), self._content(content, targets, content_bounds)
 
-    def _tile_gradient(self, image, style_bounds, content_bounds, targets, masks, grads_of_gram, content_weight):
+    def _tile_gradient(self, trimmed, image, style_bounds, content_bounds, targets, masks, grads_of_gram,
+                       content_weight):  # fmt: skip
         """Pass 3: the gradient of the surrogate with respect to the tile's pixels."""
         with tf.GradientTape() as tape:
             tape.watch(image)
-            style, content = self._core_features(image, style_bounds, content_bounds)
+            style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
             surrogate = tf.reduce_sum(content_weight * self._content(content, targets, content_bounds))
             for g, d in zip(self._grams(style, masks), grads_of_gram):
                 surrogate += tf.reduce_sum(d * g)
         return tape.gradient(surrogate, image)
 
+    def _last_tile(self, trimmed, image, style_bounds, content_bounds, targets, masks, other_grams):
+        """Pass 1 and pass 3 of the last tile at once: its Gram matrices and
+        content term, and the gradient with respect to its pixels of the
+        objective with the other tiles' Gram matrices (``other_grams``) held."""
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
+            grams, content = self._grams(style, masks), self._content(content, targets, content_bounds)
+            whole = grams if other_grams is None else [g + o for g, o in zip(grams, other_grams)]
+            weighted = self.weights.content * content + self.weights.style * self._style(self._style_losses(whole))
+            total = tf.reduce_sum(weighted)
+        return grams, content, tape.gradient(total, image)
+
     # -- the whole image --------------------------------------------------------
+
+    def _style_losses(self, grams: list[tf.Tensor]) -> list[tf.Tensor]:
+        """Each style layer's E_l from the whole image's Gram matrices."""
+        if self.targets.masks:  # regions (nst.regions): each region's term, weighted by its mass
+            masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in self.targets.masks]
+            return [guided_loss_of_gram(g, a, mass, m) for g, a, mass, m in
+                    zip(grams, self.targets.style, masses, self.positions)]  # fmt: skip
+        return [style_loss_of_gram(g, a, m) for g, a, m in zip(grams, self.targets.style, self.positions)]
+
+    def _style(self, losses: list[tf.Tensor]) -> tf.Tensor:
+        """The style term, ``sum_l w_l E_l``."""
+        return tf.add_n([self.weights.layers[:, i] * e for i, e in enumerate(losses)] or [tf.zeros([self.batch])])
 
     def _inputs(self, tile: Tile) -> tuple:
         top, bottom, left, right = tile.input
         image = self.image[:, top:bottom, left:right]
-        style_bounds = tf.constant(
-            [tile.bounds(s) for s in self.style_strides], tf.int32, shape=[len(self.style_strides), 4]
-        )
-        content_bounds = tf.constant([tile.bounds(s) for s in self.content_strides], tf.int32,
-                                     shape=[len(self.content_strides), 4])  # fmt: skip
+        style_bounds = tf.constant([tile.bounds(*m) for m in self.style_maps], tf.int32,
+                                   shape=[len(self.style_maps), 4])  # fmt: skip
+        content_bounds = tf.constant([tile.bounds(*m) for m in self.content_maps], tf.int32,
+                                     shape=[len(self.content_maps), 4])  # fmt: skip
         targets = [p[:, rows, cols] for p, (rows, cols) in
-                   zip(self.targets.content, (tile.feature_slice(s) for s in self.content_strides))]  # fmt: skip
+                   zip(self.targets.content, (tile.feature_slice(*m) for m in self.content_maps))]  # fmt: skip
         masks = [m[:, :, rows, cols] for m, (rows, cols) in
-                 zip(self.targets.masks, (tile.feature_slice(s) for s in self.style_strides))]  # fmt: skip
+                 zip(self.targets.masks, (tile.feature_slice(*m) for m in self.style_maps))]  # fmt: skip
         return image, style_bounds, content_bounds, targets, masks
 
     def _evaluate(self, gradient: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Every term of the objective, stacked as `objective` orders them,
         and (if asked) the gradient of the total with respect to the image."""
-        grams = [0.0] * len(self.positions)
-        content = 0.0
-        for _, (tile_grams, tile_content) in self._each_tile(self._sums):
+        last = self.last if gradient else None
+        others = [t for t in self.tiles if t is not last]
+        grams, content = [0.0] * len(self.positions), 0.0
+        for _, (tile_grams, tile_content) in self._each_tile(self._sums, others):
+            grams = [g + t for g, t in zip(grams, tile_grams)]
+            content += tile_content
+        if last is not None:
+            ((_, (tile_grams, tile_content, last_gradient)),) = self._each_tile(
+                self._last, [last], grams if others else None
+            )
             grams = [g + t for g, t in zip(grams, tile_grams)]
             content += tile_content
         w = self.weights
         with tf.GradientTape() as tape:
             tape.watch(grams)
             tape.watch(self.image)
-            if self.targets.masks:  # regions (nst.regions): each region's term, weighted by its mass
-                masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in self.targets.masks]
-                losses = [guided_loss_of_gram(g, a, mass, m) for g, a, mass, m in
-                          zip(grams, self.targets.style, masses, self.positions)]  # fmt: skip
-            else:
-                losses = [style_loss_of_gram(g, a, m) for g, a, m in zip(grams, self.targets.style, self.positions)]
+            losses = self._style_losses(grams)
             terms = {f"style/{layer}": e for layer, e in zip(self.config.style_layers, losses)}
-            style = tf.add_n([w.layers[:, i] * e for i, e in enumerate(terms.values())] or [tf.zeros_like(w.style)])
+            style = self._style(losses)
             tv = total_variation_loss(self.image)
             weighted = w.style * style + w.tv * tv  # the part differentiated here; content, tile by tile
             if self.targets.temporal:  # a video frame's (nst.video): per pixel, on the whole image
@@ -222,15 +306,31 @@ class TiledProblem(_Problem):
             return stacked, None
         grads_of_gram, pixels = tape.gradient(weighted, [grams, self.image])
         total = np.array(pixels if pixels is not None else tf.zeros_like(self.image))
-        for tile, tile_gradient in self._each_tile(self._gradient, grads_of_gram, tf.identity(w.content)):
+        gradients = self._each_tile(self._gradient, others, grads_of_gram, tf.identity(w.content))
+        if last is not None:
+            gradients = itertools.chain(gradients, [(last, last_gradient)])
+        for tile, tile_gradient in gradients:
             top, bottom, left, right = tile.input
             total[:, top:bottom, left:right] += tile_gradient.numpy()
         return stacked, tf.constant(total)
 
     def _per_group(self, fn: Callable) -> Callable:
-        """``fn`` compiled for a group of tiles of one shape, one tile per
-        replica of ``self.spread`` (GPUs, TPU cores, logical CPU devices):
-        ``run(inputs of each tile, *shared)`` returns each tile's result.
+        """``fn`` compiled for a group of tiles of one shape and trimmed
+        sides, one tile per replica of ``self.spread`` (GPUs, TPU cores,
+        logical CPU devices): ``run(inputs of each tile, trimmed, *shared)``
+        returns each tile's result. The trimmed sides shape the trace: each
+        kind has its own functions (`_compile_group`)."""
+        kinds: dict[Sides, Callable] = {}
+
+        def run(group: list[tuple], trimmed: Sides, *shared: object) -> list:
+            if trimmed not in kinds:
+                kinds[trimmed] = self._compile_group(functools.partial(fn, trimmed))
+            return kinds[trimmed](group, *shared)
+
+        return run
+
+    def _compile_group(self, fn: Callable) -> Callable:
+        """``fn`` for a group of tiles, one per replica (see `_per_group`).
         Each replica has its own compiled ``fn``, traced for its device's
         copy of VGG19 (XLA compiles each tile shape once per device), and
         the replicas run at once through `tf.distribute`."""
@@ -245,7 +345,9 @@ class TiledProblem(_Problem):
             replica = tf.get_static_value(tf.distribute.get_replica_context().replica_id_in_sync_group)
             return per_replica[0 if replica is None else int(replica)](*args)
 
-        together = tf.function(lambda *args: self.spread.run(on_replica, args=args), reduce_retracing=True)
+        # (A partial, as ``fn`` is: TensorFlow counts retracing per Python
+        # function and warns when it is frequent; each kind traces its own.)
+        together = tf.function(functools.partial(_run_each, self.spread, on_replica), reduce_retracing=True)
 
         def run(group: list[tuple], *shared: object) -> list:
             # A group smaller than the replicas repeats its last tile; those results are dropped.
@@ -256,19 +358,20 @@ class TiledProblem(_Problem):
 
         return run
 
-    def _each_tile(self, fn: Callable, *shared: object) -> Iterator[tuple[Tile, Any]]:
-        """(tile, ``fn``'s result for it) for every tile (see `_per_group`),
-        tiles of one shape a group at a time, as many as there are replicas;
-        yielded as they come, so that only one group's results are held."""
+    def _each_tile(self, fn: Callable, tiles: list[Tile], *shared: object) -> Iterator[tuple[Tile, Any]]:
+        """(tile, ``fn``'s result for it) for each of ``tiles`` (see
+        `_per_group`), tiles of one shape and trimmed sides a group at a
+        time, as many as there are replicas; yielded as they come, so that
+        only one group's results are held."""
         n = self.spread.num_replicas_in_sync
-        shapes: dict[tuple[int, int], list[Tile]] = {}
-        for tile in self.tiles:
+        kinds: dict[tuple, list[Tile]] = {}
+        for tile in tiles:
             top, bottom, left, right = tile.input
-            shapes.setdefault((bottom - top, right - left), []).append(tile)
-        for tiles in shapes.values():
-            for first in range(0, len(tiles), n):
-                group = tiles[first : first + n]
-                yield from zip(group, fn([self._inputs(tile) for tile in group], *shared))
+            kinds.setdefault((bottom - top, right - left, tile.trimmed), []).append(tile)
+        for kind in kinds.values():
+            for first in range(0, len(kind), n):
+                group = kind[first : first + n]
+                yield from zip(group, fn([self._inputs(tile) for tile in group], group[0].trimmed, *shared))
 
     def _local(self) -> tuple[tf.Tensor, tf.Tensor]:
         values, _ = self._evaluate(gradient=False)
@@ -276,6 +379,10 @@ class TiledProblem(_Problem):
 
     def _local_with_gradient(self) -> tuple[tf.Tensor, tf.Tensor]:
         return self._evaluate(gradient=True)
+
+
+def _run_each(strategy: tf.distribute.Strategy, fn: Callable, *args: object) -> object:
+    return strategy.run(fn, args=args)
 
 
 def blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
@@ -289,9 +396,9 @@ def blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...],
                   np.float32) for layer in config.content_layers]  # fmt: skip
     for tile in layout(height, width, config):
         top, bottom, left, right = tile.input
-        features = extractor(tf.constant(content[None, top:bottom, left:right]))
+        features = tile_features(extractor, tf.constant(content[None, top:bottom, left:right]), tile.trimmed, config)
         for target, f, layer in zip(p, features.content, config.content_layers):
-            r0, r1, c0, c1 = tile.bounds(_stride(layer))
+            r0, r1, c0, c1 = tile.bounds(*_map(config, layer))
             core = _core_slice(tile, _stride(layer))
             target[:, core[0], core[1]] = f.numpy()[:, r0:r1, c0:c1]
     strides = [_stride(layer) for layer in config.style_layers]
@@ -318,9 +425,9 @@ def _style_sums(extractor: Extractor, style: np.ndarray, mask: np.ndarray | None
     sums = [0.0] * len(strides)
     for tile in layout(h, w, config):
         top, bottom, left, right = tile.input
-        features = extractor(tf.constant(style[None, top:bottom, left:right]))
-        for i, (f, s, m) in enumerate(zip(features.style, strides, masks)):
-            r0, r1, c0, c1 = tile.bounds(s)
+        features = tile_features(extractor, tf.constant(style[None, top:bottom, left:right]), tile.trimmed, config)
+        for i, (f, layer, s, m) in enumerate(zip(features.style, config.style_layers, strides, masks)):
+            r0, r1, c0, c1 = tile.bounds(*_map(config, layer))
             core = f[:, r0:r1, c0:c1]
             if m is not None:
                 rows, cols = _core_slice(tile, s)

@@ -34,7 +34,8 @@ EIGHTBIT = SHARED / "weights" / "vgg19_imagenet_8bit.npz"
        name=st.sampled_from(["report", "blocks1-3"]))  # fmt: skip
 def test_tiles_partition_the_image_on_the_pooling_grid(height, width, tile, name):
     config = preset(name, tile=tile)
-    grid, halo = config.min_side, config.tile_halo
+    grid, halo, margins = config.min_side, config.tile_halo, config.tile_margins
+    assert all(m % 2 == 0 for m in margins[1:])  # kept before a pooling: its windows fall where they do untiled
     owner = np.zeros((height, width), int)
     for t in tiles.layout(height, width, config):
         top, bottom, left, right = t.core
@@ -42,15 +43,41 @@ def test_tiles_partition_the_image_on_the_pooling_grid(height, width, tile, name
         in_top, in_bottom, in_left, in_right = t.input
         assert (in_top, in_left) == (max(0, top - halo), max(0, left - halo))
         assert (in_bottom, in_right) == (min(height, bottom + halo), min(width, right + halo))
-        for edge, end in [(top, height), (bottom, height), (left, width), (right, width), (in_top, height),
-                          (in_bottom, height), (in_left, width), (in_right, width)]:  # fmt: skip
+        for edge, end in [(top, height), (bottom, height), (left, width), (right, width)]:
             assert edge % grid == 0 or edge == end  # on the deepest pooling's grid, or the image's edge
-        for stride in (s for s in (1, 2, 4, 8, 16) if s <= grid):  # the strides of the layers used
-            r0, r1, c0, c1 = t.bounds(stride)
-            rows, cols = t.feature_slice(stride)
+        for side, (edge, core) in enumerate(zip(t.input, t.core)):  # trimmed where the whole halo is there
+            assert t.trimmed[side] == (abs(core - edge) == halo)
+            assert t.trimmed[side] or edge in (0, height if side < 2 else width)
+        for block in range(1, len(margins) + 1):  # the blocks of the layers used
+            stride = 2 ** (block - 1)
+            margin = margins[0] if block == 1 else margins[block - 1] // 2
+            r0, r1, c0, c1 = t.bounds(stride, margin)
+            rows, cols = t.feature_slice(stride, margin)
             assert r1 - r0 == bottom // stride - top // stride and c1 - c0 == right // stride - left // stride
             assert 0 <= r0 <= r1 <= rows.stop - rows.start and 0 <= c0 <= c1 <= cols.stop - cols.start
+            # what the map covers: the input's rows at this stride, less what was trimmed
+            assert rows.start * stride >= in_top and cols.start * stride >= in_left
+            assert rows.stop <= in_bottom // stride + 1 and cols.stop <= in_right // stride + 1
     assert (owner == 1).all()  # every pixel owned by one tile
+
+
+def test_the_halo_is_the_receptive_field_of_the_deepest_layer():
+    """`Config.tile_halo`, worked out by walking the layers, is where the
+    gradient of one block5_conv1 feature with respect to the pixels ends
+    (real weights): 70 px beyond the 16 x 16 px it sits on, on every side."""
+    if not EIGHTBIT.is_file():
+        pytest.skip(f"8-bit VGG19 weights not found at {EIGHTBIT}")
+    config = preset("report", weights=str(EIGHTBIT))
+    extractor = extractor_for(config)
+    image = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, 288, 288, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        deepest = extractor(image).style[-1]  # block5_conv1, 18 x 18 positions of 16 px
+        feature = tf.reduce_sum(deepest[0, 8, 9])  # its pixels: rows 128..143, columns 144..159
+    reach = np.abs(tape.gradient(feature, image).numpy()[0]).sum(axis=-1) > 0
+    rows, cols = np.flatnonzero(reach.any(axis=1)), np.flatnonzero(reach.any(axis=0))
+    halo = config.tile_halo
+    assert (rows[0], rows[-1], cols[0], cols[-1]) == (128 - halo, 143 + halo, 144 - halo, 159 + halo)
 
 
 def _problems(weights, name: str, size: int, tile: int, styles: int = 1, regions: bool = False,
@@ -116,6 +143,12 @@ def test_tiled_objective_and_gradient_equal_the_untiled_with_the_papers_layers(s
 def test_many_small_tiles_on_the_exact_block_1_3_weights_with_two_styles(block13_weights):
     untiled, tiled = _problems(block13_weights, "blocks1-3", 131, 32, styles=2)
     assert len(tiled.tiles) == 20  # 131 x 98: 5 x 4 cores of 32 px and less
+    _assert_same(untiled, tiled)
+
+
+def test_an_image_inside_one_tile_takes_one_pass(block13_weights):
+    untiled, tiled = _problems(block13_weights, "blocks1-3", 64, 64)  # 64 x 48: the tile's pass 1 goes on to pass 3
+    assert len(tiled.tiles) == 1 and tiled.last is tiled.tiles[0]
     _assert_same(untiled, tiled)
 
 
