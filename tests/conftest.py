@@ -14,6 +14,11 @@ for _var, _sub in {"KERAS_HOME": "keras", "NST_CACHE": "cache", "MPLCONFIGDIR": 
                    "JUPYTER_RUNTIME_DIR": "jupyter/runtime"}.items():  # fmt: skip
     os.environ[_var] = str(_SANDBOX / _sub)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite runs in two pytest-xdist workers (pyproject's addopts), one per
+# core of CI's two: one TensorFlow thread each, for two workers each running
+# a pool of two on two cores took 1.8x the time of the suite in one process.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.pop("NST_VGG19_WEIGHTS", None)
 
 import numpy as np
