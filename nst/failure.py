@@ -119,8 +119,8 @@ def end(status: int) -> NoReturn:
     flush the output and leave through ``os._exit``, without the
     interpreter's teardown. TensorFlow's C++ runtime still has threads (its
     thread pools, XLA's) when Python and the C++ destructors free what they
-    use; now and then (about one interrupted run in a hundred, in CI and in
-    a stress run here) that race corrupted the heap, and a run whose image was
+    use; now and then (once in CI, once in about 340 interrupted runs of a
+    stress run here) that race corrupted the heap, and a run whose image was
     safely written died of a glibc abort (status -6, "corrupted size vs.
     prev_size"). Without TensorFlow loaded (a mistake found before the run)
     there is nothing to race with, and the exit is the usual one."""
