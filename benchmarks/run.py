@@ -60,7 +60,8 @@ import nst
 import tensorflow as tf
 from tutorial import Tutorial
 
-from nst.config import PAPER_STYLE_LAYERS, VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS, VideoConfig
+from nst.config import PAPER_STYLE_LAYERS, VideoConfig
+from nst.geometry import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS
 from nst.images import load_image
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_block1_to_block3.npz"

@@ -39,10 +39,11 @@ if "tensorflow" not in _sys.modules:
 
 from nst.config import PRESETS, Config, ConfigError, preset
 
-_LAZY = {name: "nst.optimize" for name in ("stylize", "stylize_many", "grid", "Job", "Result", "Progress")}
-_LAZY["stylize_video"] = "nst.video"
-_MODULES = {"clips", "color", "device", "features", "flow", "images", "live", "losses", "normalize", "optimize",
-            "preview", "regions", "studio", "tiles", "video", "weights"}  # fmt: skip
+_LAZY = {"stylize": "nst.optimize", "stylize_many": "nst.optimize", "grid": "nst.scene", "Job": "nst.scene",
+         "Result": "nst.record", "Progress": "nst.record", "stylize_video": "nst.video"}  # fmt: skip
+_MODULES = {"clips", "color", "device", "engine", "features", "flow", "geometry", "images", "live", "losses",
+            "normalize", "optimize", "optimizers", "preview", "problem", "record", "regions", "scene", "studio",
+            "targets", "tiles", "video", "weights"}  # fmt: skip
 
 
 def __getattr__(name: str):

@@ -14,15 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-#: The convolution layers of VGG19, in network order. Any of them can be a
-#: content or style layer; the network is evaluated up to the deepest one used.
-VGG19_CONV_LAYERS: tuple[str, ...] = (
-    "block1_conv1", "block1_conv2",
-    "block2_conv1", "block2_conv2",
-    "block3_conv1", "block3_conv2", "block3_conv3", "block3_conv4",
-    "block4_conv1", "block4_conv2", "block4_conv3", "block4_conv4",
-    "block5_conv1", "block5_conv2", "block5_conv3", "block5_conv4",
-)  # fmt: skip
+from nst import geometry
+from nst.geometry import VGG19_CONV_LAYERS
 
 PAPER_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
@@ -61,8 +54,6 @@ MAX_PIXELS = 89_478_485
 MAX_STEPS, MAX_LBFGS_MEMORY, MAX_MAX_PIXELS = 10_000_000, 10_000, 2**40
 #: Weights and rates above this would overflow the float32 arithmetic of a run.
 MAX_REAL = 1e30
-#: Channels of each VGG19 block; block b works at 1 / 2^(b-1) of the input size.
-VGG19_BLOCK_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
 class ConfigError(ValueError):
@@ -194,8 +185,6 @@ class Config:
             raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
         if self.tile is not None:
             _check_integer("tile", self.tile, MIN_TILE, MAX_SIZE)
-            if not self.tileable:
-                raise ConfigError("tile works with the report's losses (loss_form 'report'), not in float16")
         _check_choice("mask_mode", self.mask_mode, MASK_MODES)
         if self.preserve_color is not None:
             _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
@@ -267,41 +256,19 @@ class Config:
 
     @property
     def min_side(self) -> int:
-        """The shortest image side the chosen layers can take: each pooling
-        before the deepest layer halves the image, and it must stay >= 1 px."""
-        deepest = max(int(layer[5]) for layer in self.content_layers + self.style_layers)
-        return 2 ** (deepest - 1)
-
-    @property
-    def tileable(self) -> bool:
-        """Whether `tile` can be set: tiles sum the report's per-position
-        terms in float32-range arithmetic (not the other loss forms, whose
-        normalisations are not sums over positions, nor float16)."""
-        return self.loss_form == "report" and self.precision != "mixed_float16"
+        """The shortest image side the chosen layers can take (`nst.geometry.min_side`)."""
+        return geometry.min_side(self.content_layers + self.style_layers)
 
     @property
     def tile_margins(self) -> tuple[int, ...]:
-        """How far beyond a tile's core (see `nst.tiles`) VGG19's maps must
-        be exact for the deepest layer used to be exact on the core: first
-        the input's (the halo, in pixels), then the map's before each
-        pooling (in that block's positions; what a tile keeps of its halo
-        there). Walking back from the deepest layer, each 3 x 3 convolution
-        needs one position more and each 2 x 2 pooling twice as many:
-        (70, 68, 32, 12, 2) up to block5_conv1, whose receptive field
-        reaches 70 px beyond its own 16 x 16 px."""
-        deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in self.content_layers + self.style_layers)
-        margin, before_poolings = 0, []
-        for layer in reversed(VGG19_CONV_LAYERS[: deepest + 1]):
-            margin += 1  # a 3 x 3 convolution reads one position around each of its outputs
-            if layer.endswith("_conv1") and not layer.startswith("block1"):  # a pooling before it
-                margin *= 2
-                before_poolings.insert(0, margin)
-        return (margin, *before_poolings)
+        """How far beyond a tile's core VGG19's maps must be exact for the
+        deepest layer used (`nst.geometry.margins`): (70, 68, 32, 12, 2)
+        up to block5_conv1."""
+        return geometry.margins(self.content_layers + self.style_layers)
 
     @property
     def tile_halo(self) -> int:
-        """Pixels of context a tile reads on each side of what it owns (see
-        `tile_margins`): 70 px up to block5_conv1."""
+        """Pixels a tile reads on each side of what it owns: 70 px up to block5_conv1."""
         return self.tile_margins[0]
 
     def blend(self, styles: int) -> tuple[float, ...]:
@@ -314,9 +281,7 @@ class Config:
     @property
     def layer_weights(self) -> tuple[float, ...]:
         """The style layer weights w_l actually used (1/L unless given)."""
-        if self.style_layer_weights is not None:
-            return self.style_layer_weights
-        return tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
+        return self.style_layer_weights or tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (tuples become lists)."""

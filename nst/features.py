@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from nst.backend import tf
-from nst.config import VGG19_CONV_LAYERS, Config
+from nst.config import Config
+from nst.geometry import VGG19_CONV_LAYERS, block
 from nst.normalize import normalize as normalize_network
 from nst.weights import WEIGHTS_ENV, WeightsError, check_weights, resolve_weights
 
@@ -133,7 +134,7 @@ class Extractor:
             found = {}
             for layer in self.model.layers[1:]:
                 if isinstance(layer, Pool2x2):
-                    x = trim(int(layer.name[5]), x)
+                    x = trim(block(layer.name), x)
                 x = found[layer.name] = layer(x)
             outputs = [found[name] for name in self._index]
         outputs = [tf.cast(o, tf.float32) for o in outputs]

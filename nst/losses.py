@@ -16,6 +16,12 @@ squared errors); its forms are kept beside these as `TUTORIAL` so its numbers
 can be reproduced. The authors' own code (`GATYS`) uses the tutorial's
 forms with each style term divided by N_l^2; unlike the report's, its
 alpha/beta does not depend on the image size (both terms are means).
+
+Each form is written over sums (`LossForm`): the content term from
+``sum (F - P)^2``, E_l from a Gram matrix summed over M positions, and a
+rule for A. Tiles (`nst.tiles`) and regions (`nst.regions`) change only how
+the sums are made, so every form works with both; `combine` weighs the
+terms into the total and is the only objective, whole image or tiled.
 """
 
 from __future__ import annotations
@@ -33,76 +39,60 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     return tf.einsum("bhwi,bhwj->bij", features, features)
 
 
-def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """``1/2 * sum (F - P)^2`` per batch element."""
-    return 0.5 * tf.reduce_sum(tf.square(features - target), axis=[1, 2, 3])
-
-
-def style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
-    """``E_l = sum (G - A)^2 / (4 N^2 M^2)`` per batch element.
-
-    ``target_gram`` is A, the Gram matrix of the style image's activations at
-    the same layer (for a style image of M positions too; see `style_target`).
-    """
-    shape = tf.shape(features)
-    return style_loss_of_gram(gram_matrix(features), target_gram, shape[1] * shape[2])
-
-
-def style_loss_of_gram(gram: tf.Tensor, target_gram: tf.Tensor, positions: tf.Tensor | int) -> tf.Tensor:
-    """`style_loss` from G itself, for an output of ``positions`` (M)
-    positions: what a tiled evaluation (`nst.tiles`), which sums G over
-    tiles, needs."""
-    n = tf.cast(tf.shape(gram)[-1], gram.dtype)
-    m = tf.cast(positions, gram.dtype)
-    # Dividing before squaring is the same sum and keeps values small in float32.
-    return tf.reduce_sum(tf.square((gram - target_gram) / (2.0 * n * m)), axis=[1, 2])
-
-
-def style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
-    """A for an output of ``positions`` (M) positions at this layer.
-
-    The report's Gram matrix is a sum over positions, so it grows with image
-    size. When the style image is not the output's size its Gram matrix is
-    rescaled by ``M_output / M_style`` (a no-op when the sizes agree).
-    """
-    shape = tf.shape(style_features)
-    return rescaled_gram(gram_matrix(style_features), shape[1] * shape[2], positions)
-
-
-def rescaled_gram(gram: tf.Tensor, style_positions: tf.Tensor | int, positions: int) -> tf.Tensor:
-    """A Gram matrix of ``style_positions`` positions, rescaled to stand for
-    an output of ``positions`` (see `style_target`)."""
-    return gram * (positions / tf.cast(style_positions, gram.dtype))
-
-
-def guided_style_loss(features: tf.Tensor, target_grams: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
-    """The style term with regions (`nst.regions`), per batch element:
-    ``sum_r sum (G_r - A_r)^2 / (4 N^2 M_r M)`` with the guided Gram matrix
-    ``G_r = (m_r F)^T (m_r F)`` and its mass ``M_r = sum m_r^2``.
-
-    ``masks`` is (batch, regions, height, width) at this layer's resolution,
-    ``target_grams`` (batch, regions, N, N), each A_r already rescaled to
-    its region's mass. One region with a mask of ones is `style_loss`.
-    """
-    shape = tf.shape(features)
-    mass = tf.reduce_sum(tf.square(masks), axis=[2, 3])
-    return guided_loss_of_gram(guided_gram(features, masks), target_grams, mass, shape[1] * shape[2])
-
-
 def guided_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
     """``G_r = (m_r F)^T (m_r F)`` for each region: (batch, regions, N, N)."""
     return tf.einsum("brhwi,bhwj->brij", features[:, None] * tf.square(masks)[..., None], features)
 
 
-def guided_loss_of_gram(grams: tf.Tensor, target_grams: tf.Tensor, mass: tf.Tensor, positions: tf.Tensor | int):
-    """`guided_style_loss` from the G_r themselves and the regions' masses
-    (batch, regions), for an output of ``positions`` (M) positions: what a
-    tiled evaluation, which sums G_r over tiles, needs."""
-    n = tf.cast(tf.shape(grams)[-1], grams.dtype)
-    m = tf.cast(positions, grams.dtype)
-    # An empty region has G_r = A_r = 0: its term is 0, not 0 / 0.
-    per_region = tf.reduce_sum(tf.square((grams - target_grams) / (2.0 * n)), axis=[2, 3]) / tf.maximum(mass * m, 1e-12)
-    return tf.reduce_sum(per_region, axis=1)
+def squared_error(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """``sum (F - P)^2`` per batch element: what every content form is made of."""
+    return tf.reduce_sum(tf.square(features - target), axis=[1, 2, 3])
+
+
+def _positions(features: tf.Tensor) -> tf.Tensor:
+    shape = tf.shape(features)
+    return shape[1] * shape[2]
+
+
+def _per_matrix(m: tf.Tensor | int, dtype: tf.DType) -> tf.Tensor:
+    """A number of positions (or masses, (batch, regions)) to divide (..., N, N) matrices by."""
+    return tf.cast(m, dtype)[..., None, None]
+
+
+# Each loss form over sums: the content term from ``sum (F - P)^2``, the
+# style term E from a Gram matrix G summed over M positions (its target A,
+# N channels), and the target rule that makes A from a style image's Gram
+# sum over its own M_s positions for an output of M. Tiles (`nst.tiles`)
+# and regions (`nst.regions`) only change how the sums are made.
+
+
+def _report_content(squared: tf.Tensor, n: int, m: int) -> tf.Tensor:
+    return 0.5 * squared
+
+
+def _report_style(gram: tf.Tensor, target: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
+    # Dividing before squaring is the same sum and keeps values small in float32.
+    return tf.reduce_sum(tf.square((gram - target) / (2.0 * n * _per_matrix(m, gram.dtype))), axis=[-2, -1])
+
+
+def _report_target(gram: tf.Tensor, style_positions: tf.Tensor | float, positions: tf.Tensor | float) -> tf.Tensor:
+    return gram * (tf.cast(positions, gram.dtype) / tf.cast(style_positions, gram.dtype))
+
+
+def _mean_content(squared: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
+    return squared / tf.cast(n * m, squared.dtype)
+
+
+def _tutorial_style(gram: tf.Tensor, target: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
+    return tf.reduce_sum(tf.square(gram / _per_matrix(m, gram.dtype) - target), axis=[-2, -1]) / float(n * n)
+
+
+def _gatys_style(gram: tf.Tensor, target: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
+    return _tutorial_style(gram, target, n, m) / float(n * n)
+
+
+def _normalised_target(gram: tf.Tensor, style_positions: tf.Tensor | float, positions: tf.Tensor | float):
+    return gram / tf.cast(style_positions, gram.dtype)
 
 
 def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
@@ -139,25 +129,110 @@ def tutorial_total_variation(image: tf.Tensor) -> tf.Tensor:
     return tf.image.total_variation(image)
 
 
+class LossForm(NamedTuple):
+    """One normalisation of the losses, written over sums (so that tiles and
+    regions, which change only how the sums are made, work with any form):
+
+    - ``content_of(sum (F - P)^2, N, M)``: the content term of a layer;
+    - ``style_of(G, A, N, M)``: E_l from G summed over M positions;
+    - ``target_of(G_s, M_s, M)``: A from a style image's Gram sum over its
+      own M_s positions (or a style mask's mass), for an output of M;
+    - ``tv(image)``: the total variation.
+    """
+
+    content_of: Callable[[tf.Tensor, int, int], tf.Tensor]
+    style_of: Callable[..., tf.Tensor]
+    target_of: Callable[..., tf.Tensor]
+    tv: Callable[[tf.Tensor], tf.Tensor]
+
+    def content(self, features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        """The content term of ``features`` against ``target`` (P), per batch element."""
+        return self.content_of(squared_error(features, target), features.shape[-1], _positions(features))
+
+    def style(self, features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+        """E_l of ``features`` against A (made by `style_target` for their size)."""
+        return self.style_of(gram_matrix(features), target_gram, features.shape[-1], _positions(features))
+
+    def style_target(self, style_features: tf.Tensor, positions: int) -> tf.Tensor:
+        """A from a style image's features, for an output of ``positions`` (M)."""
+        return self.target_of(gram_matrix(style_features), _positions(style_features), positions)
+
+    def guided_style(self, grams: tf.Tensor, targets: tf.Tensor, mass: tf.Tensor, positions: tf.Tensor | int):
+        """The style term with regions from the guided G_r (batch, regions,
+        N, N), their targets A_r and masses M_r (batch, regions), for an
+        output of M positions: ``sum_r (M_r / M) E(G_r, A_r, M_r)``, each
+        region the form's E over its own positions, weighed by the share of
+        the image it covers (one region of all ones is `style`'s E)."""
+        n, m = grams.shape[-1], tf.cast(positions, grams.dtype)
+        # An empty region has G_r = 0 and weight 0: its term is 0, not 0 / 0.
+        per_region = self.style_of(grams, targets, n, tf.maximum(mass, 1e-12))
+        return tf.reduce_sum(mass / m * per_region, axis=1)
+
+
+REPORT = LossForm(_report_content, _report_style, _report_target, total_variation_loss)
+#: The TensorFlow tutorial's: Gram matrices divided by M, mean squared errors.
+TUTORIAL = LossForm(_mean_content, _tutorial_style, _normalised_target, tutorial_total_variation)
+#: The authors' own code: the tutorial's content term and Gram matrices, their
+#: style term (the tutorial's divided by N^2), the report's smooth TV.
+GATYS = LossForm(_mean_content, _gatys_style, _normalised_target, total_variation_loss)
+LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL, "gatys": GATYS}
+
+
+def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """``1/2 * sum (F - P)^2`` per batch element."""
+    return REPORT.content(features, target)
+
+
+def style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
+    """``E_l = sum (G - A)^2 / (4 N^2 M^2)`` per batch element.
+
+    ``target_gram`` is A, the Gram matrix of the style image's activations at
+    the same layer (for a style image of M positions too; see `style_target`).
+    """
+    return REPORT.style(features, target_gram)
+
+
+def style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
+    """A for an output of ``positions`` (M) positions at this layer.
+
+    The report's Gram matrix is a sum over positions, so it grows with image
+    size. When the style image is not the output's size its Gram matrix is
+    rescaled by ``M_output / M_style`` (a no-op when the sizes agree).
+    """
+    return REPORT.style_target(style_features, positions)
+
+
+def guided_style_loss(features: tf.Tensor, target_grams: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+    """The report's style term with regions (`nst.regions`), per batch
+    element: ``sum_r sum (G_r - A_r)^2 / (4 N^2 M_r M)`` with the guided
+    Gram matrix ``G_r = (m_r F)^T (m_r F)`` and its mass ``M_r = sum m_r^2``.
+
+    ``masks`` is (batch, regions, height, width) at this layer's resolution,
+    ``target_grams`` (batch, regions, N, N), each A_r already rescaled to
+    its region's mass. One region with a mask of ones is `style_loss`.
+    """
+    mass = tf.reduce_sum(tf.square(masks), axis=[2, 3])
+    return REPORT.guided_style(guided_gram(features, masks), target_grams, mass, _positions(features))
+
+
 def tutorial_content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """The tutorial's content loss: mean of ``(F - P)^2``."""
-    return tf.reduce_mean(tf.square(features - target), axis=[1, 2, 3])
+    return TUTORIAL.content(features, target)
 
 
 def tutorial_gram(features: tf.Tensor) -> tf.Tensor:
     """The tutorial's Gram matrix: ``F F^T / M`` (independent of image size)."""
-    shape = tf.shape(features)
-    return gram_matrix(features) / tf.cast(shape[1] * shape[2], features.dtype)
+    return gram_matrix(features) / tf.cast(_positions(features), features.dtype)
 
 
 def tutorial_style_target(style_features: tf.Tensor, positions: int) -> tf.Tensor:
     """The tutorial's target: its Gram matrix of the style image (needs no rescaling)."""
-    return tutorial_gram(style_features)
+    return TUTORIAL.style_target(style_features, positions)
 
 
 def tutorial_style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
     """The tutorial's style loss: mean of ``(F F^T / M - A)^2``."""
-    return tf.reduce_mean(tf.square(tutorial_gram(features) - target_gram), axis=[1, 2])
+    return TUTORIAL.style(features, target_gram)
 
 
 def gatys_style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
@@ -165,26 +240,7 @@ def gatys_style_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
     ``mean (G/M - A)^2 / N^2``, the tutorial's divided by N^2 (their style
     weights are ``1e3 / N_l^2``: beta = 1e3 times this, w_l = 1). It is
     ``4 E_l / N^2`` in the report's terms."""
-    n = tf.cast(tf.shape(features)[3], features.dtype)
-    return tutorial_style_loss(features, target_gram) / (n * n)
-
-
-class LossForm(NamedTuple):
-    """One normalisation of the losses: content loss, style target, style
-    loss, total variation."""
-
-    content: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-    style_target: Callable[[tf.Tensor, int], tf.Tensor]
-    style: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-    tv: Callable[[tf.Tensor], tf.Tensor]
-
-
-REPORT = LossForm(content_loss, style_target, style_loss, total_variation_loss)
-TUTORIAL = LossForm(tutorial_content_loss, tutorial_style_target, tutorial_style_loss, tutorial_total_variation)
-#: The authors' own code: the tutorial's content term and Gram matrices, their
-#: style term (`gatys_style_loss`), the report's smooth TV.
-GATYS = LossForm(tutorial_content_loss, tutorial_style_target, gatys_style_loss, total_variation_loss)
-LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL, "gatys": GATYS}
+    return GATYS.style(features, target_gram)
 
 
 class Targets(NamedTuple):
@@ -211,7 +267,8 @@ class Targets(NamedTuple):
 
 def make_targets(content: Features, style: Features, config: Config) -> Targets:
     """Content targets from the content image's features, Gram targets from
-    the style image's, sized for an output the size of the content image."""
+    the style image's, sized for an output the size of the content image
+    (whole images, one style; `nst.targets` makes every other kind)."""
     form = LOSS_FORMS[config.loss_form]
     positions = [int(f.shape[1]) * int(f.shape[2]) for f in content.style]
     return Targets(
@@ -246,30 +303,72 @@ class Weights(NamedTuple):
 def objective(
     image: tf.Tensor, features: Features, targets: Targets, config: Config, weights: Weights | None = None
 ) -> dict[str, tf.Tensor]:
-    """Every term of the total loss, per batch element.
+    """Every term of the total loss, per batch element (see `combine`), for
+    the features of the whole image. The weights are ``config``'s unless
+    ``weights`` gives them per batch element."""
+    squared = [squared_error(f, p) for f, p in zip(features.content, targets.content)]
+    if targets.masks:  # regions (nst.regions): each region's guided Gram matrix
+        grams = [guided_gram(f, m) for f, m in zip(features.style, targets.masks)]
+    else:
+        grams = [gram_matrix(f) for f in features.style]
+    positions = [_positions(f) for f in features.style]
+    return combine(image, content_term(squared, targets, config), style_terms(grams, positions, targets, config),
+                   targets, config, weights)  # fmt: skip
+
+
+def content_term(squared: Sequence[tf.Tensor], targets: Targets, config: Config) -> tf.Tensor | float:
+    """The content term from each content layer's ``sum (F - P)^2`` (over
+    the whole image, or a tile's part of it): their form's terms' mean over
+    the content layers. Linear in the sums, so a sum over tiles."""
+    form = LOSS_FORMS[config.loss_form]
+    terms = [
+        form.content_of(s, p.shape[-1], int(p.shape[1]) * int(p.shape[2])) for s, p in zip(squared, targets.content)
+    ]
+    return tf.add_n(terms) / len(terms) if terms else 0.0
+
+
+def style_terms(grams: Sequence[tf.Tensor], positions: Sequence[tf.Tensor | int], targets: Targets,
+                config: Config) -> list[tf.Tensor]:  # fmt: skip
+    """Each style layer's E_l from the whole image's Gram matrices (summed
+    over its M positions; with regions, each region's guided one)."""
+    form = LOSS_FORMS[config.loss_form]
+    if targets.masks:
+        masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in targets.masks]
+        return [form.guided_style(g, a, mass, m) for g, a, mass, m in zip(grams, targets.style, masses, positions)]
+    return [form.style_of(g, a, g.shape[-1], m) for g, a, m in zip(grams, targets.style, positions)]
+
+
+def weighted_style(terms: Sequence[tf.Tensor], weights: Weights) -> tf.Tensor | float:
+    """The style term, ``sum_l w_l E_l``."""
+    return tf.add_n([weights.layers[:, i] * e for i, e in enumerate(terms)]) if terms else 0.0
+
+
+def combine(
+    image: tf.Tensor,
+    content: tf.Tensor | float,
+    style: Sequence[tf.Tensor],
+    targets: Targets,
+    config: Config,
+    weights: Weights | None = None,
+) -> dict[str, tf.Tensor]:
+    """The objective: the weighted total of the content term, the style
+    terms E_l, the total variation and, for a video frame, the temporal
+    term. The only place the terms are weighed, for whole images and tiles.
 
     Keys: 'total', 'content' (mean over content layers), 'style'
     (``sum_l w_l E_l``), 'tv' (always computed; weighted by gamma in the
-    total), 'temporal' (for a video frame, `temporal_loss`, unweighted) and
-    'style/<layer>' (each unweighted E_l). The weights are ``config``'s
-    unless ``weights`` gives them per batch element.
-    """
-    form = LOSS_FORMS[config.loss_form]
+    total), 'style/<layer>' (each unweighted E_l) and, for a video frame,
+    'temporal' (`temporal_loss`, unweighted)."""
     weights = Weights(*(tf.cast(w, image.dtype) for w in weights or Weights.of([config])))
     zero = tf.zeros(tf.shape(image)[:1], image.dtype)
-    content = zero
-    for f, p in zip(features.content, targets.content):
-        content += form.content(f, p) / len(targets.content)
-    terms = {}
-    style = zero
-    for i, (layer, f, a) in enumerate(zip(config.style_layers, features.style, targets.style)):
-        terms[f"style/{layer}"] = guided_style_loss(f, a, targets.masks[i]) if targets.masks else form.style(f, a)
-        style += weights.layers[:, i] * terms[f"style/{layer}"]
-    tv = form.tv(image)
-    total = weights.content * content + weights.style * style + weights.tv * tv
+    content = content + zero
+    terms = {f"style/{layer}": e for layer, e in zip(config.style_layers, style)}
+    style_term = weighted_style(style, weights) + zero
+    tv = LOSS_FORMS[config.loss_form].tv(image)
+    total = weights.content * content + weights.style * style_term + weights.tv * tv
     if targets.temporal:
         total += temporal_term(image, targets.temporal, terms)
-    return {"total": total, "content": content, "style": style, "tv": tv, **terms}
+    return {"total": total, "content": content, "style": style_term, "tv": tv, **terms}
 
 
 def temporal_term(image: tf.Tensor, temporal: Sequence[tf.Tensor], terms: dict[str, tf.Tensor]) -> tf.Tensor:

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from nst.images import ImageSource, load_image, to_pil
 
 if TYPE_CHECKING:
-    from nst.optimize import Progress, Result
+    from nst.record import Progress, Result
 
 #: Longest side of the input thumbnails, pixels.
 THUMBNAIL = 256

@@ -16,7 +16,9 @@ image's own guided ones). The style term of a layer is
 (`nst.losses.guided_style_loss`): each region is the report's E_l over its
 own positions, weighted by the share of the image it covers, so a pixel
 feels the same pull towards its style as in an unmasked run, and one mask
-of all ones is the report's E_l exactly.
+of all ones is the report's E_l exactly. Every loss form takes masks the
+same way: ``E_l = sum_r (M_r / M) E(G_r, A_r, M_r)``, with its own rule for
+A_r (`nst.losses.LossForm`).
 
 The optimisers see the same loss-and-gradient interface: the masks are part
 of the targets (`Targets.masks`), and only the objective reads them.
@@ -28,14 +30,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.ndimage
 
+from nst import geometry
 from nst.backend import tf
-from nst.config import VGG19_CONV_LAYERS, Config, ConfigError
-from nst.features import Extractor
+from nst.config import Config, ConfigError
 from nst.images import ImageError, ImageSource, describe, load_image
-from nst.losses import Targets, gram_matrix
-from nst.optimize import Job, _Scene
 
 #: How far a mask's aspect ratio may differ from the output's before it is
 #: refused (it would be stretched onto another picture).
@@ -45,40 +44,39 @@ ASPECT_TOLERANCE = 0.02
 BLACK = 40.0
 
 
-def prepare(job: Job, scenes: list[_Scene], config: Config) -> dict[str, Any]:
-    """Give each style image of ``job`` its region in every scene (one per
-    scale, see `nst.optimize`); what the output's record says of the masks."""
-    styles = len(scenes[0].styles)
-    check(job.masks, job.style_masks, styles, config)
-    for scene in scenes:
-        scene.regions = output_masks(job.masks, styles, *scene.content.shape[:2])
-        if job.style_masks is not None:
-            scene.style_regions = [load_mask(m, *s.shape[:2], f"style mask {i + 1}")
-                                   for i, (m, s) in enumerate(zip(job.style_masks, scene.styles))]  # fmt: skip
-            for i, mask in enumerate(scene.style_regions):
-                if not mask.any():
-                    raise ImageError(f"style mask {i + 1} {describe(job.style_masks[i])} is black everywhere: "
-                                     f"nothing of its style image would be used; make the part to use white")  # fmt: skip
-    if isinstance(job.masks, (list, tuple)):
-        record: dict[str, Any] = {"masks": [describe(m) for m in job.masks]}
+def record(masks: Sequence[ImageSource] | ImageSource, style_masks: Sequence[ImageSource] | None) -> dict[str, Any]:
+    """What the output's record says of the masks."""
+    if isinstance(masks, (list, tuple)):
+        described: dict[str, Any] = {"masks": [describe(m) for m in masks]}
     else:
-        record = {"mask_map": describe(job.masks)}
-    if job.style_masks is not None:
-        record["style_masks"] = [describe(m) for m in job.style_masks]
-    return record
+        described = {"mask_map": describe(masks)}
+    if style_masks is not None:
+        described["style_masks"] = [describe(m) for m in style_masks]
+    return described
+
+
+def style_regions(style_masks: Sequence[ImageSource] | None, styles: list[np.ndarray]) -> list[np.ndarray | None]:
+    """The part of each style image (at its size here) that its style is
+    taken from: its style mask, or None (all of it) without style masks."""
+    if style_masks is None:
+        return [None] * len(styles)
+    loaded = [load_mask(m, *s.shape[:2], f"style mask {i + 1}") for i, (m, s) in enumerate(zip(style_masks, styles))]
+    for i, mask in enumerate(loaded):
+        if not mask.any():
+            raise ImageError(f"style mask {i + 1} {describe(style_masks[i])} is black everywhere: "
+                             f"nothing of its style image would be used; make the part to use white")  # fmt: skip
+    return loaded
 
 
 def check(masks: Sequence[ImageSource] | ImageSource, style_masks: Sequence[ImageSource] | None, styles: int,
           config: Config) -> None:  # fmt: skip
     """Refuse what cannot be a region set, before anything loads: one mask
     per style image (a list) or one colour map (a single image), style
-    masks one per style image, the report's loss form."""
+    masks one per style image, no blend."""
     if isinstance(masks, (list, tuple)) and len(masks) != styles:
         raise ConfigError(f"{len(masks)} masks for {styles} style images: give one mask per style image, in order")
     if style_masks is not None and len(style_masks) != styles:
         raise ConfigError(f"{len(style_masks)} style masks for {styles} style images: give one per style image")
-    if config.loss_form != "report":
-        raise ConfigError(f"masks work with the report's losses (loss_form 'report'), not {config.loss_form!r}")
     if config.style_blend is not None:
         raise ConfigError("style_blend mixes the styles everywhere; with masks each style has its own region")
 
@@ -143,57 +141,6 @@ def output_masks(masks: Sequence[ImageSource] | ImageSource, styles: int, height
 
 
 def layer_masks(masks: np.ndarray, config: Config) -> list[np.ndarray]:
-    """``masks`` (regions, height, width) at each style layer's resolution.
-
-    'propagate' (Gatys et al.'s way): the masks go through the network's
-    structure, each 3 x 3 convolution a 3 x 3 mean and each pooling a 2 x 2
-    mean, so a position's value is the share of its receptive field inside
-    the region and borders are soft. 'erode': each pooling a 2 x 2 mean (a
-    plain resize), then at each layer a 3 x 3 minimum, so positions whose
-    3 x 3 window leaves the region get no style from it."""
-    deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in config.style_layers) if config.style_layers else -1
-    current, block, at = masks.astype(np.float32), 1, {}
-    for layer in VGG19_CONV_LAYERS[: deepest + 1]:
-        if int(layer[5]) > block:  # VGG19's pooling (an odd last row or column dropped)
-            r, h, w = current.shape[0], current.shape[1] // 2, current.shape[2] // 2
-            current = current[:, : 2 * h, : 2 * w].reshape(r, h, 2, w, 2).mean(axis=(2, 4))
-            block = int(layer[5])
-        if config.mask_mode == "propagate":
-            current = scipy.ndimage.uniform_filter(current, size=(1, 3, 3), mode="nearest")
-            at[layer] = current
-        else:
-            at[layer] = scipy.ndimage.grey_erosion(current, size=(1, 3, 3), mode="nearest")
-    return [at[layer].clip(0, 1) for layer in config.style_layers]
-
-
-def blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
-    """The targets of a run with regions (``scene.regions`` set; ``blend`` is
-    unused: each style has its own region): P at the content layers, and per
-    style layer A_r for every region, (1, regions, N, N), with the masks at
-    that layer, (1, regions, h, w). (`nst.tiles.blend_targets` makes the
-    same a tile at a time.)"""
-    content = extractor(scene.content[None])
-    per_style = []
-    for style, style_mask in zip(scene.styles, scene.style_regions):
-        features = extractor(style[None])
-        if style_mask is None:
-            per_style.append([(gram_matrix(f), float(f.shape[1] * f.shape[2])) for f in features.style])
-        else:
-            per_style.append([(gram_matrix(f * m[0][None, ..., None]), float(np.square(m).sum()))
-                              for f, m in zip(features.style, layer_masks(style_mask[None], config))])  # fmt: skip
-    return targets_from([tf.constant(f) for f in content.content], per_style, scene.regions, config)
-
-
-def targets_from(content: list[tf.Tensor], per_style: list[list[tuple[tf.Tensor, float]]], regions: np.ndarray,
-                 config: Config) -> Targets:  # fmt: skip
-    """Targets with regions from the content targets and, per style image
-    and style layer, its Gram matrix and the positions (or style-mask mass)
-    it sums over: each A_r rescaled to its region's mass."""
-    guides = layer_masks(regions, config)
-    style_targets = []
-    for i, guide in enumerate(guides):
-        mass = np.square(guide).sum(axis=(1, 2))
-        grams = [gram * (mass[r] / max(style_mass, 1e-12)) for r, (gram, style_mass) in
-                 enumerate(s[i] for s in per_style)]  # fmt: skip
-        style_targets.append(tf.stack(grams, axis=1))
-    return Targets(content=content, style=style_targets, masks=[tf.constant(g[None]) for g in guides])
+    """``masks`` (regions, height, width) at each style layer's resolution,
+    the way ``config.mask_mode`` says (`nst.geometry.layer_masks`)."""
+    return geometry.layer_masks(masks, config.style_layers, config.mask_mode)

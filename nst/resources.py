@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 
-from nst.config import MAX_SIZE, VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS, Config, ConfigError
+from nst.config import MAX_SIZE, Config, ConfigError
+from nst.geometry import VGG19_CONV_LAYERS, channels, deepest, stride
 
 #: Bytes that TensorFlow, Keras and the model take before any image.
 BASE_BYTES = 1.05e9
@@ -58,12 +59,9 @@ def estimate_bytes(config: Config, height: int, width: int, batch: int = 1, *, p
         whole = TILED_BYTES_PER_PIXEL * height * width * batch
         side = -(-config.tile // config.min_side) * config.min_side + 2 * config.tile_halo
         height, width = min(height, side), min(width, side)
-    deepest = max(VGG19_CONV_LAYERS.index(layer) for layer in config.content_layers + config.style_layers)
     floats = 0
-    for layer in VGG19_CONV_LAYERS[: deepest + 1]:
-        block = int(layer[5])
-        scale = 2 ** (block - 1)
-        floats += (height // scale) * (width // scale) * VGG19_BLOCK_CHANNELS[block]
+    for layer in VGG19_CONV_LAYERS[: deepest(config.content_layers + config.style_layers) + 1]:
+        floats += (height // stride(layer)) * (width // stride(layer)) * channels(layer)
     return int(BASE_BYTES + whole + (POOLED_FACTOR if pooled else SYSTEM_FACTOR) * 4 * floats * batch)
 
 
@@ -84,11 +82,10 @@ def available_bytes() -> int | None:
 
 def auto_tile(config: Config, height: int, width: int, available: int | None = None) -> int | None:
     """``None`` where a ``height`` x ``width`` run fits in memory untiled;
-    else the largest of `TILES` that fits (the smallest if none does).
-    ``None`` too where the run cannot be tiled (`Config.tileable`)."""
+    else the largest of `TILES` that fits (the smallest if none does)."""
     available = available_bytes() if available is None else available
     untiled = config.replace(tile=None)
-    if available is None or not config.tileable or estimate_bytes(untiled, height, width) <= available:
+    if available is None or estimate_bytes(untiled, height, width) <= available:
         return None
     return next((t for t in TILES if estimate_bytes(untiled.replace(tile=t), height, width) <= available), TILES[-1])
 
@@ -103,7 +100,7 @@ def check_memory(config: Config, height: int, width: int, available: int | None 
         return
     fits = _largest_fitting_size(config, height, width, available, batch)
     what = f"{batch} runs at once on a" if batch > 1 else "a"
-    tiles = [t for t in TILES if config.tileable and t < (config.tile or MAX_SIZE)]
+    tiles = [t for t in TILES if t < (config.tile or MAX_SIZE)]
     tile = next((t for t in tiles if estimate_bytes(config.replace(tile=t), height, width, batch) <= available), None)
     if tile:
         advice = f"use --tile {tile} (the same result, computed in tiles of {tile} px)"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import io
 import os
 import shutil
 import sys
@@ -38,21 +37,21 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
-from nst.config import COLOR_MODES, OPTIMIZERS, Config, preset
+from nst.config import Config
+from nst.controls import Controls
 from nst.failure import describe
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, free_path, load_image, store_upload, to_pil
-from nst.live import STEERABLE, LiveRun, start
-from nst.optimize import Result, stylize
+from nst.images import SAMPLE_PREFIX, ImageError, ImageSource, free_path, load_image
+from nst.live import STEERABLE, LiveRun, start, takes
+from nst.optimize import stylize
+from nst.record import Result
 from nst.preview import THUMBNAIL, LivePreview, encode
 
-UPLOAD = "(uploaded file)"
-OFF = "off"
 #: Save writes into this folder when set (`make studio` sets it to the
 #: clone's out/), else into the current folder; never over an existing file.
 OUTPUT_ENV = "NST_OUTPUT_DIR"
 
 
-class Studio:
+class Studio(Controls):
     """An ipywidgets UI around `nst.stylize`.
 
     Args:
@@ -71,9 +70,7 @@ class Studio:
         style: ImageSource = SAMPLE_PREFIX + "starry_night",
         **overrides: Any,
     ) -> None:
-        if "preset" in overrides:
-            config = preset(overrides.pop("preset"), **overrides)
-        self.config = (config or Config()).replace(**overrides)
+        super().__init__(config, content, style, **overrides)
         self.result = None
         self.error: BaseException | None = None
         self.live: LiveRun | None = None
@@ -82,62 +79,6 @@ class Studio:
         """Every finished or stopped run, oldest first (the compare strip)."""
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._sources = {"content": content, "style": style}
-        self.uploads: dict[str, dict[str, str]] = {}
-        """Uploaded inputs by the path they are kept at: their name and SHA-256."""
-        c = self.config
-        label = {"description_width": "110px"}
-        slider = {"continuous_update": False, "style": label, "layout": {"width": "420px"}}
-
-        self.content_pick = _picker("content", content, label)
-        self.style_pick = _picker("style", style, label)
-        self.content_upload = _upload("content")
-        self.style_upload = _upload("style")
-        # Regions: a second style and a mask per style (one mask alone: its
-        # style there, the content elsewhere; with two styles, one mask and
-        # its complement will do).
-        self.style2_pick = widgets.Dropdown(
-            options=[("none", OFF), *_picker("style 2", SAMPLE_PREFIX + "the_scream", label).options],
-            value=OFF, description="style 2", style=label, layout={"width": "300px"},
-        )  # fmt: skip
-        self.style2_upload = _upload("style2")
-        self.mask_uploads = [_upload(f"mask{i}", f"mask {i}") for i in (1, 2)]
-        self.clear_masks = widgets.Button(description="no masks", icon="times", layout={"width": "110px"})
-        self.clear_masks.add_class("nst-clear-masks")
-        self.regions_view = widgets.Image(format="png", layout={"width": "160px"})
-        self.regions_view.add_class("nst-regions")
-        self.masks: list[ImageSource | None] = [None, None]
-        """The mask of each style (uploaded, or set from Python), or None."""
-        self.ratio = widgets.FloatLogSlider(
-            value=c.content_weight / c.style_weight if c.style_weight else 1.0,
-            min=-8, max=0, step=0.25, description="α/β", readout_format=".1e", **slider,
-        )  # fmt: skip
-        self.ratio.add_class("nst-ratio")
-        self.tv_on = widgets.Checkbox(value=c.tv_weight > 0, description="total variation", indent=False)
-        # gamma from 1 (no visible effect) to 1e5 (a blur), measured at 256 px
-        # on both presets (README, "The losses").
-        self.tv_weight = widgets.FloatLogSlider(
-            value=c.tv_weight or 100.0, min=0, max=5, step=0.25, description="TV weight γ", readout_format=".1e",
-            **slider,
-        )  # fmt: skip
-        self.learning_rate = widgets.FloatLogSlider(
-            value=c.learning_rate, min=-4, max=0, step=0.1, description="learning rate", readout_format=".3f", **slider
-        )
-        self.steps = widgets.IntSlider(value=c.steps, min=1, max=max(2000, c.steps), description="steps", **slider)
-        self.size = widgets.IntSlider(
-            value=c.size, min=32, max=max(1024, c.size), step=16, description="size (px)", **slider
-        )
-        self.layer_weights = [
-            widgets.FloatSlider(value=w, min=0.0, max=1.0, step=0.05, description=name, **slider)
-            for name, w in zip(c.style_layers, c.layer_weights)
-        ]
-        self.preserve_color = widgets.Dropdown(
-            options=[OFF, *COLOR_MODES], value=c.preserve_color or OFF, description="keep colours", style=label,
-            layout={"width": "260px"},
-        )  # fmt: skip
-        self.optimizer = widgets.Dropdown(
-            options=list(OPTIMIZERS), value=c.optimizer, description="optimiser", style=label, layout={"width": "260px"}
-        )
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
         self.pause_button = widgets.Button(description="Pause", icon="pause", disabled=True)
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -148,12 +89,6 @@ class Studio:
                                       style={"description_width": "30px"})  # fmt: skip
         for button in (self.run_button, self.pause_button, self.stop_button, self.continue_button, self.save_button):
             button.add_class(f"nst-{button.description.lower()}")
-        for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload),
-                             (self.style2_pick, self.style2_upload)):  # fmt: skip
-            upload.observe(lambda _, pick=pick: setattr(pick, "value", UPLOAD), names="value")
-        for i, upload in enumerate(self.mask_uploads):
-            upload.observe(lambda _, i=i: self._mask_uploaded(i), names="value")
-        self.clear_masks.on_click(lambda _: self.set_masks(None, None))
         self.run_button.on_click(lambda _: self.run())
         self.pause_button.on_click(
             lambda _: self.resume() if self.pause_button.description == "Resume" else self.pause()
@@ -201,83 +136,6 @@ class Studio:
             ]
         )
         self.widget.add_class("nst-studio")
-
-    # -- what the controls say ------------------------------------------------
-
-    def settings(self) -> Config:
-        """The Config the controls describe now."""
-        style_weight = self.config.content_weight / self.ratio.value
-        return self.config.replace(
-            style_weight=style_weight,
-            tv_weight=self.tv_weight.value if self.tv_on.value else 0.0,
-            learning_rate=self.learning_rate.value,
-            steps=self.steps.value,
-            size=self.size.value,
-            scales=None,
-            scale_steps=None,
-            style_layer_weights=tuple(s.value for s in self.layer_weights),
-            preserve_color=None if self.preserve_color.value == OFF else self.preserve_color.value,
-            optimizer=self.optimizer.value,
-        )
-
-    def inputs(self) -> tuple[ImageSource, ImageSource | list[ImageSource]]:
-        """The content and style images picked: a sample, a path, or the path
-        an upload is kept at (see `nst.images.store_upload`); two styles
-        when a second is picked."""
-        content = self._chosen(self.content_pick, self.content_upload, self._sources["content"])
-        style = self._chosen(self.style_pick, self.style_upload, self._sources["style"])
-        if self.style2_pick.value == OFF:
-            return content, style
-        return content, [style, self._chosen(self.style2_pick, self.style2_upload, "")]
-
-    def regions(self, styles: int) -> list[ImageSource] | None:
-        """The masks for a run with ``styles`` style images (None: no
-        regions): each style's mask; with two styles and one mask, the other
-        is its complement."""
-        given = self.masks[:styles]
-        if not any(m is not None for m in given):
-            return None
-        if styles == 2 and None in given:
-            known = 0 if given[0] is not None else 1
-            given[1 - known] = _complement(given[known])
-        return given
-
-    def set_masks(self, *masks: ImageSource | None) -> None:
-        """Set the mask of each style (a path, PIL image or array; None: no
-        mask) and show the regions over the content."""
-        self.masks = [*masks, None, None][:2]
-        self._show_inputs()
-
-    def _mask_uploaded(self, index: int) -> None:
-        file = _uploaded(self.mask_uploads[index].value)
-        if file is None:
-            return
-        try:
-            path, digest = store_upload(*file)
-        except ImageError as e:
-            self._fail(e)
-            return
-        self.uploads[str(path)] = {"name": file[0], "sha256": digest}
-        self.masks[index] = str(path)
-        self._show_inputs()
-
-    def _chosen(self, pick: widgets.Dropdown, upload: widgets.FileUpload, start: ImageSource) -> ImageSource:
-        """The dropdown's choice; for the upload entry, the newest uploaded
-        file (or the starting image when that was an object, not a name)."""
-        if pick.value != UPLOAD:
-            return pick.value
-        file = _uploaded(upload.value)
-        if file is None:
-            if not isinstance(start, str):
-                return start
-            raise ImageError(f"{pick.description}: no file uploaded yet; upload one or pick a sample")
-        name, data = file
-        try:
-            path, digest = store_upload(name, data)
-        except ImageError as e:
-            raise ImageError(f"{e} ({pick.description})") from None
-        self.uploads[str(path)] = {"name": name, "sha256": digest}
-        return str(path)
 
     # -- actions -------------------------------------------------------------
 
@@ -402,7 +260,7 @@ class Studio:
 
     def _work(self, content: ImageSource, style: ImageSource, config: Config, masks: list | None) -> Result:
         """One run: a live Adam run (steerable, warm after the first), else `nst.stylize`."""
-        if self._live_ok(config):
+        if takes(config):
             self.live = start(content, style, config=config, callback=self._progress, masks=masks)
             self.preview.marks = self.live.changes
             if self._stop.is_set():  # Stop was pressed while the run was being set up
@@ -438,10 +296,6 @@ class Studio:
         # The buttons first: whoever reads the message can press Run again.
         self._busy(False)
         self._say(said)
-
-    @staticmethod
-    def _live_ok(config: Config) -> bool:
-        return config.optimizer == "adam" and config.scales is None and config.precision != "mixed_float16"
 
     def _steer(self) -> None:
         """Send the sliders' weights and learning rate to the running run."""
@@ -532,32 +386,6 @@ def default_output() -> Path:
     return free_path(Path(os.environ.get(OUTPUT_ENV) or ".").expanduser().resolve() / "stylized.png")
 
 
-def _picker(role: str, source: ImageSource, style: dict[str, str]) -> widgets.Dropdown:
-    """A dropdown of the samples, plus the starting source and uploads."""
-    options = [(name, SAMPLE_PREFIX + name) for name in SAMPLES]
-    if isinstance(source, str) and source not in dict(options).values():
-        options.insert(0, (Path(source).name, source))
-    value = source if isinstance(source, str) else UPLOAD
-    return widgets.Dropdown(options=[*options, (UPLOAD, UPLOAD)], value=value, description=role, style=style,
-                            layout={"width": "300px"})  # fmt: skip
-
-
-def _upload(role: str, description: str = "upload") -> widgets.FileUpload:
-    """An upload button for one input; picking a file selects it in the dropdown."""
-    upload = widgets.FileUpload(accept="image/*", multiple=False, description=description, icon="upload",
-                                layout={"width": "110px"})  # fmt: skip
-    upload.add_class(f"nst-upload-{role}")
-    return upload
-
-
-def _complement(mask: ImageSource) -> str:
-    """A mask's complement (white where it is black), kept like an upload."""
-    grey = load_image(mask).mean(axis=-1)
-    buffer = io.BytesIO()
-    to_pil(np.repeat(1.0 - grey[..., None], 3, axis=-1)).save(buffer, "PNG")
-    return str(store_upload("complement.png", buffer.getvalue())[0])
-
-
 def _regions_over(content: ImageSource, masks: list[ImageSource]) -> np.ndarray:
     """The content at thumbnail size, tinted by region (blue, orange; grey:
     content only), for the regions view."""
@@ -569,19 +397,6 @@ def _regions_over(content: ImageSource, masks: list[ImageSource]) -> np.ndarray:
     covered = regions.sum(axis=0).clip(0, 1)[..., None]
     tint = np.einsum("rhw,rc->hwc", regions, tints) + (1 - covered) * 0.5
     return (0.45 * photo + 0.55 * tint).clip(0, 1)
-
-
-def _uploaded(value: Any) -> tuple[str, bytes] | None:
-    """(name, bytes) of the last uploaded file: ipywidgets 8 gives a tuple of
-    dicts, 7 (Colab's) a dict of name -> {'content': ...}."""
-    if isinstance(value, dict):
-        files = [{"name": name, **file} for name, file in value.items()]
-    else:
-        files = list(value or ())
-    if not files:
-        return None
-    content = files[-1]["content"]
-    return files[-1]["name"], content.tobytes() if isinstance(content, memoryview) else bytes(content)
 
 
 def _error(error: BaseException, prefix: str = "") -> str:

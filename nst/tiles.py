@@ -1,18 +1,21 @@
 """Exact tiled evaluation: outputs of any size in memory bounded by the tile.
 
-Both terms of the report's objective are sums over positions: the content
-term directly, and each style term through its Gram matrix, which is a sum
-over positions too, ``G = sum_tiles F_t^T F_t``. So the objective and its
-gradient can be had a tile at a time, with only one tile's activations in
-memory:
+Every loss form's terms (`nst.losses.LossForm`) are functions of sums over
+positions: the content term is linear in ``sum (F - P)^2``, and each style
+term is a function of the Gram matrix, itself a sum over positions,
+``G = sum_tiles F_t^T F_t`` (with regions, each region's guided G_r). So the
+objective and its gradient can be had a tile at a time, with only one
+tile's activations in memory:
 
 1. Forward, tile by tile: each style layer's G and the content term, summed
    over the positions each tile owns (its core).
-2. The loss from the whole G, and ``dE_l/dG_l`` (N x N, small).
+2. The objective from the whole G (`nst.losses.combine`, as untiled), and
+   ``dE_l/dG_l`` (N x N, small).
 3. Forward and backward, tile by tile, of a surrogate whose gradient with
    respect to the core's features is the whole objective's:
    ``alpha * content(core) + sum_l <beta w_l dE_l/dG_l, F_core^T F_core>``.
    Its gradient with respect to the tile's pixels is added into the image's.
+   Both passes carry float16's loss scale (`Problem.scale_loss`).
 
 The last tile of pass 1 goes straight on to its pass 3 (on one replica):
 once it has its own G, the whole G is known, and the objective with the
@@ -50,22 +53,22 @@ from typing import Any
 
 import numpy as np
 
+from nst import geometry
 from nst.backend import tf
-from nst.config import VGG19_BLOCK_CHANNELS, Config
+from nst.config import Config
 from nst.features import Extractor, Features
 from nst.losses import (
     Targets,
     Weights,
-    content_loss,
+    combine,
+    content_term,
     gram_matrix,
     guided_gram,
-    guided_loss_of_gram,
-    rescaled_gram,
-    style_loss_of_gram,
-    temporal_term,
-    total_variation_loss,
+    squared_error,
+    style_terms,
+    weighted_style,
 )
-from nst.optimize import _Problem, _Scene
+from nst.problem import Problem
 
 Sides = tuple[bool, bool, bool, bool]
 
@@ -106,9 +109,10 @@ def layout(height: int, width: int, config: Config) -> list[Tile]:
     """The tiles of a ``height`` x ``width`` image: cores of ``config.tile``
     pixels (rounded up to the pooling grid) from the top left, the last in
     each direction ending at the image's edge; each input is its core and
-    `Config.tile_halo` around it, clipped to the image."""
+    `Config.tile_halo` around it, clipped to the image. Untiled
+    (``config.tile`` None), one tile: the whole image."""
     grid, halo = config.min_side, config.tile_halo
-    side = -(-config.tile // grid) * grid
+    side = -(-(config.tile or max(height, width)) // grid) * grid
 
     def spans(n: int) -> list[tuple[int, int, int, int]]:  # core and input, start and end
         return [(a, min(a + side, n), max(0, a - halo), min(n, a + side + halo)) for a in range(0, n, side)]
@@ -121,34 +125,22 @@ def layout(height: int, width: int, config: Config) -> list[Tile]:
     ]  # fmt: skip
 
 
-def _block(layer: str) -> int:
-    return int(layer[5])  # "block<b>_conv<k>"
-
-
-def _stride(layer: str) -> int:
-    return 2 ** (_block(layer) - 1)  # after b - 1 poolings
-
-
-def _map(config: Config, layer: str) -> tuple[int, int]:
+def layer_map(config: Config, layer: str) -> tuple[int, int]:
     """The stride of ``layer`` and the positions beyond the core its map
     keeps in a tile on a trimmed side (see `Tile.bounds`)."""
-    return _stride(layer), _margin(config, _block(layer))
-
-
-def _margin(config: Config, block: int) -> int:
-    """Positions beyond the core that a tile's map keeps in ``block`` on a
-    trimmed side: the halo in block 1, then what the last pooling left."""
-    margins = config.tile_margins
-    return margins[0] if block == 1 else margins[block - 1] // 2
+    return geometry.stride(layer), geometry.kept_margin(config.tile_margins, geometry.block(layer))
 
 
 def tile_features(extractor: Extractor, image: tf.Tensor, trimmed: Sides, config: Config) -> Features:
     """VGG19's features of a tile's input, its halo trimmed on the
     ``trimmed`` sides before each pooling to `Config.tile_margins`; a
-    layer's map then reaches `_margin` positions beyond the core there."""
+    layer's map then reaches `layer_map`'s margin beyond the core there."""
+
+    if not any(trimmed):  # the whole image, or a tile at its borders all round
+        return extractor(image)
 
     def trim(block: int, x: tf.Tensor) -> tf.Tensor:
-        cut = _margin(config, block) - config.tile_margins[block]
+        cut = geometry.kept_margin(config.tile_margins, block) - config.tile_margins[block]
         top, bottom, left, right = (cut if side else 0 for side in trimmed)
         # Constant ends (counted from the end where negative): a slice whose
         # end is computed from tf.shape makes XLA treat it as dynamic.
@@ -157,7 +149,7 @@ def tile_features(extractor: Extractor, image: tf.Tensor, trimmed: Sides, config
     return extractor(image, trim=trim)
 
 
-def _mask(features: tf.Tensor, bounds: tf.Tensor) -> tf.Tensor:
+def core_only(features: tf.Tensor, bounds: tf.Tensor) -> tf.Tensor:
     """``features`` with every position outside ``bounds`` (a core's rows
     and columns, see `Tile.bounds`) set to zero."""
     rows, cols = tf.range(tf.shape(features)[1]), tf.range(tf.shape(features)[2])
@@ -166,8 +158,8 @@ def _mask(features: tf.Tensor, bounds: tf.Tensor) -> tf.Tensor:
     return features * (inside_rows[:, None] * inside_cols[None, :])[None, :, :, None]
 
 
-class TiledProblem(_Problem):
-    """`_Problem` with the objective and its gradient computed tile by tile
+class TiledProblem(Problem):
+    """`Problem` with the objective and its gradient computed tile by tile
     (see the module): the same interface, for Adam and L-BFGS alike."""
 
     def __init__(
@@ -185,8 +177,8 @@ class TiledProblem(_Problem):
         super().__init__(start, extractor, targets, weights, config, tf.distribute.get_strategy())
         self.jit = False  # the loop over tiles runs in Python; each tile's passes are compiled
         self.tiles = layout(start.shape[1], start.shape[2], config)
-        self.style_maps = [_map(config, layer) for layer in config.style_layers]
-        self.content_maps = [_map(config, layer) for layer in config.content_layers]
+        self.style_maps = [layer_map(config, layer) for layer in config.style_layers]
+        self.content_maps = [layer_map(config, layer) for layer in config.content_layers]
         self.positions = [(start.shape[1] // s) * (start.shape[2] // s) for s, _ in self.style_maps]
 
         self._sums, self._gradient = self._per_group(self._tile_sums), self._per_group(self._tile_gradient)
@@ -204,13 +196,13 @@ class TiledProblem(_Problem):
 
     def _core_features(self, trimmed: Sides, image: tf.Tensor, style_bounds: tf.Tensor, content_bounds: tf.Tensor):
         features = tile_features(self.extractor, image, trimmed, self.config)
-        return ([_mask(f, b) for f, b in zip(features.style, tf.unstack(style_bounds))],
-                [_mask(f, b) for f, b in zip(features.content, tf.unstack(content_bounds))])  # fmt: skip
+        return ([core_only(f, b) for f, b in zip(features.style, tf.unstack(style_bounds))],
+                [core_only(f, b) for f, b in zip(features.content, tf.unstack(content_bounds))])  # fmt: skip
 
     def _content(self, content: list[tf.Tensor], targets: list[tf.Tensor], content_bounds: tf.Tensor) -> tf.Tensor:
-        """The content term over the core (its mean over content layers)."""
-        terms = [content_loss(f, _mask(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
-        return tf.add_n(terms) / len(terms) if terms else tf.zeros([self.batch])
+        """The content term over the core (it is linear in the sums over positions)."""
+        squared = [squared_error(f, core_only(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
+        return content_term(squared, self.targets, self.config) + tf.zeros([self.batch])
 
     @staticmethod
     def _grams(style: list[tf.Tensor], masks: list[tf.Tensor]) -> list[tf.Tensor]:
@@ -224,7 +216,8 @@ class TiledProblem(_Problem):
 
     def _tile_gradient(self, trimmed, image, style_bounds, content_bounds, targets, masks, grads_of_gram,
                        content_weight):  # fmt: skip
-        """Pass 3: the gradient of the surrogate with respect to the tile's pixels."""
+        """Pass 3: the gradient of the surrogate with respect to the tile's
+        pixels (``grads_of_gram`` and ``content_weight`` carry the loss scale)."""
         with tf.GradientTape() as tape:
             tape.watch(image)
             style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
@@ -233,32 +226,21 @@ class TiledProblem(_Problem):
                 surrogate += tf.reduce_sum(d * g)
         return tape.gradient(surrogate, image)
 
-    def _last_tile(self, trimmed, image, style_bounds, content_bounds, targets, masks, other_grams):
+    def _last_tile(self, trimmed, image, style_bounds, content_bounds, targets, masks, other_grams, scale):
         """Pass 1 and pass 3 of the last tile at once: its Gram matrices and
         content term, and the gradient with respect to its pixels of the
-        objective with the other tiles' Gram matrices (``other_grams``) held."""
+        (scaled) objective with the other tiles' Gram matrices (``other_grams``) held."""
         with tf.GradientTape() as tape:
             tape.watch(image)
             style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
             grams, content = self._grams(style, masks), self._content(content, targets, content_bounds)
             whole = grams if other_grams is None else [g + o for g, o in zip(grams, other_grams)]
-            weighted = self.weights.content * content + self.weights.style * self._style(self._style_losses(whole))
-            total = tf.reduce_sum(weighted)
+            terms = style_terms(whole, self.positions, self.targets, self.config)
+            weighted = self.weights.content * content + self.weights.style * weighted_style(terms, self.weights)
+            total = tf.reduce_sum(scale * weighted)
         return grams, content, tape.gradient(total, image)
 
     # -- the whole image --------------------------------------------------------
-
-    def _style_losses(self, grams: list[tf.Tensor]) -> list[tf.Tensor]:
-        """Each style layer's E_l from the whole image's Gram matrices."""
-        if self.targets.masks:  # regions (nst.regions): each region's term, weighted by its mass
-            masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in self.targets.masks]
-            return [guided_loss_of_gram(g, a, mass, m) for g, a, mass, m in
-                    zip(grams, self.targets.style, masses, self.positions)]  # fmt: skip
-        return [style_loss_of_gram(g, a, m) for g, a, m in zip(grams, self.targets.style, self.positions)]
-
-    def _style(self, losses: list[tf.Tensor]) -> tf.Tensor:
-        """The style term, ``sum_l w_l E_l``."""
-        return tf.add_n([self.weights.layers[:, i] * e for i, e in enumerate(losses)] or [tf.zeros([self.batch])])
 
     def _inputs(self, tile: Tile) -> tuple:
         top, bottom, left, right = tile.input
@@ -274,45 +256,42 @@ class TiledProblem(_Problem):
         return image, style_bounds, content_bounds, targets, masks
 
     def _evaluate(self, gradient: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """Every term of the objective, stacked as `objective` orders them,
-        and (if asked) the gradient of the total with respect to the image."""
+        """Every term of the objective (`nst.losses.combine`, as untiled),
+        stacked, and (if asked) the gradient of the scaled total with respect
+        to the image."""
         last = self.last if gradient else None
         others = [t for t in self.tiles if t is not last]
+        scale = self.scale_loss(tf.ones([], tf.float32))  # float16's loss scale (1 otherwise)
         grams, content = [0.0] * len(self.positions), 0.0
         for _, (tile_grams, tile_content) in self._each_tile(self._sums, others):
             grams = [g + t for g, t in zip(grams, tile_grams)]
             content += tile_content
         if last is not None:
             ((_, (tile_grams, tile_content, last_gradient)),) = self._each_tile(
-                self._last, [last], grams if others else None
+                self._last, [last], grams if others else None, scale
             )
             grams = [g + t for g, t in zip(grams, tile_grams)]
             content += tile_content
-        w = self.weights
         with tf.GradientTape() as tape:
             tape.watch(grams)
             tape.watch(self.image)
-            losses = self._style_losses(grams)
-            terms = {f"style/{layer}": e for layer, e in zip(self.config.style_layers, losses)}
-            style = self._style(losses)
-            tv = total_variation_loss(self.image)
-            weighted = w.style * style + w.tv * tv  # the part differentiated here; content, tile by tile
-            if self.targets.temporal:  # a video frame's (nst.video): per pixel, on the whole image
-                weighted += temporal_term(self.image, self.targets.temporal, terms)
-        values = {"total": w.content * content + weighted, "content": content, "style": style, "tv": tv, **terms}
+            # The content term is a constant here: its gradient comes tile by tile.
+            terms = style_terms(grams, self.positions, self.targets, self.config)
+            values = combine(self.image, content, terms, self.targets, self.config, self.weights)
+            total = tf.reduce_sum(scale * values["total"])
         self.names = list(values)
         stacked = tf.stack(list(values.values()))
         if not gradient:
             return stacked, None
-        grads_of_gram, pixels = tape.gradient(weighted, [grams, self.image])
-        total = np.array(pixels if pixels is not None else tf.zeros_like(self.image))
-        gradients = self._each_tile(self._gradient, others, grads_of_gram, tf.identity(w.content))
+        grads_of_gram, pixels = tape.gradient(total, [grams, self.image])
+        image_gradient = np.array(pixels if pixels is not None else tf.zeros_like(self.image))
+        gradients = self._each_tile(self._gradient, others, grads_of_gram, scale * self.weights.content)
         if last is not None:
             gradients = itertools.chain(gradients, [(last, last_gradient)])
         for tile, tile_gradient in gradients:
             top, bottom, left, right = tile.input
-            total[:, top:bottom, left:right] += tile_gradient.numpy()
-        return stacked, tf.constant(total)
+            image_gradient[:, top:bottom, left:right] += tile_gradient.numpy()
+        return stacked, tf.constant(image_gradient)
 
     def _per_group(self, fn: Callable) -> Callable:
         """``fn`` compiled for a group of tiles of one shape and trimmed
@@ -385,59 +364,7 @@ def _run_each(strategy: tf.distribute.Strategy, fn: Callable, *args: object) -> 
     return strategy.run(fn, args=args)
 
 
-def blend_targets(extractor: Extractor, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
-    """The targets of `nst.optimize` (P at the content layers, the blend of
-    the styles' Gram matrices A), computed tile by tile: the content's core
-    features put together, each style image's Gram matrices summed over its
-    own tiles and rescaled to the output's positions."""
-    content, styles = scene.content, scene.styles
-    height, width = content.shape[:2]
-    p = [np.zeros((1, height // _stride(layer), width // _stride(layer), VGG19_BLOCK_CHANNELS[int(layer[5])]),
-                  np.float32) for layer in config.content_layers]  # fmt: skip
-    for tile in layout(height, width, config):
-        top, bottom, left, right = tile.input
-        features = tile_features(extractor, tf.constant(content[None, top:bottom, left:right]), tile.trimmed, config)
-        for target, f, layer in zip(p, features.content, config.content_layers):
-            r0, r1, c0, c1 = tile.bounds(*_map(config, layer))
-            core = _core_slice(tile, _stride(layer))
-            target[:, core[0], core[1]] = f.numpy()[:, r0:r1, c0:c1]
-    strides = [_stride(layer) for layer in config.style_layers]
-    per_style = [_style_sums(extractor, style, mask, config) for style, mask in zip(styles, scene.style_regions)]
-    content_targets = [tf.constant(t) for t in p]
-    if scene.regions is not None:  # a style per region (nst.regions builds on nst.optimize, as this module does)
-        from nst.regions import targets_from
-
-        return targets_from(content_targets, per_style, scene.regions, config)
-    positions = [(height // s) * (width // s) for s in strides]
-    grams = [sum(b * rescaled_gram(*sums[i], m) for b, sums in zip(blend, per_style)) for i, m in enumerate(positions)]
-    return Targets(content=content_targets, style=grams)
-
-
-def _style_sums(extractor: Extractor, style: np.ndarray, mask: np.ndarray | None, config: Config) -> list[tuple]:
-    """A style image's Gram matrix at each style layer, summed over its own
-    tiles, and the positions it sums over; with a style mask (`nst.regions`),
-    of the masked features, and the mask's mass."""
-    from nst.regions import layer_masks  # (only with a style mask)
-
-    h, w = style.shape[:2]
-    strides = [_stride(layer) for layer in config.style_layers]
-    masks = layer_masks(mask[None], config) if mask is not None else [None] * len(strides)
-    sums = [0.0] * len(strides)
-    for tile in layout(h, w, config):
-        top, bottom, left, right = tile.input
-        features = tile_features(extractor, tf.constant(style[None, top:bottom, left:right]), tile.trimmed, config)
-        for i, (f, layer, s, m) in enumerate(zip(features.style, config.style_layers, strides, masks)):
-            r0, r1, c0, c1 = tile.bounds(*_map(config, layer))
-            core = f[:, r0:r1, c0:c1]
-            if m is not None:
-                rows, cols = _core_slice(tile, s)
-                core = core * m[0, rows, cols][None, ..., None]
-            sums[i] += gram_matrix(core)
-    return [(g, float(np.square(m).sum()) if m is not None else float((h // s) * (w // s)))
-            for g, m, s in zip(sums, masks, strides)]  # fmt: skip
-
-
-def _core_slice(tile: Tile, stride: int) -> tuple[slice, slice]:
+def core_slice(tile: Tile, stride: int) -> tuple[slice, slice]:
     """The rows and columns of the whole image's feature map that the tile's core owns."""
     top, bottom, left, right = tile.core
     return slice(top // stride, bottom // stride), slice(left // stride, right // stride)

@@ -28,8 +28,8 @@ stylised from its own content as a still, and they run as batches, one
 frame per replica (`nst.stylize_many`).
 
 The frames and the temporal target reach the optimisers through the same
-interface as a still's: `prepare` puts the warped frame into each scale's
-scene (the start) and `with_temporal` adds it to the targets
+interface as a still's: a job's `nst.scene.Previous` puts the warped frame
+into each scale's scene (the start), and the targets carry it
 (`Targets.temporal`), which only the objective reads.
 """
 
@@ -46,8 +46,6 @@ from typing import Any
 
 import numpy as np
 
-from nst import color, live
-from nst.backend import tf
 from nst.clips import (
     FRAME_NAME,
     finished_frames,
@@ -62,45 +60,9 @@ from nst.config import Config, VideoConfig
 from nst.device import current as current_device
 from nst.flow import consistency, optical_flow, warp
 from nst.images import ImageError, ImageSource, load_image, save_image
-from nst.losses import Targets
-from nst.optimize import Job, Progress, _resize, _Scene, _settings, stylize_many
-
-
-@dataclass(frozen=True)
-class Previous:
-    """A video frame's link to the one before: the previous output warped
-    onto this frame, where the flow is trusted, and the temporal weight."""
-
-    image: np.ndarray
-    """(height, width, 3) RGB in [0, 1], at the output size."""
-    consistency: np.ndarray
-    """(height, width) in [0, 1]: 1 where the flow can be trusted (`nst.flow.consistency`)."""
-    weight: float
-
-
-def prepare(previous: Previous, scenes: list[_Scene]) -> None:
-    """Put ``previous`` into each scene of a frame (one per scale, see
-    `nst.optimize`), at its size and in the optimiser's channels."""
-    for scene in scenes:
-        shape = scene.content.shape[:2]
-        image = _resize(previous.image, shape)
-        if scene.mode == "luminance":
-            image = color.luminance(image)
-        weights = _resize(previous.consistency[..., None], shape)
-        scene.previous = (image.astype(np.float32), weights.astype(np.float32), previous.weight)
-
-
-def with_temporal(blend_targets: Callable[..., Targets]) -> Callable[..., Targets]:
-    """``blend_targets`` (how a still's targets are computed) with a video
-    frame's temporal target added: the warped previous output, the
-    consistency and the weight (`Targets.temporal`)."""
-
-    def targets(extractor: Any, scene: _Scene, blend: tuple[float, ...], config: Config) -> Targets:
-        image, weights, weight = scene.previous
-        temporal = [tf.constant(image[None]), tf.constant(weights[None]), tf.constant([weight], tf.float32)]
-        return blend_targets(extractor, scene, blend, config)._replace(temporal=temporal)
-
-    return targets
+from nst.optimize import stylize_many
+from nst.record import Progress
+from nst.scene import Job, Previous, settings
 
 
 @dataclass(frozen=True)
@@ -175,7 +137,7 @@ def stylize_video(
     t0 = time.perf_counter()
     video_fields = set(VideoConfig.__dataclass_fields__)
     video = (video or VideoConfig()).replace(**{k: overrides.pop(k) for k in list(overrides) if k in video_fields})
-    config = _settings(config, overrides)
+    config = settings(config, overrides)
     source = open_clip(clip)
     count = min(source.count, video.frames or source.count)
     fps = video.fps or source.fps
@@ -251,32 +213,16 @@ def _link(previous: tuple[np.ndarray, np.ndarray], frame: np.ndarray, video: Vid
 
 def _run(jobs: list[Job], config: Config, batch: list, count: int, callback: Callable | None, every: int) -> list:
     """The runs of a batch of frames (one frame unless they are independent).
-
-    One frame at a time goes through `nst.live` where its settings allow
-    (Adam at one size): every frame of that shape then reuses one compiled
-    step, assigning its own start and targets, so a frame costs no
-    compilation and memory stays flat (a compiled step per frame kept 17 MB
-    each in TensorFlow's caches, measured). Other settings, and batches of
-    independent frames, compile per frame (`nst.stylize_many`)."""
+    Every frame of one shape reuses one engine's compiled programs
+    (`nst.engine`), assigning its own start and targets, so a frame costs
+    no compilation and memory stays flat."""
     report = None
     if callback is not None:
 
         def report(p: Progress) -> None:
             callback(FrameProgress(batch[p.job][0], count, p))
 
-    if len(jobs) > 1 or not live.takes(config):
-        return stylize_many(jobs, config=config, callback=report, callback_every=every)
-    (job,) = jobs
-    run = live.start(job.content, job.style, config=config, callback=report, callback_every=every, masks=job.masks,
-                     style_masks=job.style_masks, previous=job.previous)  # fmt: skip
-    try:
-        # Waiting in short sleeps, not in `Thread.join`: a Ctrl-C that lands
-        # inside join can leave the thread looking finished while it runs.
-        while run.running:
-            time.sleep(0.05)
-    except KeyboardInterrupt:  # in this thread: the run's thread stops at its next step
-        run.stop()
-    return [run.result()]
+    return stylize_many(jobs, config=config, callback=report, callback_every=every)
 
 
 def _earlier_output(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -17,11 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nst.config import VGG19_CONV_LAYERS
+from nst.geometry import VGG19_CONV_LAYERS, channels
 from nst.images import reason
-
-#: Output channels of each VGG19 block's convolutions.
-VGG19_CHANNELS = (64, 128, 256, 512, 512)
 
 WEIGHTS_ENV = "NST_VGG19_WEIGHTS"
 
@@ -54,7 +51,7 @@ def vgg19_shapes() -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
     """Each VGG19 convolution's kernel and bias shapes (3 x 3 x in x out, out)."""
     shapes, previous = {}, 3
     for layer in VGG19_CONV_LAYERS:
-        out = VGG19_CHANNELS[int(layer[5]) - 1]  # "block<b>_conv<k>"
+        out = channels(layer)
         shapes[layer] = ((3, 3, previous, out), (out,))
         previous = out
     return shapes

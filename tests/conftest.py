@@ -14,11 +14,6 @@ for _var, _sub in {"KERAS_HOME": "keras", "NST_CACHE": "cache", "MPLCONFIGDIR": 
                    "JUPYTER_RUNTIME_DIR": "jupyter/runtime"}.items():  # fmt: skip
     os.environ[_var] = str(_SANDBOX / _sub)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The suite runs in two pytest-xdist workers (pyproject's addopts), one per
-# core of CI's two: one TensorFlow thread each, not two pools of two threads
-# on two cores (a clean-clone suite took 21.3 min so, 23.4 min with two each).
-if "PYTEST_XDIST_WORKER" in os.environ:
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.pop("NST_VGG19_WEIGHTS", None)
 
 import numpy as np
@@ -41,16 +36,6 @@ if IMAGES.is_dir():
 BLOCK13_LAYERS = {"style_layers": ("block1_conv1", "block2_conv1", "block3_conv1"), "content_layers": ("block3_conv2",)}
 #: Small, fast settings for plumbing tests on random weights.
 TINY = {"size": 32, "steps": 4, "weights": "random", "seed": 0, **BLOCK13_LAYERS}
-
-
-#: The longest test files, collected first: xdist hands out whole files in
-#: collection order, and test_tiles.py (about a third of the suite's time)
-#: last in the alphabet was left running alone at the end.
-FIRST = ("test_tiles.py", "test_figures.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 from conftest import BLOCK13_LAYERS
 from PIL import Image
 
-from nst import cli
+from nst import cli, options
 from nst.images import load_image, read_metadata, save_image
 
 
@@ -70,13 +70,13 @@ def test_cli_sweep_writes_one_png_per_run_as_separate_runs_would(pictures, tmp_p
 
 
 def test_every_control_reaches_the_config():
-    args = cli.build_parser().parse_args(
+    args = options.build_parser().parse_args(
         ["c.png", "s1.png", "s2.png", "--optimizer", "lbfgs", "--lbfgs-memory", "7", "--scales", "128", "256",
          "--scale-steps", "50", "20", "--style-blend", "0.7", "0.3", "--style-scale", "0.5", "--pooling", "avg",
          "--preserve-color", "luminance", "--init", "start.png", "--seed", "5", "--style-layer-weights", "1", "0", "0",
          "0", "0", "--no-xla"]
     )  # fmt: skip
-    config = cli.settings(args)
+    config = options.settings(args)
     assert args.style == ["s1.png", "s2.png"]
     assert (config.optimizer, config.lbfgs_memory, config.pooling, config.preserve_color) == (
         "lbfgs",
@@ -117,7 +117,7 @@ def test_same_seed_gives_a_bit_identical_png(pictures, tmp_path):
 
 
 def test_help_lists_options_with_defaults():
-    text = cli.build_parser().format_help()
+    text = options.build_parser().format_help()
     for flag in ("--style-weight", "--content-layers", "--weights", "--preset", "--save-every", "--demo"):
         assert flag in text
     assert "(report: 1000.0)" in text and "block4_conv2" in text
@@ -181,7 +181,7 @@ def test_a_run_prints_its_progress_and_summary_once_and_no_tensorflow_banner(pic
 
 
 def test_help_names_the_subcommands_and_reads_cleanly():
-    text = cli.build_parser().format_help()
+    text = options.build_parser().format_help()
     usage = text.split("\n\n")[0]
     assert usage.startswith("usage: nst CONTENT STYLE") and "nst figures" in usage and "--resume" in usage
     assert ".;" not in text and "Adam. gatys: The paper's network" in " ".join(text.split())

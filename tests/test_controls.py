@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import BLOCK13_LAYERS, TINY
 
 import nst
-from nst import color, optimize
+from nst import color, scene
 from nst.device import Device
 from nst.features import get_extractor
 from nst.images import ImageError, load_image, save_image
@@ -97,9 +97,9 @@ def test_one_style_weighted_fully_is_that_style_alone(content_image, style_image
 
 def test_style_scale_sizes_the_style_image(content_image, style_image, monkeypatch):
     sizes = []
-    original = optimize.load_image
+    original = scene.load_image
     monkeypatch.setattr(
-        optimize,
+        scene,
         "load_image",
         lambda source, size, max_pixels: sizes.append(size) or original(source, size, max_pixels),
     )
@@ -163,11 +163,11 @@ def test_a_seed_on_a_gpu_turns_on_op_determinism_and_xla_off(monkeypatch):
     monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: enabled.append(True))
     gpu = Device("GPU", "a test stand-in", tf.distribute.get_strategy(), tf.distribute.get_strategy())
     with pytest.warns(UserWarning, match="XLA off"):
-        assert optimize._repeatable(nst.Config(seed=1), gpu).jit_compile is False
+        assert scene.repeatable(nst.Config(seed=1), gpu).jit_compile is False
     assert enabled == [True]
-    assert optimize._repeatable(nst.Config(), gpu).jit_compile is True  # no seed: untouched
+    assert scene.repeatable(nst.Config(), gpu).jit_compile is True  # no seed: untouched
     cpu = Device("CPU", "a test stand-in", tf.distribute.get_strategy(), tf.distribute.get_strategy())
-    assert optimize._repeatable(nst.Config(seed=1), cpu).jit_compile is True  # bit-identical already
+    assert scene.repeatable(nst.Config(seed=1), cpu).jit_compile is True  # bit-identical already
 
 
 @pytest.mark.real_weights

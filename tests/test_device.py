@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import TINY
 
 import nst
-from nst import device, optimize
+from nst import device, scene
 
 
 def test_this_machine_runs_on_the_cpu_with_the_default_strategy(monkeypatch):
@@ -34,7 +34,7 @@ def test_the_strategy_path_gives_the_same_run(content_image, style_image, monkey
     # Labelled CPU: a "GPU" with a seed would turn on op determinism for the whole test process.
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     one = device.Device("CPU", "OneDeviceStrategy(/cpu:0)", strategy, strategy)
-    monkeypatch.setattr(optimize, "current_device", lambda kind: one)
+    monkeypatch.setattr(scene, "current_device", lambda kind: one)
     placed = nst.stylize(content_image, style_image, **TINY)
     np.testing.assert_allclose(placed.history["total"], plain.history["total"], rtol=1e-5)
     np.testing.assert_allclose(placed.best_image, plain.best_image, atol=1e-5)

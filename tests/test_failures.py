@@ -24,8 +24,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
+import nst.engine
 import nst.optimize
-from nst import cli, images
+from nst import cli, images, options, record
 from nst.config import Config, ConfigError
 from nst.images import ImageError, load_image, read_metadata, save_image
 from nst.weights import WeightsError, check_weights, vgg19_shapes
@@ -303,12 +304,12 @@ def test_resume_refuses_damaged_records_in_one_line(pictures, tmp_path, capsys, 
 def test_adam_records_round_trip_small_and_never_below_the_real_moments():
     velocity = np.random.default_rng(0).uniform(0, 1e3, (37, 50, 3)).astype(np.float32)
     velocity[0, 0, 0] = 0.0
-    iterations, pool, pooled = images.unpack_moments(images.pack_moments(velocity, 12), "x.png")
-    back = images.expand_moments(pool, pooled, 37, 50)
+    iterations, pool, pooled = record.unpack_moments(record.pack_moments(velocity, 12), "x.png")
+    back = record.expand_moments(pool, pooled, 37, 50)
     assert iterations == 12 and back.shape == velocity.shape
     assert np.all(back >= velocity) and back.max() <= 1.01 * velocity.max()  # pooled maxima, rounded up
-    assert images.expand_moments(pool, pooled, 80, 50) is None  # a record made at another size
-    large = images.pack_moments(np.ones((2048, 2048, 3), np.float32), 1)
+    assert record.expand_moments(pool, pooled, 80, 50) is None  # a record made at another size
+    large = record.pack_moments(np.ones((2048, 2048, 3), np.float32), 1)
     assert large["pool"] == 16 and len(json.dumps(large)) < 300_000  # bounded, at any size
 
 
@@ -317,9 +318,9 @@ def test_resume_takes_any_record_or_refuses_it(tmp_path_factory, record):
     """Whatever JSON the nst record holds: the resumed settings, or an
     ImageError / ConfigError, before anything runs."""
     path = png_with_record(tmp_path_factory.mktemp("record") / "r.png", json.dumps(record))
-    args = cli.build_parser().parse_args(["--resume", str(path)])
+    args = options.build_parser().parse_args(["--resume", str(path)])
     try:
-        config = cli.resume(args)
+        config = options.resume(args)
     except (ImageError, ConfigError):
         return
     assert isinstance(config, Config) and config.init == str(path.resolve())
@@ -397,7 +398,7 @@ def test_an_unforeseen_error_is_one_line_and_debug_shows_the_traceback(pictures,
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(nst.optimize, "_Problem", broken)
+    monkeypatch.setattr(nst.engine, "acquire", broken)
     args = [*pictures, *FAST, "-o", str(tmp_path / "o.png")]
     line = one_line_error(capsys, cli.main(args), 1)  # during the run: status 1
     assert "ZeroDivisionError: a bug" in line and "--debug" in line
@@ -446,9 +447,9 @@ def terminate_during(monkeypatch, module, name):
         ("nst.cli", "check_weights", []),  # checking inputs, before TensorFlow
         ("nst.features", "_vgg19", []),  # building the model
         ("nst.features", "_randomise", []),  # loading the weights
-        ("nst.optimize", "_blend_targets", []),  # computing the targets
-        ("nst.optimize", "_compile", ["out.png"]),  # compiling: the start image is kept
-        ("nst.optimize", "_adam", ["out.png"]),  # the loop
+        ("nst.optimize", "for_job", []),  # computing the targets
+        ("nst.engine", "acquire", []),  # the compiled programs set up: nothing made yet
+        ("nst.optimize", "adam", ["out.png"]),  # the loop (its first step compiles): the start image is kept
         # A checkpoint being written completes; the run stops there and what
         # it made is written (a second signal meanwhile waits until then).
         ("nst.images", "write_atomic", ["anim.gif", "out-00000.png", "out.png"]),

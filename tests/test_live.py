@@ -74,7 +74,7 @@ def test_pause_holds_the_run_and_resume_goes_on(content_image, style_image, tiny
 def test_proceed_goes_on_with_the_same_adam_state(content_image, style_image, tiny):
     run = live.start(content_image, style_image, **{**tiny, "steps": 6})
     first = run.result()
-    optimizer = run._engine.optimizer
+    optimizer = run.engine.optimizer
     assert int(optimizer.iterations.numpy()) == 6
     run.proceed(4)
     more = run.result()
@@ -88,11 +88,11 @@ def test_the_next_run_reuses_the_compiled_step(content_image, style_image, tiny)
     start and Adam state are assigned, and its first step is one step."""
     first = live.start(content_image, style_image, **{**tiny, "steps": 3})
     first.result()
-    engine = first._engine
+    engine = first.engine
     traces = engine.step.experimental_get_tracing_count()
     second = live.start(content_image, style_image, **{**tiny, "steps": 3, "style_weight": 10.0})
     result = second.result()
-    assert second._engine is engine and engine.step.experimental_get_tracing_count() == traces
+    assert second.engine is engine and engine.step.experimental_get_tracing_count() == traces
     assert int(engine.optimizer.iterations.numpy()) == 3  # reset, then 3 updates
     assert result.history["style_weight"][0] == 10.0
     # Nothing of the first run is left in it: it is the run nst.stylize makes.
@@ -102,7 +102,7 @@ def test_the_next_run_reuses_the_compiled_step(content_image, style_image, tiny)
 
 def test_what_a_live_run_cannot_be(content_image, style_image, tiny):
     for changes in ({"optimizer": "lbfgs"}, {"scales": (32, 48)}):
-        with pytest.raises(ConfigError, match="a live run is one untiled Adam run at one size"):
+        with pytest.raises(ConfigError, match="a live run is one Adam run at one size"):
             live.start(content_image, style_image, **{**tiny, **changes})
 
 

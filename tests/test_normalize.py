@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import BLOCK13_LAYERS
 
 import nst.normalize
-from nst import cli
+from nst import cli, options
 from nst.config import ConfigError, preset
 from nst.features import Extractor
 from nst.images import ImageError, load_image, save_image
@@ -95,8 +95,8 @@ def test_settings_name_the_normalisation():
     assert preset("gatys", normalize="off").normalize is None
     with pytest.raises(ConfigError, match="normalize"):
         preset("report", normalize="")
-    args = cli.build_parser().parse_args(["a.png", "b.png", "--normalize", "off", "--preset", "gatys"])
-    assert cli.settings(args).normalize is None
+    args = options.build_parser().parse_args(["a.png", "b.png", "--normalize", "off", "--preset", "gatys"])
+    assert options.settings(args).normalize is None
 
 
 def test_a_normalised_run_records_its_statistics(stats_folder, tmp_path, content_image, style_image):

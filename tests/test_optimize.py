@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import BLOCK13_LAYERS, TINY
 
 import nst
-from nst import optimize
+from nst import problem
 from nst.features import Extractor, get_extractor
 from nst.losses import make_targets, objective
 
@@ -147,34 +147,39 @@ def test_real_weights_transfer_the_style(block13_weights, content_image, style_i
 
 def test_steps_are_traced_once_per_scale(content_image, style_image, monkeypatch):
     """No retracing between steps: each scale traces its step and its final
-    evaluation once, and TensorFlow logs no retracing warning."""
+    evaluation once, TensorFlow logs no retracing warning, and the same run
+    again traces nothing (`nst.engine`)."""
     traced = []
-    real = optimize.objective
-    monkeypatch.setattr(optimize, "objective", lambda *args: traced.append(1) or real(*args))
+    real = problem.objective
+    monkeypatch.setattr(problem, "objective", lambda *args: traced.append(1) or real(*args))
     messages: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
     tf.get_logger().addHandler(handler)
+    settings = {**TINY, "scales": (24, 32), "steps": 6, "seed": 148}  # (a seed of its own: engines of its own)
     try:
-        result = nst.stylize(content_image, style_image, **{**TINY, "scales": (24, 32), "steps": 6})
+        result = nst.stylize(content_image, style_image, **settings)
+        assert len(traced) == 4  # 2 scales x (step, final evaluation), not one per step
+        again = nst.stylize(content_image, style_image, **settings)
     finally:
         tf.get_logger().removeHandler(handler)
     assert len(result.history["total"]) == 14
-    assert len(traced) == 4  # 2 scales x (step, final evaluation), not one per step
+    assert again.history["total"] == pytest.approx(result.history["total"], rel=1e-6)
+    assert len(traced) == 4
     assert not [m for m in messages if "retracing" in m]
 
 
 def test_runs_one_after_another_log_no_retracing_warning(content_image, style_image):
-    """Each run compiles its own step for its own variables (as a studio's
-    Run button does); TensorFlow must not read that as retracing in a loop
-    (it counts traces per Python function, and warned from the fifth run)."""
+    """Runs of six shapes compile six engines' steps (`nst.engine`);
+    TensorFlow must not read that as retracing in a loop (it counts traces
+    per Python function, and warns from the fifth)."""
     messages: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
     tf.get_logger().addHandler(handler)
     try:
-        for alpha in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
-            nst.stylize(content_image, style_image, **{**TINY, "steps": 1, "content_weight": alpha})
+        for size in (24, 28, 36, 40, 44, 52):
+            nst.stylize(content_image, style_image, **{**TINY, "steps": 1, "size": size})
     finally:
         tf.get_logger().removeHandler(handler)
     assert not [m for m in messages if "retracing" in m]

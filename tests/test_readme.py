@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import nst
-from nst import cli, clips, video
+from nst import cli, clips, options, video
 from nst.images import load_image, sample_path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -34,15 +34,14 @@ def readme_folder(tmp_path, monkeypatch):
         with Image.open(sample_path(sample)) as im:
             im.convert("RGB").resize((64, 48)).save(tmp_path / name)
     monkeypatch.chdir(tmp_path)
-    real = nst.optimize._settings
+    real = nst.scene.settings
 
     def tiny(config, overrides):  # what a run would do, at 32 px for 2 steps on random weights
         c = real(config, overrides)
         return c.replace(size=32, steps=2, scales=(24, 32) if c.scales else None, scale_steps=None, weights="random")
 
-    monkeypatch.setattr(nst.optimize, "_settings", tiny)
-    monkeypatch.setattr(nst.live, "_settings", tiny)
-    monkeypatch.setattr(video, "_settings", tiny)
+    for module in (nst.optimize, nst.live, video):  # each module's own name for nst.scene.settings
+        monkeypatch.setattr(module, "settings", tiny)
     photo = load_image(tmp_path / "photo.jpg")
     clips.write_clip(tmp_path / "clip.mp4", [photo[:, t : t + 56] for t in range(3)], fps=10)  # a short pan
     return tmp_path
@@ -78,15 +77,15 @@ def test_command_line_is_valid(argv, capsys):
         build_parser().parse_args(argv[1:])
         return
     if argv[:1] == ["video"]:
-        args = cli.video_parser().parse_args(argv[1:])
-        cli.settings(args), cli.video_settings(args)
+        args = options.video_parser().parse_args(argv[1:])
+        options.settings(args), options.video_settings(args)
         return
     if argv == ["--help"]:
         with pytest.raises(SystemExit) as done:
             cli.main(argv)
         assert done.value.code == 0 and "usage: nst" in capsys.readouterr().out
         return
-    args = cli.build_parser().parse_args(argv)
-    config = cli.settings(args)
-    cli.sweep(args, config)
+    args = options.build_parser().parse_args(argv)
+    config = options.settings(args)
+    options.sweep(args, config)
     assert args.content or args.demo or args.resume

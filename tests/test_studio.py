@@ -18,7 +18,8 @@ from PIL import Image
 import nst
 from nst.images import load_image, read_metadata, save_image
 from nst.preview import LivePreview, encode, loss_plot
-from nst.studio import UPLOAD, Studio, _uploaded
+from nst.controls import UPLOAD, uploaded
+from nst.studio import Studio
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -122,7 +123,7 @@ def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
     studio.content_pick.value = UPLOAD  # nothing uploaded for content, and it started from an array
     assert studio.inputs()[0] is not None
     # Colab's ipywidgets 7 gives a dict of name -> file instead.
-    assert _uploaded({"up.png": {"content": png, "metadata": {}}}) == ("up.png", png) and _uploaded(()) is None
+    assert uploaded({"up.png": {"content": png, "metadata": {}}}) == ("up.png", png) and uploaded(()) is None
     studio.size.value = 8  # below the slider's range: clamped, never invalid
     assert studio.size.value == 32
     pick_file(studio.style_upload, "up.png", b"not an image")
@@ -235,11 +236,11 @@ def test_a_slider_steers_the_running_run_and_the_next_run_starts_warm(content_im
     assert studio.preview.marks == result.changes and not studio.continue_button.disabled
     assert len(studio.runs) == 1 and "run 1: α/β 1.0e-06" in studio.strip.children[0].children[1].tooltip
     # Run again: the same graph, so the compiled step is reused.
-    engine = studio.live._engine
+    engine = studio.live.engine
     traces = engine.step.experimental_get_tracing_count()
     studio.steps.value = 3
     studio.run(wait=True)
-    assert studio.live._engine is engine and engine.step.experimental_get_tracing_count() == traces
+    assert studio.live.engine is engine and engine.step.experimental_get_tracing_count() == traces
     assert studio.result.timings["first_step"] <= 1.0 and studio.result.history["step"] == [0, 1, 2, 3]
     # Continue: more steps from where it was, then recall the first run's settings.
     studio.proceed(2, wait=True)

@@ -16,7 +16,7 @@ import pytest
 from conftest import TINY
 
 import nst
-from nst import optimize
+from nst import engine
 from nst.images import ImageError
 
 #: Runs that differ in every setting a batch lets differ.
@@ -51,13 +51,13 @@ def test_a_missing_file_is_refused_when_the_job_is_made(tmp_path):
 def batch_sizes(monkeypatch) -> list[int]:
     """The batch size of every problem the engine sets up."""
     sizes: list[int] = []
-    real = optimize._Problem
+    real = engine.acquire
 
-    def spy(start, *args, **kwargs):
+    def spy(config, strategy, start, *args, **kwargs):
         sizes.append(len(start))
-        return real(start, *args, **kwargs)
+        return real(config, strategy, start, *args, **kwargs)
 
-    monkeypatch.setattr(optimize, "_Problem", spy)
+    monkeypatch.setattr(engine, "acquire", spy)
     return sizes
 
 

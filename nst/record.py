@@ -1,0 +1,268 @@
+"""The record of a run: what a callback sees (`Progress`), what a run
+returns (`Result`, and what of it goes into the PNG, Adam's state packed
+small among it: `pack_moments`) and the bookkeeping that makes them as the
+steps go (`Recorder`). Nothing here imports
+TensorFlow: the recorder reads the engine's variables through ``.numpy()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from nst.config import MAX_SIZE, Config
+from nst.images import ImageError, reason, save_image, to_pil
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a callback receives: where the run is and how it is doing."""
+
+    step: int
+    """Steps done so far, over all scales (0 before the first)."""
+    steps: int
+    """Steps the run will do in all."""
+    losses: dict[str, float]
+    """The objective's terms at the current image (see `nst.losses.objective`)."""
+    elapsed: float
+    """Seconds since the first step started."""
+    scale: int
+    """Which scale is running (0, 1, ...; always 0 unless coarse to fine)."""
+    job: int
+    """Which job of `stylize_many` this is about (always 0 for `stylize`)."""
+    _read_image: Callable[[], np.ndarray] = field(repr=False)
+
+    def image(self) -> np.ndarray:
+        """The current image, (height, width, 3) floats in [0, 1]. Copies it
+        from the device, so the loop pays only when a callback asks; call it
+        during the callback (later it returns a later image)."""
+        return self._read_image()
+
+    def pil(self) -> Image.Image:
+        """The current image as a PIL image."""
+        return to_pil(self.image())
+
+
+@dataclass
+class Result:
+    """The outcome of `stylize`."""
+
+    image: np.ndarray
+    """The image after the last step, (height, width, 3) floats in [0, 1]."""
+    best_image: np.ndarray
+    """The lowest-loss image seen (the one to keep)."""
+    best_step: int
+    """The step at which the best image was seen (at the last scale)."""
+    best_loss: float
+    history: dict[str, list[float]]
+    """Per evaluation, each term of the objective plus 'step', 'size' (of
+    the scale, pixels) and 'time' (s). Each scale starts with the loss at its
+    starting image, at the step count reached so far."""
+    timings: dict[str, float]
+    """Seconds: 'setup' (images, model, first targets), 'first_step'
+    (includes compilation), 'step' (median of the others), 'total'."""
+    config: Config
+    sources: dict[str, Any]
+    """What the content and style images were (path, URL or kind of object):
+    'content', 'style' (several joined by ' + ') and the list 'styles'."""
+    stopped: str | None = None
+    """Why the run ended early ('interrupted', or a NaN message), else None."""
+    device: str = ""
+    """Where it ran (see `nst.device`)."""
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    """Settings changed during the run (`nst.live`), each with the step it took effect."""
+    adam: dict[str, Any] | None = field(default=None, repr=False)
+    """Adam's state at the end, compressed (see `nst.optimizers.adam_record`): saved in the
+    PNG, so that ``nst --resume`` goes on with it rather than a fresh Adam."""
+    normalization: dict[str, Any] | None = None
+    """The images the network was normalised over (`nst.normalize`), if it was."""
+
+    @property
+    def start_loss(self) -> float | None:
+        """The loss at the start of the last scale (``None`` if none was computed)."""
+        sizes = self.history.get("size", [])
+        return next((t for t, s in zip(self.history["total"], sizes) if s == sizes[-1]), None) if sizes else None
+
+    def metadata(self) -> dict[str, Any]:
+        """What a saved PNG records so the result can be reproduced."""
+        return {
+            "settings": self.config.to_dict(),
+            **self.sources,
+            "start_loss": self.start_loss,
+            "best_step": self.best_step,
+            "best_loss": self.best_loss,
+            "steps_done": int(self.history["step"][-1]) if self.history.get("step") else 0,
+            "stopped": self.stopped,
+            "device": self.device,
+            **({"changes": self.changes} if self.changes else {}),
+            **({"adam": self.adam} if self.adam else {}),
+            **({"normalization": self.normalization} if self.normalization else {}),
+        }
+
+    def save(self, path: str | os.PathLike, *, which: str = "best") -> Path:
+        """Write the best (or 'final') image as a PNG with the settings inside."""
+        return save_image(path, self.best_image if which == "best" else self.image, self.metadata())
+
+    def __repr__(self) -> str:  # the arrays and the history would fill a screen
+        h, w = self.best_image.shape[:2]
+        steps = int(self.history["step"][-1]) if self.history.get("step") else 0
+        return (f"Result({w}x{h}, {steps} steps, best_loss={self.best_loss:.4g} at step {self.best_step}, "
+                f"stopped={self.stopped!r}, device={self.device!r})")  # fmt: skip
+
+
+class NonFinite(ArithmeticError):
+    """The loss became NaN or infinite."""
+
+
+class Recorder:
+    """Bookkeeping for a batch of jobs (`nst.scene.Prepared`) across
+    scales: per job, its history and callbacks; timings; the best images."""
+
+    def __init__(self, jobs: list[Any], callback: Callable | None, every: int, t0: float, where: str) -> None:
+        self.jobs, self.callback, self.every, self.t0, self.where = jobs, callback, every, t0, where
+        self.schedule = jobs[0].config.schedule
+        self.total_steps = sum(steps for _, steps in self.schedule)
+        self.histories: list[dict[str, list[float]]] = [{} for _ in jobs]
+        self.timings: dict[str, float] = {}
+        self.step_times: list[float] = []
+        self.offset = 0
+        self.scale_starts: list[int] = []
+        self.stopped: str | None = None
+        self.problem: Any = None
+        """The `nst.problem.Problem` of the scale running (its variables hold the images)."""
+        self.adam: list[dict[str, Any]] | None = None
+        """Adam's state per image when it stopped (`nst.optimizers.adam_record`)."""
+        self.start = self.last = 0.0
+
+    def begin_scale(self, index: int, size: int, problem: Any, present: list[Callable]) -> None:
+        """A scale starts: ``problem`` holds its images, ``present`` makes each job's output of them."""
+        if self.problem is not None:
+            self.offset += self.schedule[index - 1][1]
+        else:
+            self.start = time.perf_counter()
+        self.index, self.size, self.problem, self.present = index, size, problem, present
+        self.scale_starts.append(len(self.step_times))
+        self.last = time.perf_counter()
+
+    def report(self, k: int, values: np.ndarray) -> None:
+        """Record evaluation ``k`` of this scale (``values``: terms x batch);
+        call back; stop on NaN."""
+        now = time.perf_counter()
+        self.step_times.append(now - self.last)
+        step = self.offset + k
+        for j, (job, history) in enumerate(zip(self.jobs, self.histories)):
+            losses = {name: float(v) for name, v in zip(self.problem.names, values[:, j])}
+            for name, v in {"step": float(step), "size": float(self.size), "time": now - self.start, **losses}.items():
+                history.setdefault(name, []).append(v)
+            if not math.isfinite(losses["total"]):
+                which = f" in job {job.index}" if len(self.jobs) > 1 else ""
+                raise NonFinite(
+                    f"the loss became {losses['total']} at step {step}{which}; kept the best image before it"
+                )
+            if self.callback is not None and (k % self.every == 0 or k == self.schedule[self.index][1]):
+                read = functools.partial(self._read, j)
+                self.callback(Progress(step, self.total_steps, losses, now - self.start, self.index, job.index, read))
+        self.last = time.perf_counter()
+
+    def _read(self, j: int) -> np.ndarray:
+        return self.present[j](self.problem.evaluated[j].numpy())
+
+    def result(self, j: int) -> Result:
+        """The `Result` of job ``j`` of the batch."""
+        times = self.step_times
+        timings = dict(self.timings, first_step=times[0] if times else 0.0)
+        # Leave out each scale's first and last evaluation (they compile).
+        ends = {*self.scale_starts, *(i - 1 for i in self.scale_starts), len(times) - 1}
+        later = [t for i, t in enumerate(times) if i not in ends]
+        timings["step"] = statistics.median(later) if later else timings["first_step"]
+        timings["total"] = time.perf_counter() - self.t0
+        # The best image is the best at the last scale that ran (losses at
+        # different sizes do not compare).
+        history = self.histories[j]
+        sizes = np.array(history.get("size", []))
+        totals = np.where(sizes == self.size, history.get("total", []), np.nan) if sizes.size else np.array([])
+        best = int(np.nanargmin(totals)) if np.isfinite(totals).any() else None
+        return Result(
+            image=self.present[j](self.problem.image[j].numpy()),
+            best_image=self.present[j](self.problem.best[j].numpy()),
+            best_step=int(history["step"][best]) if best is not None else 0,
+            best_loss=float(self.problem.best_loss[j].numpy()),
+            history=history,
+            timings=timings,
+            config=self.jobs[j].config,
+            sources=self.jobs[j].sources,
+            stopped=self.stopped,
+            device=self.where,
+            adam=self.adam[j] if self.adam else None,
+            normalization=self.problem.extractor.normalization,
+        )
+
+
+#: Adam's second moments are recorded as the maximum over pool x pool pixel
+#: blocks, as float16 base-2 logarithms (they reach 1e16): never below the
+#: real ones, so a resumed run's steps are never larger than the run's own
+#: would have been. The pool starts at 8 pixels and doubles until the record
+#: is at most MOMENTS_BYTES (a few kB at 512 px; the same at 8192 px).
+MOMENTS_POOL, MOMENTS_BYTES = 8, 192 * 1024
+
+
+def pack_moments(velocity: np.ndarray, iterations: int) -> dict[str, Any]:
+    """One image's Adam second moments (height, width, channels) and step
+    count as a JSON-ready record for a PNG's metadata."""
+    h, w, c = velocity.shape
+    pool = MOMENTS_POOL
+    while -(-h // pool) * -(-w // pool) * c * 2 > MOMENTS_BYTES:
+        pool *= 2
+    padded = np.pad(velocity, [(0, -h % pool), (0, -w % pool), (0, 0)])
+    pooled = padded.reshape(-(-h // pool), pool, -(-w // pool), pool, c).max(axis=(1, 3))
+    with np.errstate(divide="ignore"):  # log2(0) = -inf, which float16 holds
+        exact = np.log2(pooled)
+    rounded = exact.astype(np.float16)
+    rounded = np.where(rounded < exact, np.nextafter(rounded, np.float16(np.inf)), rounded)  # round up
+    return {"iterations": int(iterations), "pool": pool, "shape": list(rounded.shape),
+            "velocity": base64.b64encode(rounded.tobytes()).decode()}  # fmt: skip
+
+
+def unpack_moments(record: Any, source: str | os.PathLike) -> tuple[int, int, np.ndarray]:
+    """Inverse of `pack_moments`, checked: the step count, the pool and the
+    pooled log2 moments (small: nothing is expanded here, so a hostile
+    record costs no memory). A record that is not one raises ImageError
+    naming ``source``."""
+    try:
+        iterations, pool, shape = record["iterations"], record["pool"], tuple(record["shape"])
+        whole = [iterations, pool, *shape]
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in whole) or len(shape) != 3:
+            raise ValueError("not whole numbers")
+        if iterations < 0:
+            raise ValueError(f"{iterations} steps")
+        if not 1 <= pool <= MAX_SIZE or not all(1 <= n * pool < MAX_SIZE + pool for n in shape[:2]) or shape[2] != 3:
+            raise ValueError(f"shape {list(shape)} with pool {pool} is not an image's")
+        data = base64.b64decode(record["velocity"], validate=True)
+        pooled = np.frombuffer(data, np.float16).reshape(shape)
+        if np.isnan(pooled).any() or (pooled == np.inf).any():
+            raise ValueError("NaN or infinite moments")
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        raise ImageError(f"{os.fspath(source)}: its record of Adam's state is damaged ({reason(e)}).") from None
+    return iterations, pool, pooled
+
+
+def expand_moments(pool: int, pooled: np.ndarray, height: int, width: int) -> np.ndarray | None:
+    """The second moments of a ``height`` x ``width`` image from a record
+    (each pooled value over its pool x pool block), or None when the record
+    was made at another size."""
+    if pooled.shape[:2] != (-(-height // pool), -(-width // pool)):
+        return None
+    v = np.repeat(np.repeat(pooled, pool, axis=0), pool, axis=1)[:height, :width]
+    return np.exp2(v.astype(np.float32))
