@@ -59,6 +59,8 @@ class Engine:
         self.lock = threading.Lock()
         self.runs = 0
         """How many runs have used it (a run holding it can tell whether another came since)."""
+        self.weighed = 0
+        """How many times the weights changed during a run (`assign_weights`: L-BFGS starts afresh)."""
 
     def reset(self, start: np.ndarray, targets: Targets, weights: Weights, config: Config) -> None:
         """A new run: its start, targets and weights; Adam's state zeroed and
@@ -78,6 +80,7 @@ class Engine:
     def assign_weights(self, config: Config) -> None:
         """alpha, beta, gamma, w_l and the learning rate of ``config``, read by the next step."""
         self.problem.assign_weights(Weights.of([config]))
+        self.weighed += 1
         if self.optimizer is not None:
             self.optimizer.learning_rate = config.learning_rate
 

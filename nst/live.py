@@ -18,9 +18,12 @@ targets and weights and zeroes Adam's state, so its first step costs one
 step, not a compilation (3-6 s at 512 px on a CPU). Targets are computed
 once for the same inputs and settings (`nst.targets.for_job`).
 
-A live run is one Adam run at one size, tiled or not, in any precision (no
-coarse to fine; no L-BFGS, whose line search assumes a fixed objective):
-for those, `nst.stylize`. Every step's values in force are in the result's history
+A live run takes every setting `nst.stylize` does: Adam or L-BFGS, coarse
+to fine, tiles, any precision. L-BFGS's line searches and curvature pairs
+assume a fixed objective, so when a weight changes it starts afresh from
+the last accepted image (its evaluations go on counting); coarse to fine,
+the run moves to the next scale when a scale's steps are done. Every step's
+values in force are in the result's history
 (``content_weight``, ``style_weight``, ``tv_weight``, ``learning_rate``,
 ``style_layer_weights/<layer>``), and the changes, with the step each took
 effect, are in ``Result.changes`` and the saved PNG.
@@ -42,9 +45,9 @@ from nst.config import Config, ConfigError
 from nst.features import extractor_for
 from nst.images import ImageSource
 from nst.losses import Weights
-from nst.optimizers import adam, adam_record
+from nst.optimizers import adam, adam_record, lbfgs
 from nst.record import NonFinite, Progress, Recorder, Result
-from nst.scene import Job, Prepared, Previous, settings
+from nst.scene import Job, Prepared, Previous, resize, settings
 from nst.targets import for_job
 
 #: The settings a running run takes from `LiveRun.set`.
@@ -67,19 +70,11 @@ def start(
 
     Arguments as for `nst.stylize` (regions too; ``previous``: a video
     frame's, see `nst.scene.Job`). The callback runs in that thread.
-    Raises ConfigError for settings a live run cannot take (see `takes`).
     """
     t0 = time.perf_counter()
     config = settings(config, overrides)
-    if not takes(config):
-        raise ConfigError("a live run is one Adam run at one size: use nst.stylize for coarse to fine or L-BFGS")
     job = Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks, previous=previous), config)
     return LiveRun(job, callback, callback_every, t0)
-
-
-def takes(config: Config) -> bool:
-    """Whether a live run can take ``config``: one Adam run at one size."""
-    return config.scales is None and config.optimizer == "adam"
 
 
 class LiveRun:
@@ -95,18 +90,24 @@ class LiveRun:
         self._running.set()
         self._result: Result | None = None
         self._error: BaseException | None = None
-        scene, strategy = job.scenes[0], job.device.strategy
-        with strategy.scope():
-            targets = for_job(job, 0, extractor_for(job.config, str(id(strategy))))
-        self.engine = engines.acquire(job.config, strategy, scene.start(job.config)[None], targets,
-                                      Weights.of([job.config]), scene.shapes())  # fmt: skip
-        """The compiled programs the run goes through (`nst.engine`), held while it runs."""
-        self._runs = self.engine.runs
         self._book = Recorder([job], callback, every, t0, f"{job.device}")
+        self._scale = 0
+        self.engine = self._enter_scale(job.scenes[0].start(job.config))
+        """The compiled programs of the scale running (`nst.engine`), held while it runs."""
         self._book.timings["setup"] = time.perf_counter() - t0
-        self._book.begin_scale(0, job.config.size, self.engine.problem, [scene.present])
-        self._k = 0  # updates done
-        self._thread = self._launch(job.config.steps)
+        self._thread = self._launch()
+
+    def _enter_scale(self, start: np.ndarray) -> engines.Engine:
+        """The engine of scale ``self._scale``, from ``start`` with the targets
+        of that scale and the weights in force; the record goes on there."""
+        scene, strategy, config = self.job.scenes[self._scale], self.job.device.strategy, self.config
+        with strategy.scope():
+            targets = for_job(self.job, self._scale, extractor_for(config, str(id(strategy))))
+        engine = engines.acquire(config, strategy, start[None], targets, Weights.of([config]), scene.shapes())
+        self._runs = engine.runs
+        self._book.begin_scale(self._scale, self._book.schedule[self._scale][0], engine.problem, [scene.present])
+        self._k = 0  # steps (Adam updates, L-BFGS evaluations) done at this scale
+        return engine
 
     # -- steering ---------------------------------------------------------------
 
@@ -143,22 +144,25 @@ class LiveRun:
         if self.engine.runs != self._runs:  # its variables hold another run's state now
             self.engine.release()
             raise RuntimeError("another run of this shape has run since: start a new run (its settings are kept)")
-        total = self._k + steps
-        self.config = self.config.replace(steps=total)
-        self._book.schedule = [(self.config.size, total)]
-        self._book.total_steps = total
-        history = self._book.histories[0]
-        if history.get("step") and history["step"][-1] == self._k:
+        book = self._book
+        book.schedule[self._scale] = (book.schedule[self._scale][0], self._k + steps)
+        book.total_steps = sum(n for _, n in book.schedule)
+        per_scale = tuple(n for _, n in book.schedule)
+        self.config = self.config.replace(
+            **{"scale_steps": per_scale} if self.config.scales else {"steps": per_scale[0]}
+        )
+        history = book.histories[0]
+        if history.get("step") and history["step"][-1] == self.step:
             # The run ended with an evaluation of the image it reached, which
             # the next step makes again (a stopped run had not evaluated it).
             for values in history.values():
                 values.pop()
-            self._book.step_times.pop()
-        self._book.stopped = None
+            book.step_times.pop()
+        book.stopped = None
         self._stop.clear()
         self._running.set()
         self._result = None
-        self._thread = self._launch(total)
+        self._thread = self._launch()
 
     # -- state ----------------------------------------------------------------
 
@@ -173,8 +177,8 @@ class LiveRun:
 
     @property
     def step(self) -> int:
-        """Updates done so far."""
-        return self._k
+        """Steps done so far, over all scales (Adam updates, or L-BFGS evaluations)."""
+        return self._book.offset + self._k
 
     def result(self, timeout: float | None = None) -> Result:
         """Wait for the run to end (or ``timeout`` seconds: TimeoutError) and
@@ -189,18 +193,26 @@ class LiveRun:
 
     # -- the loop -----------------------------------------------------------------
 
-    def _launch(self, total: int) -> threading.Thread:
-        thread = threading.Thread(target=self._work, args=(total,), daemon=True, name="nst-live-run")
+    def _launch(self) -> threading.Thread:
+        thread = threading.Thread(target=self._work, daemon=True, name="nst-live-run")
         thread.start()
         return thread
 
-    def _work(self, total: int) -> None:
-        engine, book = self.engine, self._book
+    def _work(self) -> None:
+        book = self._book
         try:
             try:
-                if not adam(engine, self.config, total, self._report, first=self._k, between=self._between):
+                while self._optimise():
+                    if self._scale + 1 == len(book.schedule):
+                        break
+                    # The next scale, from this one's result upsampled.
+                    shape = self.job.scenes[self._scale + 1].content.shape[:2]
+                    image = resize(self.engine.problem.image[0].numpy(), shape)
+                    self.engine.release()
+                    self._scale += 1
+                    self.engine = self._enter_scale(image)
+                else:
                     book.stopped = "interrupted"
-                self._k = min(self._k, total)
             except KeyboardInterrupt:
                 book.stopped = "interrupted"
             except NonFinite as e:
@@ -208,7 +220,7 @@ class LiveRun:
             except BaseException as e:  # raised by `result`, in the caller's thread
                 self._error = e
                 return
-            book.adam = adam_record(engine)
+            book.adam = adam_record(self.engine)
             result = book.result(0)
             result.config, result.changes = self.config, list(self.changes)
             if self.changes:  # the best step under the weights in force at the end
@@ -217,7 +229,18 @@ class LiveRun:
                 result.best_step = int(steps[since][np.argmin(totals[since])]) if since.any() else result.best_step
             self._result = result
         finally:
-            engine.release()
+            self.engine.release()
+
+    def _optimise(self) -> bool:
+        """The steps left at this scale; False if the run was stopped."""
+        steps = self._book.schedule[self._scale][1]
+        if self.config.optimizer == "adam":
+            done = adam(self.engine, self.config, steps, self._report, first=self._k, between=self._between)
+        else:
+            image, done = lbfgs(self.engine, self.config, steps, self._report, first=self._k, between=self._between)
+            self.engine.problem.image.assign(image)  # the last accepted iterate
+        self._k = min(self._k, steps)
+        return done
 
     def _between(self, k: int) -> bool:
         """Before step ``k``: hold while paused; False to stop; the changes asked for take effect."""
@@ -247,7 +270,7 @@ class LiveRun:
         # Losses under other weights do not compare: the best image is the
         # best under the objective in force, from this step on.
         self.engine.problem.best_loss.assign(tf.fill([1], math.inf))
-        self.changes.append({"step": self._k, **values})
+        self.changes.append({"step": self.step, **values})
 
     def _record(self) -> None:
         """The values in force at this step, beside its losses in the history."""

@@ -179,7 +179,7 @@ def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> 
                         adam(engine, config, steps, run.report)
                         images = engine.problem.image.numpy()
                     else:
-                        images = lbfgs(engine, config, steps, run.report)
+                        images, _ = lbfgs(engine, config, steps, run.report)
                 finally:  # stopped or not, the PNG records what a resumed run needs
                     run.adam = adam_record(engine)
         except KeyboardInterrupt:

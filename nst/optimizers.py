@@ -102,19 +102,43 @@ class _Budget(Exception):
     """L-BFGS has used its function evaluations."""
 
 
-def lbfgs(engine: Engine, config: Config, steps: int, report: Callable[[int, np.ndarray], Any]) -> np.ndarray:
-    """L-BFGS-B within [0, 1] for ``steps`` function evaluations after the
-    first (each one forward and backward pass, like an Adam step); returns
-    the last accepted iterate. One image (its line searches are its own)."""
+class _Stop(Exception):
+    """The run was asked to stop (`nst.live`)."""
+
+
+class _Changed(Exception):
+    """The objective's weights changed (`nst.live`): L-BFGS starts afresh."""
+
+
+def lbfgs(
+    engine: Engine,
+    config: Config,
+    steps: int,
+    report: Callable[[int, np.ndarray], Any],
+    *,
+    first: int = 0,
+    between: Callable[[int], bool] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """L-BFGS-B within [0, 1], evaluations ``first`` up to ``steps`` (each
+    one forward and backward pass, like an Adam step; ``report`` and
+    ``between`` as for `adam`). Its line searches and curvature pairs
+    assume one objective: when the weights change between evaluations
+    (`Engine.assign_weights`), it starts afresh from the last accepted
+    iterate. Returns that iterate and whether all steps were done. One image
+    (its line searches are its own)."""
     problem = engine.problem
     shape = problem.image.shape
     accepted = problem.image.numpy()
-    count = 0
+    count, weighed = first, engine.weighed
 
     def loss_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
         nonlocal count
         if count > steps:
             raise _Budget
+        if between is not None and not between(count):
+            raise _Stop
+        if engine.weighed != weighed:
+            raise _Changed
         problem.image.assign(x.reshape(shape).astype(np.float32))
         values, gradient = (t.numpy() for t in engine.evaluate_with_gradient())
         report(count, values)
@@ -125,15 +149,20 @@ def lbfgs(engine: Engine, config: Config, steps: int, report: Callable[[int, np.
         nonlocal accepted
         accepted = xk.reshape(shape).astype(np.float32)
 
-    x0 = accepted.ravel().astype(np.float64)
-    try:
-        result = scipy.optimize.minimize(
-            loss_and_gradient, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
-            bounds=scipy.optimize.Bounds(np.zeros_like(x0), np.ones_like(x0)),
-            # No tolerance stops: the budget of evaluations ends the run.
-            options={"maxfun": steps + 1, "maxiter": steps + 1, "maxcor": config.lbfgs_memory, "ftol": 0, "gtol": 0},
-        )  # fmt: skip
-        accepted = result.x.reshape(shape).astype(np.float32)
-    except _Budget:
-        pass
-    return accepted
+    while True:
+        x0 = accepted.ravel().astype(np.float64)
+        try:
+            result = scipy.optimize.minimize(
+                loss_and_gradient, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
+                bounds=scipy.optimize.Bounds(np.zeros_like(x0), np.ones_like(x0)),
+                # No tolerance stops: the budget of evaluations ends the run.
+                options={"maxfun": steps + 1, "maxiter": steps + 1, "maxcor": config.lbfgs_memory, "ftol": 0,
+                         "gtol": 0},
+            )  # fmt: skip
+            return result.x.reshape(shape).astype(np.float32), True
+        except _Budget:
+            return accepted, True
+        except _Stop:
+            return accepted, False
+        except _Changed:
+            weighed = engine.weighed

@@ -11,13 +11,14 @@
 - Run, Pause, Stop, Continue and Save buttons, a `nst.preview.LivePreview`
   of the run, and a strip of the runs made so far to compare and recall.
 
-An Adam run is a live run (`nst.live`): moving alpha/beta, gamma, the
-learning rate or a layer weight changes the running run from its next step
-(the loss plot marks the step), and a new Run on the same size and layers
+Every run is a live run (`nst.live`), with Adam or L-BFGS: moving
+alpha/beta, gamma, the learning rate or a layer weight changes the running
+run from its next step (the loss plot marks the step; L-BFGS starts afresh
+from its last accepted image), and a new Run on the same size and layers
 starts at once, without compiling again. Continue goes on from where a run
-ended, with its Adam state. L-BFGS and coarse-to-fine runs go through
-`nst.stylize` (not steerable). Runs go in a background thread, so the page
-stays responsive; Stop ends a run at its next step and keeps the best image.
+ended, with its optimiser's state. Runs go in a background thread, so the
+page stays responsive; Stop ends a run at its next step and keeps the best
+image.
 Every control is an attribute, so the studio can be driven from Python.
 """
 
@@ -41,8 +42,7 @@ from nst.config import Config
 from nst.controls import Controls
 from nst.failure import describe
 from nst.images import SAMPLE_PREFIX, ImageError, ImageSource, free_path, load_image
-from nst.live import STEERABLE, LiveRun, start, takes
-from nst.optimize import stylize
+from nst.live import STEERABLE, LiveRun, start
 from nst.record import Result
 from nst.preview import THUMBNAIL, LivePreview, encode
 
@@ -259,24 +259,16 @@ class Studio(Controls):
         self._thread.start()
 
     def _work(self, content: ImageSource, style: ImageSource, config: Config, masks: list | None) -> Result:
-        """One run: a live Adam run (steerable, warm after the first), else `nst.stylize`."""
-        if takes(config):
-            self.live = start(content, style, config=config, callback=self._progress, masks=masks)
-            self.preview.marks = self.live.changes
-            if self._stop.is_set():  # Stop was pressed while the run was being set up
-                self.live.stop()
-            return self.live.result()
-        self.live = None
-        return stylize(content, style, config=config, callback=self._progress, masks=masks)
+        """One run: a live run (steerable, warm after the first of its shape)."""
+        self.live = start(content, style, config=config, callback=self.preview, masks=masks)
+        self.preview.marks = self.live.changes
+        if self._stop.is_set():  # Stop was pressed while the run was being set up
+            self.live.stop()
+        return self.live.result()
 
     def _work_more(self, steps: int) -> Result:
         self.live.proceed(steps)
         return self.live.result()
-
-    def _progress(self, progress: Any) -> None:
-        if self._stop.is_set() and self.live is None:
-            raise KeyboardInterrupt  # stylize ends the run and keeps the best image
-        self.preview(progress)
 
     def _finish(self, work: Any, *args: Any) -> None:
         """Run ``work`` (in the background thread), then show how it ended."""
@@ -355,7 +347,7 @@ class Studio(Controls):
     def _busy(self, running: bool) -> None:
         self.run_button.disabled = running
         self.stop_button.disabled = not running
-        self.pause_button.disabled = not running or self.optimizer.value != "adam"
+        self.pause_button.disabled = not running
         self.pause_button.description, self.pause_button.icon = "Pause", "pause"
         self.continue_button.disabled = running or self.live is None
         self.save_button.disabled = running or self.result is None

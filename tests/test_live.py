@@ -1,5 +1,6 @@
 """Live runs (`nst.live`): steered between steps without recompiling, paused,
-continued with the same Adam state, and the next run warm."""
+continued with the same Adam state, and the next run warm; L-BFGS and
+coarse to fine too."""
 
 from __future__ import annotations
 
@@ -100,10 +101,42 @@ def test_the_next_run_reuses_the_compiled_step(content_image, style_image, tiny)
     np.testing.assert_allclose(alone.history["total"], result.history["total"], rtol=1e-5)
 
 
-def test_what_a_live_run_cannot_be(content_image, style_image, tiny):
-    for changes in ({"optimizer": "lbfgs"}, {"scales": (32, 48)}):
-        with pytest.raises(ConfigError, match="a live run is one Adam run at one size"):
-            live.start(content_image, style_image, **{**tiny, **changes})
+def test_lbfgs_is_steered_and_starts_afresh_when_a_weight_changes(content_image, style_image, tiny):
+    """L-BFGS's curvature pairs belong to one objective: after a change its
+    next evaluation is at its last accepted image, under the new weights."""
+    run = live.start(content_image, style_image, **{**tiny, "steps": 2000, "optimizer": "lbfgs"})
+    wait_for(lambda: run.step >= 6)
+    run.set(style_weight=5e5)
+    wait_for(lambda: run.changes and run.step >= run.changes[0]["step"] + 6)
+    run.pause()
+    wait_for(lambda: run.paused)
+    held = run.step
+    time.sleep(0.3)  # room for an evaluation that should not come
+    assert run.step == held
+    run.stop()
+    result = run.result()
+    h, at = result.history, result.changes[0]["step"]
+    assert h["step"] == list(range(len(h["step"]))) and result.stopped == "interrupted"
+    assert set(h["style_weight"][:at]) == {1e3} and set(h["style_weight"][at:]) == {5e5}
+    assert h["total"][at] == pytest.approx(h["content"][at] + 5e5 * h["style"][at], rel=1e-5)
+    assert min(h["total"][at:]) < h["total"][at]  # and it goes on descending the new objective
+
+
+def test_coarse_to_fine_runs_live_scale_after_scale(content_image, style_image, tiny):
+    settings = {**tiny, "scales": (32, 48), "scale_steps": (5, 4)}
+    run = live.start(content_image, style_image, **settings)
+    result = run.result()
+    assert result.history["size"] == [32.0] * 6 + [48.0] * 5 and run.step == 9
+    run.proceed(3)  # more steps at the last scale
+    more = run.result()
+    assert more.history["step"][-1] == 12 and more.config.scale_steps == (5, 7)
+    # The run nst.stylize makes, through the same engines.
+    alone = nst.stylize(content_image, style_image, **settings)
+    assert more.history["step"][:11] == alone.history["step"] and result.best_image.shape == alone.best_image.shape
+    np.testing.assert_allclose(more.history["total"][:11], alone.history["total"], rtol=1e-5)
+    # That run has used the engine since: the live run cannot go on from it.
+    with pytest.raises(RuntimeError, match="another run of this shape has run since"):
+        run.proceed(1)
 
 
 def test_a_stopped_run_continues_where_it_stopped(content_image, style_image, tiny):

@@ -291,3 +291,29 @@ def test_regions_a_mask_per_style_shown_over_the_content_then_run_and_saved(stud
     Image.fromarray(np.zeros((50, 50), np.uint8)).save(data := io.BytesIO(), format="PNG")
     pick_file(studio.mask_uploads[0], "square.png", data.getvalue())
     assert "a mask must have the shape of the image it covers" in studio.message.value
+
+
+def test_an_lbfgs_run_is_steered_and_plotted_too(content_image, style_image):
+    """L-BFGS runs live as Adam does: its evaluations fill the loss plot, and
+    moving alpha/beta changes the running run (it starts afresh from its last
+    accepted image) rather than being ignored."""
+    studio = Studio(content=content_image, style=style_image, **{**TINY, "size": 48})
+    studio.optimizer.value = "lbfgs"
+    studio.steps.value = 2000
+    studio.run()
+    deadline = time.time() + 120
+    while not (studio.live and studio.live.step >= 4) and time.time() < deadline:
+        time.sleep(0.01)
+    assert not studio.pause_button.disabled  # L-BFGS pauses too
+    studio.ratio.value = 1e-6
+    while (
+        not (studio.live.changes and studio.live.step > studio.live.changes[0]["step"] + 3) and time.time() < deadline
+    ):
+        time.sleep(0.01)
+    studio.stop()
+    studio.wait(60)
+    h, at = studio.result.history, studio.result.changes[0]["step"]
+    assert studio.result.config.optimizer == "lbfgs" and h["style_weight"][at:] == [pytest.approx(1e6)] * (
+        len(h["step"]) - at
+    )
+    assert studio.preview.updates >= 5 and decode(studio.preview.plot.value).shape[1] > 500
