@@ -57,7 +57,7 @@ def measure(tree: Path, code: str, settings: dict, calls: int = 1) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code, json.dumps(settings), str(calls), str(images / "tubingen.jpg"),
-         str(images / "starry_night.jpg")], capture_output=True, text=True, env=env, check=True,
+         str(images / "starry_night.jpg")], capture_output=True, text=True, env=env, check=True, cwd=tree,
     )  # fmt: skip
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(out["file"]).is_relative_to(tree), out["file"]  # the tree asked for, not an installed nst
