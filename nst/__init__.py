@@ -41,9 +41,9 @@ from nst.config import PRESETS, Config, ConfigError, preset
 
 _LAZY = {"stylize": "nst.optimize", "stylize_many": "nst.optimize", "grid": "nst.scene", "Job": "nst.scene",
          "Result": "nst.record", "Progress": "nst.record", "stylize_video": "nst.video"}  # fmt: skip
-_MODULES = {"clips", "color", "device", "engine", "features", "flow", "geometry", "images", "live", "losses",
-            "normalize", "optimize", "optimizers", "preview", "problem", "record", "regions", "scene", "studio",
-            "targets", "tiles", "video", "weights"}  # fmt: skip
+_MODULES = {"clips", "color", "controls", "device", "engine", "features", "flow", "geometry", "images", "live",
+            "losses", "normalize", "optimize", "optimizers", "options", "preview", "problem", "record", "regions",
+            "scene", "studio", "targets", "tiles", "video", "weights"}  # fmt: skip
 
 
 def __getattr__(name: str):

@@ -104,7 +104,7 @@ class LiveRun:
         with strategy.scope():
             targets = for_job(self.job, self._scale, extractor_for(config, str(id(strategy))))
         engine = engines.acquire(config, strategy, start[None], targets, Weights.of([config]), scene.shapes())
-        self._runs = engine.runs
+        self._runs, self._holding = engine.runs, True
         self._book.begin_scale(self._scale, self._book.schedule[self._scale][0], engine.problem, [scene.present])
         self._k = 0  # steps (Adam updates, L-BFGS evaluations) done at this scale
         return engine
@@ -144,6 +144,7 @@ class LiveRun:
         if self.engine.runs != self._runs:  # its variables hold another run's state now
             self.engine.release()
             raise RuntimeError("another run of this shape has run since: start a new run (its settings are kept)")
+        self._holding = True
         book = self._book
         book.schedule[self._scale] = (book.schedule[self._scale][0], self._k + steps)
         book.total_steps = sum(n for _, n in book.schedule)
@@ -208,7 +209,7 @@ class LiveRun:
                     # The next scale, from this one's result upsampled.
                     shape = self.job.scenes[self._scale + 1].content.shape[:2]
                     image = resize(self.engine.problem.image[0].numpy(), shape)
-                    self.engine.release()
+                    self._release()
                     self._scale += 1
                     self.engine = self._enter_scale(image)
                 else:
@@ -229,6 +230,12 @@ class LiveRun:
                 result.best_step = int(steps[since][np.argmin(totals[since])]) if since.any() else result.best_step
             self._result = result
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Let other runs of this scale's shape have the engine (once)."""
+        if self._holding:
+            self._holding = False
             self.engine.release()
 
     def _optimise(self) -> bool:

@@ -21,6 +21,7 @@ them once.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -38,6 +39,7 @@ from nst.tiles import core_slice, layer_map, layout, tile_features
 #: of the output at the content layer, and a few Gram matrices).
 REMEMBERED = 8
 _REMEMBERED: OrderedDict[tuple, Targets] = OrderedDict()
+_GUARD = threading.Lock()  # a live run's thread and the caller's may both ask
 
 
 def targets_for(extractor: Extractor, scene: Scene, blend: tuple[float, ...], config: Config) -> Targets:
@@ -82,12 +84,15 @@ def for_job(job: Prepared, scale: int, extractor: Extractor) -> Targets:
     key = (tuple(_stamp(n) for n in names), scene.content.shape, c.schedule[scale][0], c.style_scale, job.blend,
            c.preserve_color, c.max_pixels, c.mask_mode, c.style_layers, c.content_layers, c.weights,
            c.seed if c.weights == "random" else None, c.pooling, c.normalize, c.precision, c.loss_form)  # fmt: skip
-    if key in _REMEMBERED:
-        _REMEMBERED.move_to_end(key)
-        return _REMEMBERED[key]
-    targets = _REMEMBERED[key] = targets_for(extractor, scene, job.blend, c)
-    while len(_REMEMBERED) > REMEMBERED:
-        _REMEMBERED.popitem(last=False)
+    with _GUARD:
+        if key in _REMEMBERED:
+            _REMEMBERED.move_to_end(key)
+            return _REMEMBERED[key]
+    targets = targets_for(extractor, scene, job.blend, c)
+    with _GUARD:
+        _REMEMBERED[key] = targets
+        while len(_REMEMBERED) > REMEMBERED:
+            _REMEMBERED.popitem(last=False)
     return targets
 
 

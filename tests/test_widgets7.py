@@ -21,6 +21,6 @@ def test_the_studio_tests_pass_under_ipywidgets_7():
     version = subprocess.run([sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"], env=env,
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert version.stdout.startswith("7.7."), version.stderr
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_studio.py"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_studio.py"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
