@@ -11,6 +11,7 @@ video frame are given when a scene is made, never set on it afterwards.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import warnings
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ import numpy as np
 
 from nst import color, regions
 from nst.backend import tf
-from nst.config import Config, preset
+from nst.config import Config, ConfigError, preset
 from nst.device import Device
 from nst.device import current as current_device
 from nst.images import ImageError, ImageSource, check_source, describe, load_image, require_side
@@ -78,11 +79,21 @@ def grid(
 
 def settings(config: Config | None, overrides: dict[str, Any]) -> Config:
     """``config`` (default: the report's) with ``overrides``; or the preset they name."""
+    known(overrides)
     if "preset" in overrides:
         if config is not None:
             raise ValueError("give either config or preset, not both")
         return preset(overrides.pop("preset"), **overrides)
     return (config or Config()).replace(**overrides)
+
+
+def known(changes: Mapping[str, Any]) -> None:
+    """Refuse a setting `Config` does not have, naming the nearest that it does."""
+    names = [f.name for f in dataclasses.fields(Config)]
+    for name in changes:
+        if name not in names:
+            near = difflib.get_close_matches(name, names, n=1)
+            raise ConfigError(f"unknown setting {name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
 
 
 def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -199,6 +210,7 @@ class Prepared:
     @classmethod
     def of(cls, index: int, job: Job, base: Config) -> Prepared:
         """Job ``index`` with the shared settings ``base``: every input read and checked."""
+        known(job.settings)
         config = base.replace(**job.settings)
         styles = listed(job.style)
         device = current_device(config.device)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+import nst
 from nst import PRESETS, Config, ConfigError, preset
 from nst.config import VGG19_CONV_LAYERS
 
@@ -142,3 +143,10 @@ def test_nan_steps_are_refused_before_anything_loads():
     for name in ("steps", "max_pixels", "lbfgs_memory"):
         with pytest.raises(ConfigError, match=f"{name} must be a whole number"):
             Config().replace(**{name: float("nan")})
+
+
+def test_a_misspelt_setting_is_named_with_the_nearest_one(content_image, style_image):
+    with pytest.raises(ConfigError, match=r"unknown setting 'stlye_weight' \(did you mean 'style_weight'\?\)"):
+        nst.stylize(content_image, style_image, stlye_weight=1)
+    with pytest.raises(ConfigError, match=r"unknown setting 'zzz'$"):
+        nst.stylize_many([nst.Job(content_image, style_image, {"zzz": 1})])
