@@ -45,7 +45,16 @@ from nst.images import (
 from nst.normalize import stats_images
 from nst.options import DEMO, MIN_CHECK_SIZE, build_parser, resume, settings, sweep, video_parser, video_settings
 from nst.resources import auto_tile, check_memory
-from nst.weights import check_weights
+from nst.weights import (
+    WEIGHTS_ENV,
+    available_layers,
+    check_weights,
+    describe_weights,
+    install,
+    installed,
+    installed_dir,
+    resolve_weights,
+)
 
 
 def console() -> NoReturn:
@@ -61,12 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     tolerant_output()
-    command = "nst " + argv[0] if argv[:1] in (["figures"], ["video"]) else "nst"
+    command = "nst " + argv[0] if argv[:1] in (["figures"], ["video"], ["weights"]) else "nst"
     state = argparse.Namespace(running=False, written=[])
     with Signals() as signals:
         try:
             if command == "nst figures":
                 return figures(argv[1:])
+            if command == "nst weights":
+                return weights(argv[1:])
             if command == "nst video":
                 return video(video_parser().parse_args(argv[1:]), signals, state)
             parser = build_parser()
@@ -158,6 +169,29 @@ def figures(argv: list[str]) -> int:
     from nst.figures import main as figures_main
 
     return figures_main(argv)
+
+
+def weights(argv: list[str]) -> int:
+    """``nst weights [install PATH [--link]]``: say which VGG19 weights a run
+    would use and why; or put a weights file into nst's cache, where every
+    later run and notebook finds it (an offline machine's one set-up step)."""
+    parser = argparse.ArgumentParser(prog="nst weights", description=weights.__doc__)
+    commands = parser.add_subparsers(dest="command")
+    add = commands.add_parser("install", help="copy (or link) a VGG19 .h5 or .npz file into nst's cache")
+    add.add_argument("path", help="the weights file (checked first: layers, shapes, finite values)")
+    add.add_argument("--link", action="store_true", help="link to the file instead of copying it")
+    args = parser.parse_args(argv)
+    if args.command == "install":
+        target = install(args.path, link=args.link)
+        print(f"nst weights: installed {describe_weights(target)} at {target}; it covers "
+              f"{', '.join(available_layers(target))}")
+        return 0
+    chosen = resolve_weights(None)
+    why = (f"${WEIGHTS_ENV}" if os.environ.get(WEIGHTS_ENV) else
+           f"installed in {installed_dir()}" if installed() else
+           "nothing installed: Keras downloads them once (`nst weights install PATH` for offline machines)")
+    print(f"nst weights: {describe_weights(chosen)} ({why})")
+    return 0
 
 
 def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -> int:

@@ -139,7 +139,8 @@ class Config:
     settings give a bit-identical image on the same machine."""
     weights: str | None = None
     """'imagenet', 'random', or a path to a .h5/.npz file. ``None``: the
-    file named by $NST_VGG19_WEIGHTS if set, else 'imagenet'."""
+    file named by $NST_VGG19_WEIGHTS if set, else the one ``nst weights
+    install`` put into the cache, else 'imagenet'."""
     jit_compile: bool = True
     """Compile each step with XLA (measured faster on CPU and GPU)."""
     max_pixels: int = MAX_PIXELS

@@ -37,7 +37,8 @@ URL_TIMEOUT_S = 30
 
 SAMPLE_BASE_URL = "https://raw.githubusercontent.com/jcjohnson/neural-style/master/examples/inputs/"
 #: Sample images: file name, what it is, licence. Found in $NST_IMAGES if set,
-#: else downloaded once from SAMPLE_BASE_URL into the cache.
+#: else downloaded once from SAMPLE_BASE_URL into the cache; never made up
+#: unless asked for (`SYNTHETIC`).
 SAMPLES: dict[str, tuple[str, str, str]] = {
     "tubingen": ("tubingen.jpg", "Neckarfront, Tübingen (photo by Andreas Praefcke)", "CC BY 3.0"),
     "starry_night": ("starry_night.jpg", "Vincent van Gogh, The Starry Night, 1889", "public domain"),
@@ -46,6 +47,8 @@ SAMPLES: dict[str, tuple[str, str, str]] = {
     "woman_with_hat": ("woman-with-hat-matisse.jpg", "Henri Matisse, Woman with a Hat, 1905", "public domain"),
 }
 SAMPLE_PREFIX = "sample:"
+#: $NST_IMAGES set to this asks for drawn stand-ins of the samples.
+SYNTHETIC = "synthetic"
 
 
 class ImageError(ValueError):
@@ -373,23 +376,28 @@ def download(url: str) -> Path:
 
 
 def sample_path(name: str) -> Path:
-    """Path of sample image ``name``: from $NST_IMAGES, the cache, a download,
-    or (offline, with a warning) a synthetic stand-in drawn here."""
+    """Path of sample image ``name``: from $NST_IMAGES, the cache or a
+    download; or, when $NST_IMAGES is ``synthetic``, a stand-in drawn here
+    (a town on a river, swirling strokes) for machines that have neither."""
     if name not in SAMPLES:
         raise ImageError(f"unknown sample {name!r}; samples: {', '.join(SAMPLES)}")
     filename = SAMPLES[name][0]
-    if os.environ.get("NST_IMAGES"):
-        local = Path(os.environ["NST_IMAGES"]) / filename
-        if local.is_file():
-            return local
-    try:
-        return download(SAMPLE_BASE_URL + filename)
-    except ImageError as e:
+    folder = os.environ.get("NST_IMAGES")
+    if folder == SYNTHETIC:
         stand_in = cache_dir() / "synthetic" / f"{name}.png"
-        warnings.warn(f"{e} Using a synthetic stand-in for sample {name!r} ({stand_in}).", stacklevel=2)
         if not stand_in.exists():
             save_image(stand_in, _synthetic(name), {"synthetic_sample": name})
         return stand_in
+    if folder and (Path(folder) / filename).is_file():
+        return Path(folder) / filename
+    try:
+        return download(SAMPLE_BASE_URL + filename)
+    except ImageError as e:
+        where = f"is not in $NST_IMAGES ({folder}) and " if folder else ""
+        raise ImageError(
+            f"sample:{name} {where}could not be fetched: {e} Or set NST_IMAGES to a folder that holds "
+            f"{filename}, or NST_IMAGES={SYNTHETIC} for drawn stand-ins (plumbing only)."
+        ) from None
 
 
 def _synthetic(name: str, width: int = 512, height: int = 384) -> np.ndarray:

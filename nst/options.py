@@ -98,7 +98,8 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
         "the tile, not the output, and the result is the untiled one; 'auto': tiles only where the whole "
         "image would not fit in memory",
     ),
-    "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS or imagenet)"),
+    "--weights": ("weights", str, "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS, else the "
+                  "file `nst weights install` put in the cache, else imagenet)"),
 }
 
 
@@ -108,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         usage="nst CONTENT STYLE [STYLE ...] [-o OUT.png] [options]\n"
         "       nst --demo | --resume OUT.png [options]\n"
         "       nst video CLIP STYLE [STYLE ...] [-o OUT.mp4] [options]   (see nst video --help)\n"
-        "       nst figures [--out DIR] [options]   (see nst figures --help)",
+        "       nst figures [--out DIR] [options]   (see nst figures --help)\n"
+        "       nst weights [install PATH [--link]]   (which VGG19 weights runs use; install a file for offline use)",
         description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE. "
-        "`nst video` stylises a clip without flicker; `nst figures` remakes the report's and the paper's figures.",
+        "`nst video` stylises a clip without flicker; `nst figures` remakes the report's and the paper's figures; "
+        "`nst weights install PATH` makes a VGG19 weights file the default on a machine without internet.",
         epilog=EPILOG,
     )
     parser.add_argument("content", nargs="?", help="content image: path, URL or sample:NAME")

@@ -3,14 +3,17 @@
 ``weights`` is 'imagenet' (Keras downloads and caches them), 'random'
 (plumbing and timing only), or the path of a Keras ``.h5`` file or an
 ``.npz`` of ``<layer>/kernel`` and ``<layer>/bias`` arrays (never pickles).
-Unset, it is the file named by ``$NST_VGG19_WEIGHTS``, else 'imagenet'.
-Nothing here imports TensorFlow, so the command line can refuse a missing
-file, or one without the layers a run needs, at once.
+Unset, it is the file named by ``$NST_VGG19_WEIGHTS``, else the file that
+``nst weights install PATH`` put into nst's cache (`install`: what an
+offline machine needs once), else 'imagenet'. Nothing here imports
+TensorFlow, so the command line can refuse a missing file, or one without
+the layers a run needs, at once.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nst.geometry import VGG19_CONV_LAYERS, channels
-from nst.images import reason
+from nst.images import cache_dir, reason
 
 WEIGHTS_ENV = "NST_VGG19_WEIGHTS"
 
@@ -27,17 +30,61 @@ class WeightsError(RuntimeError):
     """The VGG19 weights cannot be had; the message says what to do instead."""
 
 
+def installed_dir() -> Path:
+    """The folder `install` puts a weights file into: ``$NST_CACHE/weights``."""
+    return cache_dir() / "weights"
+
+
+def installed() -> Path | None:
+    """The weights file `install` put into nst's cache, if any."""
+    folder = installed_dir()
+    found = sorted(folder.glob("*.npz")) + sorted(folder.glob("*.h5")) if folder.is_dir() else []
+    return found[0] if found else None
+
+
+def install(path: str | os.PathLike, *, link: bool = False) -> Path:
+    """Copy (or, with ``link``, symlink) the VGG19 weights file ``path`` into
+    nst's cache, replacing one installed before, once it is checked as a run
+    would check it (every layer it holds, VGG19's shapes, finite values).
+    Later runs then use it whenever no weights are named and
+    $NST_VGG19_WEIGHTS is unset. Returns where it now is."""
+    source = Path(resolve_weights(os.fspath(path)))  # exists, .h5 or .npz, absolute
+    if source.suffix.lower() == ".npz":
+        check_weights(source, available_layers(source) or VGG19_CONV_LAYERS[:1])
+    else:
+        check_weights(source, VGG19_CONV_LAYERS)
+    folder = installed_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    partial = folder / f".{source.name}.partial"
+    partial.unlink(missing_ok=True)
+    if link:
+        partial.symlink_to(source)
+    else:
+        shutil.copyfile(source, partial)
+    for old in folder.iterdir():
+        if old.is_file() and old.suffix.lower() in (".npz", ".h5") and old.name != source.name:
+            old.unlink()
+    partial.replace(target)
+    return target
+
+
 def resolve_weights(weights: str | os.PathLike | None) -> str:
     """The weights to use: ``weights`` if given, else $NST_VGG19_WEIGHTS,
-    else 'imagenet'. 'none' is read as 'random'; paths are made absolute."""
-    chosen = os.fspath(weights) if weights is not None else os.environ.get(WEIGHTS_ENV) or "imagenet"
+    else the installed file (`install`), else 'imagenet'. 'none' is read as
+    'random'; paths are made absolute."""
+    fallback = installed() or "imagenet"
+    chosen = os.fspath(weights) if weights is not None else os.environ.get(WEIGHTS_ENV) or os.fspath(fallback)
     if chosen.lower() in ("random", "none"):
         return "random"
     if chosen == "imagenet":
         return chosen
     path = Path(chosen).expanduser()
     if not path.is_file():
-        source = f" (from ${WEIGHTS_ENV})" if weights is None else ""
+        source = ""
+        if weights is None:
+            gone = " (the file `nst weights install --link` linked to is gone: install one again)"
+            source = f" (from ${WEIGHTS_ENV})" if os.environ.get(WEIGHTS_ENV) else gone
         raise WeightsError(
             f"{chosen}{source}: no such weights file. Give 'imagenet', 'random', or the path of a VGG19 "
             f".h5 (Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5) or .npz file."

@@ -29,8 +29,8 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BLOCK13_WEIGHTS = SHARED / "weights" / "vgg19_imagenet_block1_to_block3.npz"
 IMAGES = SHARED / "images"
-if IMAGES.is_dir():
-    os.environ.setdefault("NST_IMAGES", str(IMAGES))
+# The real samples where ../shared has them; else the drawn stand-ins, asked for.
+os.environ.setdefault("NST_IMAGES", str(IMAGES) if IMAGES.is_dir() else "synthetic")
 
 #: Layers that the block 1-3 weights file covers, as in the issue's check.
 BLOCK13_LAYERS = {"style_layers": ("block1_conv1", "block2_conv1", "block3_conv1"), "content_layers": ("block3_conv2",)}

@@ -184,6 +184,7 @@ def test_help_names_the_subcommands_and_reads_cleanly():
     text = options.build_parser().format_help()
     usage = text.split("\n\n")[0]
     assert usage.startswith("usage: nst CONTENT STYLE") and "nst figures" in usage and "--resume" in usage
+    assert "nst weights [install PATH [--link]]" in usage
     assert ".;" not in text and "Adam. gatys: The paper's network" in " ".join(text.split())
 
 
@@ -191,6 +192,34 @@ def test_bad_weights_are_a_clear_error(pictures, tmp_path, capsys):
     code = cli.main([*pictures, "-o", str(tmp_path / "o.png"), "--weights", str(tmp_path / "w.npz"), "--quiet"])
     assert code == 2 and "no such weights file" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_weights_install_makes_a_file_the_default_for_later_runs(block13_weights, pictures, tmp_path, monkeypatch,
+                                                                 capsys):
+    monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NST_VGG19_WEIGHTS", raising=False)
+    assert cli.main(["weights"]) == 0 and "nothing installed" in capsys.readouterr().out
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not weights")
+    assert cli.main(["weights", "install", str(broken)]) == 2
+    assert "broken.npz: not a readable .npz weights file" in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "weights").exists()
+
+    assert cli.main(["weights", "install", str(block13_weights)]) == 0
+    installed = tmp_path / "cache" / "weights" / block13_weights.name
+    said = capsys.readouterr().out
+    assert f"at {installed}" in said and "block3_conv4" in said and "block4_conv1" not in said
+    assert installed.read_bytes() == block13_weights.read_bytes() and not installed.is_symlink()
+    assert cli.main(["weights"]) == 0 and f"installed in {installed.parent}" in capsys.readouterr().out
+
+    out = tmp_path / "o.png"  # no --weights, no $NST_VGG19_WEIGHTS: the installed file
+    assert cli.main([*pictures, "-o", str(out), "--preset", "blocks1-3", "--size", "32", "--steps", "1", "--quiet"]) == 0
+    assert read_metadata(out)["settings"]["weights"] == str(installed)
+    code = cli.main([*pictures, "-o", str(out), "--size", "32", "--steps", "1", "--quiet"])  # the paper's layers
+    assert code == 2 and "has no weights for layer block4_conv1" in capsys.readouterr().err
+
+    assert cli.main(["weights", "install", "--link", str(block13_weights)]) == 0  # replaces the copy
+    assert installed.is_symlink() and list(installed.parent.iterdir()) == [installed]
 
 
 @pytest.mark.real_weights

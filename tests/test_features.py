@@ -138,6 +138,7 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch):
     message = str(err.value)
     assert "Could not download" in message and "name resolution" in message
     assert "NST_VGG19_WEIGHTS" in message and "random" in message and "notop.h5" in message
+    assert "nst weights install PATH" in message
 
 
 def test_weights_resolution(monkeypatch, tmp_path):
@@ -151,6 +152,14 @@ def test_weights_resolution(monkeypatch, tmp_path):
     assert resolve_weights("imagenet") == "imagenet"
     with pytest.raises(WeightsError, match="no such weights file"):
         resolve_weights(tmp_path / "missing.h5")
+    monkeypatch.delenv(features.WEIGHTS_ENV)
+    monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
+    linked = tmp_path / "linked.npz"
+    installed = tmp_path / "cache" / "weights" / "linked.npz"
+    installed.parent.mkdir(parents=True)
+    installed.symlink_to(linked)  # an installed link whose file has gone
+    with pytest.raises(WeightsError, match=r"linked\.npz \(the file `nst weights install --link` linked to is gone"):
+        resolve_weights(None)
     bad = tmp_path / "w.pkl"
     bad.write_bytes(b"x")
     with pytest.raises(WeightsError, match=r"\.h5 or \.npz"):

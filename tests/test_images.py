@@ -134,7 +134,7 @@ def test_samples_come_from_nst_images(tmp_path, monkeypatch):
         images.sample_path("mona_lisa")
 
 
-def test_offline_samples_fall_back_to_a_drawn_stand_in(tmp_path, monkeypatch):
+def test_an_offline_sample_is_an_error_unless_stand_ins_are_asked_for(tmp_path, monkeypatch):
     monkeypatch.setenv("NST_IMAGES", str(tmp_path / "empty"))
     monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
 
@@ -142,8 +142,16 @@ def test_offline_samples_fall_back_to_a_drawn_stand_in(tmp_path, monkeypatch):
         raise ImageError(f"{url}: download failed (offline).")
 
     monkeypatch.setattr(images, "download", offline)
-    with pytest.warns(UserWarning, match="synthetic stand-in"):
-        path = images.sample_path("starry_night")
+    with pytest.raises(ImageError) as err:
+        load_image("sample:starry_night")
+    message = str(err.value)
+    assert message.startswith(f"sample:starry_night is not in $NST_IMAGES ({tmp_path / 'empty'})")
+    assert "starry_night.jpg: download failed (offline)" in message
+    assert "NST_IMAGES to a folder that holds starry_night.jpg" in message and "NST_IMAGES=synthetic" in message
+    assert not (tmp_path / "cache" / "synthetic").exists()  # nothing made up behind the user's back
+
+    monkeypatch.setenv("NST_IMAGES", "synthetic")
+    path = images.sample_path("starry_night")
     assert path.parent == tmp_path / "cache" / "synthetic"
     art = load_image(path)
     assert art.shape == (384, 512, 3) and art.std() > 0.1  # a picture, not a blank
