@@ -27,30 +27,43 @@ DEMO_SIZE ?= 256
 DEMO_STEPS ?= 300
 
 .PHONY: demo test studio repository
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# The main job needs the runtime only; the tests add their tools (pytest,
+# Jupyter, Voila, Playwright, Hypothesis, grimp and Colab's ipywidgets 7.7);
+# the studio adds Voila and a Jupyter kernel.
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt
 	# The clone's own folder is often named nst: setuptools' default editable
 	# finder loses to it when Python runs in the folder above (it sees a
 	# namespace package without __version__); 'compat' puts the clone on
 	# sys.path, where the real package wins.
-	$(PY) -m pip install -q -e . --config-settings editable_mode=compat
+	$(PY) -m pip install -q --no-deps -e . --config-settings editable_mode=compat
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
 	# Colab's ipywidgets 7.7 in a folder of its own: tests/test_widgets7.py
 	# runs the studio's tests with it ahead of the venv's ipywidgets 8.
 	$(PY) -m pip install -q --no-deps --target $(VENV)/ipywidgets7 "ipywidgets>=7.7,<7.8" ipython_genutils \
 		"widgetsnbextension>=3.6,<4" "jupyterlab_widgets>=1.1,<2"
 	touch $@
 
-demo: $(VENV)/.installed
+$(VENV)/.studio: $(VENV)/.runtime
+	$(PY) -m pip install -q $$(grep -E '^(voila|ipykernel)' requirements-dev.txt)
+	touch $@
+
+demo: $(VENV)/.runtime
 	$(VENV)/bin/nst --demo -o out/demo.png --size $(DEMO_SIZE) --steps $(DEMO_STEPS) $(DEMO_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
-studio: $(VENV)/.installed
+# notebooks/voila.json: a kernel whose page has closed (or that no page ever
+# connected to) ends after 10 idle minutes, so closed tabs free their memory.
+studio: $(VENV)/.studio
 	mkdir -p $(NST_OUTPUT_DIR)
-	$(VENV)/bin/voila notebooks/studio.ipynb
+	$(VENV)/bin/voila notebooks/studio.ipynb --Voila.config_file_paths=notebooks
 
 repository:
 	@test -n "$(REPO)" || { echo "usage: make repository REPO=owner/name"; exit 2; }

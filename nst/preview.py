@@ -73,6 +73,7 @@ class LivePreview:
         self.status = widgets.Label(value="")
         self.status.add_class("nst-status")
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width=f"{3 * width}px"))
+        self.plot.add_class("nst-plot")
         self.widget = widgets.VBox(
             [
                 widgets.HBox(

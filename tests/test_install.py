@@ -60,3 +60,25 @@ def test_a_missing_tensorflow_says_how_to_install_one(tmp_path):
             "try:\n    nst.stylize\nexcept ImportError as e:\n    print(e)")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "nst needs TensorFlow" in done.stdout and "pip install 'nst[tensorflow]'" in done.stdout, done.stderr
+
+
+def planned_commands(target: str, tmp_path: Path) -> str:
+    """What `make TARGET` would run on a fresh machine (a venv not yet made)."""
+    done = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_main_job_installs_the_runtime_only_and_the_tests_add_their_tools(tmp_path):
+    demo, test, studio = (planned_commands(target, tmp_path) for target in ("demo", "test", "studio"))
+    assert "-r requirements.txt" in demo and "nst --demo" in demo
+    assert "requirements-dev" not in demo and "ipywidgets7" not in demo
+    assert "-r requirements.txt" in test and "-r requirements-dev.txt" in test and "ipywidgets7" in test
+    assert "-m pytest" in test
+    assert "-r requirements-dev.txt" not in studio and "grep -E '^(voila|ipykernel)'" in studio
+    assert "voila notebooks/studio.ipynb --Voila.config_file_paths=notebooks" in studio
+    wanted = {line.split(">")[0] for line in (REPO / "requirements-dev.txt").read_text().splitlines()}
+    assert {"voila", "ipykernel"} <= wanted  # what the studio's grep finds
+    culling = json.loads((REPO / "notebooks" / "voila.json").read_text())["MappingKernelManager"]
+    assert culling["cull_idle_timeout"] > 0 and culling["cull_connected"] is False
