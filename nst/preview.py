@@ -136,14 +136,22 @@ class LivePreview:
         """Show the run's best image and full loss curves."""
         self.current_view.value = encode(result.best_image, "jpeg")
         self.plot.value = loss_plot(result.history, marks=[c["step"] for c in result.changes])
-        ended = f"stopped ({result.stopped})" if result.stopped else "done"
-        self.status.value = f"{ended}: best loss {result.best_loss:.4g} at step {result.best_step}"
+        best = f"best loss {result.best_loss:.4g} at step {result.best_step}"
+        self.status.value = f"{stopped(result)} ({best})" if result.stopped else f"done: {best}"
 
     def compare(self, image: np.ndarray, caption: str) -> None:
         """Show ``image`` beside the current one (hidden until first used)."""
         self.compare_view.value = encode(image, "jpeg")
         self.compare_caption.value = f"<b>{caption}</b>"
         self.compare_box.layout.display = None
+
+
+def stopped(result: Result) -> str:
+    """How a run that ended early ended, in the words a person wants:
+    'stopped at step 41; best image kept' (with the reason unless it was
+    asked to stop)."""
+    why = "" if result.stopped == "interrupted" else f" ({result.stopped})"
+    return f"stopped at step {result.metadata()['steps_done']}{why}; best image kept"
 
 
 def encode(image: np.ndarray, fmt: str = "png") -> bytes:

@@ -44,7 +44,7 @@ from nst.failure import describe
 from nst.images import SAMPLE_PREFIX, ImageError, ImageSource, free_path, load_image
 from nst.live import STEERABLE, LiveRun, start
 from nst.record import Result
-from nst.preview import THUMBNAIL, LivePreview, encode
+from nst.preview import THUMBNAIL, LivePreview, encode, stopped
 
 #: Save writes into this folder when set (`make studio` sets it to the
 #: clone's out/), else into the current folder; never over an existing file.
@@ -277,9 +277,8 @@ class Studio(Controls):
             self.result = work(*args)
             self.preview.finish(self.result)
             self._keep(self.result)
-            how = "stopped" if self.result.stopped else "finished"
-            said = (f"{how} at step {self.result.metadata()['steps_done']} after "
-                    f"{time.perf_counter() - started:.0f} s on {self.result.device}")  # fmt: skip
+            how = stopped(self.result) if self.result.stopped else f"finished at step {self.result.metadata()['steps_done']}"
+            said = f"{how} ({time.perf_counter() - started:.0f} s on {self.result.device})"
         except KeyboardInterrupt:
             said = "stopped before the first step"
         except Exception as e:  # shown in the UI: nobody sees a thread's traceback
