@@ -123,7 +123,9 @@ class Config:
     normalize: str | None = None
     """The paper's normalised VGG19 (`nst.normalize`): each filter scaled so
     its mean activation over an image set is 1, 'samples' (the sample
-    images) or a folder of images; ``None`` ('off'): Keras' VGG19 as it is."""
+    images) or a folder of images; ``None`` ('off'): Keras' VGG19 as it is.
+    Only with the 'gatys' loss form (the `gatys` preset), whose weights are
+    set for it."""
     mask_mode: str = "propagate"
     """With regions (`nst.stylize`'s ``masks``): how each mask is brought to
     a style layer's resolution, 'propagate' (through the receptive fields:
@@ -243,6 +245,16 @@ class Config:
                 _check_real("style_layer_weights", value, 0)
         if self.normalize is not None and (not isinstance(self.normalize, str) or not self.normalize):
             raise ConfigError(f"normalize must be 'samples', a folder of images or None, got {self.normalize!r}")
+        if self.normalize is not None and self.loss_form != "gatys":
+            # Measured (8-bit weights, 96 px): on the normalised network the
+            # report's style term starts at ~14 where Keras' VGG19 gives ~1e9,
+            # so at its alpha/beta the first Adam step costs more content than
+            # all the style there is, and the best image is the photo.
+            raise ConfigError(
+                f"normalize needs the gatys loss form, whose balance is set for the normalised network; the "
+                f"{self.loss_form} form's weights are set for Keras' VGG19 and leave the photo unchanged: use "
+                f"--preset gatys (preset='gatys'), which normalises over the samples"
+            )
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError(f"init must be one of {', '.join(INITS)} or an image path")
         if self.weights is not None and not isinstance(self.weights, str):

@@ -83,7 +83,7 @@ def test_a_missing_or_empty_folder_is_one_clear_error_before_the_run(tmp_path, c
         with pytest.raises(ImageError, match=says):
             nst.normalize.stats_images(str(folder))
         status = cli.main([str(content), str(content), "-o", str(tmp_path / "o.png"), "--normalize", str(folder),
-                           "--weights", "random", "--size", "32", "--steps", "1", "--quiet"])  # fmt: skip
+                           "--preset", "gatys", "--weights", "random", "--size", "32", "--steps", "1", "--quiet"])  # fmt: skip
         err = capsys.readouterr().err.strip()
         assert status == 2 and says in err and str(folder) in err and len(err.splitlines()) == 1
         assert not (tmp_path / "o.png").exists()
@@ -101,8 +101,8 @@ def test_settings_name_the_normalisation():
 
 def test_a_normalised_run_records_its_statistics(stats_folder, tmp_path, content_image, style_image):
     out = tmp_path / "out.png"
-    config = preset("report", size=32, steps=2, weights="random", seed=0, normalize=str(stats_folder),
-                    **BLOCK13_LAYERS)  # fmt: skip
+    config = preset("gatys", size=32, steps=2, weights="random", seed=0, normalize=str(stats_folder),
+                    style_layer_weights=None, **BLOCK13_LAYERS)  # fmt: skip
     result = nst.stylize(content_image, style_image, config=config)
     result.save(out)
     meta = nst.images.read_metadata(out)

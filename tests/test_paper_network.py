@@ -11,7 +11,7 @@ from conftest import SHARED
 
 import nst
 from nst import cli
-from nst.config import PAPER_STYLE_LAYERS, preset
+from nst.config import PAPER_STYLE_LAYERS, ConfigError, preset
 from nst.features import get_extractor
 from nst.images import read_metadata, save_image
 
@@ -91,3 +91,19 @@ def test_the_gatys_preset_normalises_the_real_network(eightbit, content_image, s
     assert result.best_loss < 0.9 * history["total"][0]
     assert history["style/block1_conv1"][-1] < 0.5 * history["style/block1_conv1"][0]
     assert result.metadata()["normalization"]["source"] == "samples"
+
+
+def test_the_normalised_network_with_the_reports_weights_is_refused_in_one_line(eightbit, content_image,
+                                                                              style_image, tmp_path, capsys):
+    """On the normalised network the report's alpha/beta left the photo as it
+    was (best step 0 of 20 at 96 px, measured): refused, pointing to the
+    gatys preset, whose run on the same network and weights does move."""
+    content, style = save_image(tmp_path / "c.png", content_image), save_image(tmp_path / "s.png", style_image)
+    out = tmp_path / "o.png"
+    code = cli.main([str(content), str(style), "-o", str(out), "--weights", eightbit, "--normalize", "samples"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--preset gatys" in err and not out.exists()
+    with pytest.raises(ConfigError, match="normalize needs the gatys loss form"):
+        nst.stylize(content_image, style_image, weights=eightbit, normalize="samples", loss_form="tutorial")
+    result = nst.stylize(content_image, style_image, preset="gatys", size=64, steps=10, weights=eightbit)
+    assert result.best_step > 0 and result.best_loss < 0.95 * result.history["total"][0]
