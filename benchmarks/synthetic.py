@@ -36,3 +36,26 @@ def still_region(shape: tuple[int, ...], size: int, frames: int, step: int = 3) 
 def frame_change(frames: np.ndarray, where: np.ndarray) -> float:
     """The mean absolute change from one frame to the next over the pixels ``where``."""
     return float(np.abs(np.diff(frames, axis=0))[:, where].mean())
+
+
+def pan(photo: ImageSource, frames: int, size: int, dx: int = 4, dy: int = 2) -> list[np.ndarray]:
+    """A camera pan over ``photo``: a window of ``size`` px (its width; 3:4)
+    moving ``dx`` px right and ``dy`` px down per frame, so that new picture
+    comes in at the right and bottom edges."""
+    height = size * 3 // 4
+    whole = load_image(photo, size + dx * frames + 8)
+    assert whole.shape[0] >= height + dy * frames, "the photo is too short for this pan"
+    return [whole[dy * t : dy * t + height, dx * t : dx * t + size].copy() for t in range(frames)]
+
+
+def edge_texture(frame: np.ndarray, band: int = 10) -> tuple[float, float]:
+    """How much texture the right and bottom edges keep: the mean change
+    between neighbouring pixels in the last ``band`` columns (rows) over
+    that in the middle of the frame. 1: as much as the middle."""
+
+    def detail(part: np.ndarray) -> float:
+        return float(np.abs(np.diff(part, axis=0)).mean() + np.abs(np.diff(part, axis=1)).mean())
+
+    h, w = frame.shape[:2]
+    middle = detail(frame[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4])
+    return detail(frame[:, -band:]) / middle, detail(frame[-band:, :]) / middle

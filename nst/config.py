@@ -310,6 +310,10 @@ class Config:
         return cls(**_normalise(values)).validate()
 
 
+#: The first frame's steps, unless given, per later frame's.
+FIRST_FRAME_FACTOR = 2
+
+
 @dataclass(frozen=True)
 class VideoConfig:
     """What `nst video` adds to a still run's settings (`Config`): each
@@ -326,8 +330,10 @@ class VideoConfig:
     frames made on their own with 1e4, 0.16x with 1e5 and 0.07x with 1e6,
     which leaves the style little room to repair what warping loses."""
     first_frame_steps: int | None = None
-    """Steps of the first frame, which starts from ``init`` as a still does;
-    ``None``: the run's ``steps`` (its scales too, coarse to fine)."""
+    """Steps of the first frame, which starts from ``init`` as a still does
+    (with the run's ``scales``, coarse to fine, if any); ``None``:
+    `FIRST_FRAME_FACTOR` x ``frame_steps``, since it starts from scratch
+    where later frames start close to where they end."""
     frame_steps: int = 100
     """Steps of every later frame: they start close to where they end, at
     the output size (``scales`` apply to the first frame only)."""
@@ -337,6 +343,11 @@ class VideoConfig:
     """Frames per second of the output; ``None``: the clip's (10 for a folder of frames)."""
     frames: int | None = None
     """Stylise only the first this many frames; ``None``: all."""
+
+    @property
+    def first_steps(self) -> int:
+        """The first frame's steps: ``first_frame_steps``, or its default."""
+        return self.first_frame_steps or min(MAX_STEPS, FIRST_FRAME_FACTOR * self.frame_steps)
 
     def replace(self, **changes: Any) -> VideoConfig:
         """A copy with ``changes`` applied and validated."""

@@ -86,10 +86,14 @@ def consistency(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     disoccluded = round_trip > 0.01 * (np.sum(np.square(there), axis=-1) + np.sum(np.square(back), axis=-1)) + 0.5
     gradient = sum(np.square(g) for c in range(2) for g in np.gradient(back[..., c]))
     boundary = gradient > 0.01 * np.sum(np.square(back), axis=-1) + 0.002
-    # What comes in at the frame's edges (a pan) was outside the previous
-    # frame (by more than half a pixel: flow noise at the edge is not that).
-    h, w = back.shape[:2]
+    return (~(disoccluded | boundary | came_into_view(back))).astype(np.float32)
+
+
+def came_into_view(backward: np.ndarray) -> np.ndarray:
+    """(height, width) booleans: where ``backward`` (the flow from this frame
+    to the previous one) points out of the previous frame by more than half
+    a pixel (flow noise at the edge is not that): what a pan brings in."""
+    h, w = backward.shape[:2]
     y, x = np.mgrid[0:h, 0:w]
-    x, y = x + back[..., 0], y + back[..., 1]
-    outside = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
-    return (~(disoccluded | boundary | outside)).astype(np.float32)
+    x, y = x + backward[..., 0], y + backward[..., 1]
+    return (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)

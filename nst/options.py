@@ -264,7 +264,7 @@ def resume(args: argparse.Namespace) -> Config:
 #: ``nst video`` flag -> (VideoConfig field, type, help).
 VIDEO_OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--steps": ("frame_steps", int, "steps of each frame after the first (it starts from the last, warped)"),
-    "--first-frame-steps": ("first_frame_steps", int, "steps of the first frame (default: the preset's steps)"),
+    "--first-frame-steps": ("first_frame_steps", int, "steps of the first frame (default: twice --steps)"),
     "--temporal-weight": ("temporal_weight", float, "weight of the temporal loss that holds each frame to the "
                           "previous one where the optical flow is trusted; 0: every frame on its own"),
     "--flow": ("flow", str, f"optical flow: {' | '.join(FLOW_METHODS)}"),

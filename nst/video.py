@@ -5,8 +5,9 @@ own local optimum, and a small change in the input moves brush strokes
 everywhere. Ruder, Dosovitskiy & Brox ("Artistic style transfer for
 videos", GCPR 2016) tie each frame to the last:
 
-1. The first frame is a still run (`nst.stylize`: its ``init``, steps and
-   scales).
+1. The first frame is a still run (`nst.stylize`: its ``init`` and
+   scales) of ``first_frame_steps`` steps, by default twice
+   ``frame_steps``.
 2. For each later frame t, the optical flow between input frames t-1 and t,
    both ways (`nst.flow`), says where each pixel came from and where that
    can be trusted (c: 0 at disocclusions and motion boundaries). The frame
@@ -56,9 +57,10 @@ from nst.clips import (
     run_record,
     write_clip,
 )
-from nst.config import Config, VideoConfig
+from nst.config import Config, ConfigError, VideoConfig
 from nst.device import current as current_device
-from nst.flow import consistency, optical_flow, warp
+from nst.color import match_color
+from nst.flow import came_into_view, consistency, optical_flow, warp
 from nst.images import ImageError, ImageSource, load_image, save_image
 from nst.optimize import stylize_many
 from nst.record import Progress
@@ -121,7 +123,9 @@ def stylize_video(
             (one PNG per frame). The frames' PNGs are written, as each is
             done, into `frames_folder(output)`.
         config: the settings of each frame's run (default: the 'report'
-            preset); its ``steps`` and ``scales`` are the first frame's.
+            preset); its ``scales`` are the first frame's. Steps are the
+            video's: ``first_frame_steps`` (default: twice ``frame_steps``)
+            and ``frame_steps``; ``steps=`` is refused, as ambiguous.
         video: what video adds (`VideoConfig`: temporal weight, later
             frames' steps, flow, frame rate, frame count).
         callback: called as ``callback(frame_progress)`` during each frame's
@@ -137,6 +141,9 @@ def stylize_video(
     t0 = time.perf_counter()
     video_fields = set(VideoConfig.__dataclass_fields__)
     video = (video or VideoConfig()).replace(**{k: overrides.pop(k) for k in list(overrides) if k in video_fields})
+    if "steps" in overrides:
+        raise ConfigError("stylize_video takes first_frame_steps (the first frame's) and frame_steps (each later "
+                          "frame's), not steps")  # fmt: skip
     config = settings(config, overrides)
     source = open_clip(clip)
     count = min(source.count, video.frames or source.count)
@@ -196,9 +203,7 @@ def stylize_video(
 
 def _first_config(config: Config, video: VideoConfig) -> Config:
     """The first frame's settings (and every frame's when they are independent)."""
-    if video.first_frame_steps is None:
-        return config
-    return config.replace(steps=video.first_frame_steps, scale_steps=None)
+    return config.replace(steps=video.first_steps, scale_steps=None)
 
 
 def _link(previous: tuple[np.ndarray, np.ndarray], frame: np.ndarray, video: VideoConfig) -> tuple[Previous, float]:
@@ -208,7 +213,16 @@ def _link(previous: tuple[np.ndarray, np.ndarray], frame: np.ndarray, video: Vid
     forward = optical_flow(last_input, frame, video.flow)
     backward = optical_flow(frame, last_input, video.flow)
     trusted = consistency(forward, backward)
-    return Previous(np.clip(warp(last_output, backward), 0, 1), trusted, video.temporal_weight), float(trusted.mean())
+    start = np.clip(warp(last_output, backward), 0, 1)
+    new = came_into_view(backward)
+    if new.any():
+        # What comes into view has no stylised past: its warp repeats the
+        # edge pixel, a smear that the frame's steps only partly undo, and
+        # the next frame warps what is left, so the edges lose their texture
+        # frame after frame (benchmarks/pan.py). It starts as a still does,
+        # from the frame's content, in the stylised frame's colours.
+        start[new] = np.clip(match_color(frame, last_output), 0, 1)[new]
+    return Previous(start, trusted, video.temporal_weight), float(trusted.mean())
 
 
 def _run(jobs: list[Job], config: Config, batch: list, count: int, callback: Callable | None, every: int) -> list:

@@ -26,7 +26,7 @@ from nst.features import Features
 from nst.images import ImageError, load_image, read_metadata, save_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from synthetic import frame_change, moving_patch, still_region  # noqa: E402  (the clip the benchmarks use too)
+from synthetic import edge_texture, frame_change, moving_patch, pan, still_region  # noqa: E402  (the benchmarks' clips)
 
 #: Plumbing settings on random weights (behaviour needs real weights).
 PLUMBING = {"weights": "random", "seed": 0, **BLOCK13_LAYERS}
@@ -272,13 +272,58 @@ def test_an_interrupted_video_keeps_its_finished_frames(tmp_path, content_image,
         if p.frame == 2 and p.progress is not None and p.progress.step == 2:
             raise KeyboardInterrupt
 
-    options = {"size": 32, "steps": 4, "frame_steps": 3, **PLUMBING, "preserve_color": "luminance"}
+    options = {"size": 32, "first_frame_steps": 4, "frame_steps": 3, **PLUMBING, "preserve_color": "luminance"}
     result = stylize_video(clip, style_image, out, callback=stop_in_frame_three, **options)
     assert result.stopped == "interrupted" and [p.name for p in result.frames] == ["frame-00001.png", "frame-00002.png"]
     assert sorted(p.name for p in out.iterdir()) == ["frame-00001.png", "frame-00002.png"]  # no partial frame
     resumed = stylize_video(clip, style_image, out, resume=True, **options)
     assert resumed.stopped is None and resumed.resumed_at == 2 and len(resumed.frames) == 4
     assert resumed.output is None and len(resumed.trusted) == 2
+
+
+def test_the_first_frame_runs_twice_the_later_frames_steps_unless_told(tmp_path, content_image, style_image):
+    from nst.video import stylize_video
+
+    clip = write_frames(tmp_path / "clip", moving_patch(content_image, style_image, 2, 32))
+    result = stylize_video(clip, style_image, tmp_path / "out", size=32, frame_steps=3, **PLUMBING)
+    assert [read_metadata(p)["steps_done"] for p in result.frames] == [6, 3]
+    with pytest.raises(ConfigError, match="takes first_frame_steps .* and frame_steps .*, not steps"):
+        stylize_video(clip, style_image, tmp_path / "other", size=32, steps=3, **PLUMBING)
+
+
+def test_what_a_pan_brings_in_starts_with_texture_not_a_smear(tmp_path, content_image, style_image):
+    """The columns that come into view at the right edge start from the
+    frame's content in the stylised frame's colours: as varied as the
+    content there, where repeating the edge pixel would give none."""
+    from nst.video import stylize_video
+
+    frames = [content_image[:72, 4 * t : 4 * t + 96] for t in range(2)]  # 4 px right a frame
+    clip = write_frames(tmp_path / "clip", frames)
+    starts = {}
+
+    def keep_start(p) -> None:
+        if p.progress is not None and p.progress.step == 0:
+            starts[p.frame] = p.progress.image()
+
+    stylize_video(clip, style_image, tmp_path / "out", size=96, first_frame_steps=2, frame_steps=1, **PLUMBING,
+                  callback=keep_start)  # fmt: skip
+    new = flow.came_into_view(flow.optical_flow(frames[1], frames[0]))
+    assert new[:, -3:].all() and not new[:, :-6].any()  # the columns the pan brings in, and only them
+
+    def detail(image: np.ndarray) -> float:  # across the new columns
+        return float(np.abs(np.diff(image[:, -4:], axis=1)).mean())
+
+    assert detail(starts[1]) > 0.5 * detail(frames[1])
+
+
+def test_the_pan_benchmark_moves_as_it_says_and_sees_a_smeared_edge(content_image):
+    frames = pan(content_image, 3, 64)
+    assert frames[0].shape == (48, 64, 3)
+    np.testing.assert_array_equal(frames[1][:-2, :-4], frames[0][2:, 4:])  # 4 px right, 2 px down
+    smeared = frames[0].copy()
+    smeared[:, -10:] = smeared[:, -11:-10]  # the last column repeated, as an edge-replicated warp does
+    assert edge_texture(smeared)[0] < 0.6 * edge_texture(frames[0])[0]
+    assert edge_texture(smeared)[1] == pytest.approx(edge_texture(frames[0])[1], rel=0.3)
 
 
 def test_independent_frames_are_each_frames_still(tmp_path, content_image, style_image):
@@ -288,10 +333,10 @@ def test_independent_frames_are_each_frames_still(tmp_path, content_image, style
 
     frames = moving_patch(content_image, style_image, 3, 32)
     clip = write_frames(tmp_path / "clip", frames)
-    options = {"size": 32, "steps": 5, **PLUMBING, "preserve_color": "luminance"}
-    result = stylize_video(clip, style_image, tmp_path / "out", temporal_weight=0, **options)
+    options = {"size": 32, **PLUMBING, "preserve_color": "luminance"}
+    result = stylize_video(clip, style_image, tmp_path / "out", temporal_weight=0, first_frame_steps=5, **options)
     for frame, path in zip(frames, result.frames):
-        still = nst.stylize(frame, style_image, **options).best_image
+        still = nst.stylize(frame, style_image, steps=5, **options).best_image
         np.testing.assert_array_equal(load_image(path), np.round(still * 255) / 255)
 
 
@@ -305,7 +350,8 @@ def test_a_video_holds_the_still_picture_steady(tmp_path, block13_weights, conte
     size, count = 96, 5
     frames = moving_patch(content_image, style_image, count, size)
     clip = write_frames(tmp_path / "clip", frames)
-    options = {"preset": "blocks1-3", "weights": str(block13_weights), "size": size, "steps": 60, "frame_steps": 60}
+    options = {"preset": "blocks1-3", "weights": str(block13_weights), "size": size, "first_frame_steps": 60,
+               "frame_steps": 60}
     change = {}
     for name, weight in [("video", VideoConfig().temporal_weight), ("one by one", 0.0)]:
         result = stylize_video(clip, style_image, tmp_path / name.replace(" ", "-"), temporal_weight=weight, **options)
