@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from nst.config import COLOR_MODES, OPTIMIZERS, Config, preset
-from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, load_image, store_upload, to_pil
+from nst.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, describe, load_image, store_upload, to_pil
 
 UPLOAD = "(uploaded file)"
 OFF = "off"
@@ -53,7 +53,8 @@ class Controls:
         self.mask_uploads = [_upload(f"mask{i}", f"mask {i}") for i in (1, 2)]
         self.clear_masks = widgets.Button(description="no masks", icon="times", layout={"width": "110px"})
         self.clear_masks.add_class("nst-clear-masks")
-        self.regions_view = widgets.Image(format="png", layout={"width": "160px"})
+        # Hidden until there are regions to draw (an empty image is a broken icon).
+        self.regions_view = widgets.Image(format="png", layout={"width": "160px", "display": "none"})
         self.regions_view.add_class("nst-regions")
         self.masks: list[ImageSource | None] = [None, None]
         """The mask of each style (uploaded, or set from Python), or None."""
@@ -87,9 +88,13 @@ class Controls:
         self.optimizer = widgets.Dropdown(
             options=list(OPTIMIZERS), value=c.optimizer, description="optimiser", style=label, layout={"width": "260px"}
         )
-        for pick, upload in ((self.content_pick, self.content_upload), (self.style_pick, self.style_upload),
-                             (self.style2_pick, self.style2_upload)):  # fmt: skip
-            upload.observe(lambda _, pick=pick: setattr(pick, "value", UPLOAD), names="value")
+        self.taken: dict[str, ImageSource] = {}
+        """What each dropdown's upload entry stands for, by role ('content',
+        'style', 'style2'): an uploaded file's kept path, or a recalled run's input."""
+        for role, pick, upload in (("content", self.content_pick, self.content_upload),
+                                   ("style", self.style_pick, self.style_upload),
+                                   ("style2", self.style2_pick, self.style2_upload)):  # fmt: skip
+            upload.observe(lambda _, r=role, p=pick, u=upload: self._take(r, p, u), names="value")
         for i, upload in enumerate(self.mask_uploads):
             upload.observe(lambda _, i=i: self._mask_uploaded(i), names="value")
         self.clear_masks.on_click(lambda _: self.set_masks(None, None))
@@ -114,11 +119,25 @@ class Controls:
         """The content and style images picked: a sample, a path, or the path
         an upload is kept at (see `nst.images.store_upload`); two styles
         when a second is picked."""
-        content = self._chosen(self.content_pick, self.content_upload, self._sources["content"])
-        style = self._chosen(self.style_pick, self.style_upload, self._sources["style"])
+        content = self._chosen(self.content_pick, "content")
+        style = self._chosen(self.style_pick, "style")
         if self.style2_pick.value == OFF:
             return content, style
-        return content, [style, self._chosen(self.style2_pick, self.style2_upload, "")]
+        return content, [style, self._chosen(self.style2_pick, "style2")]
+
+    def choose(self, role: str, source: ImageSource) -> None:
+        """Pick ``source`` for ``role`` ('content', 'style', 'style2'; 'off'
+        for no second style): a dropdown entry where it is one, else the
+        upload entry, labelled with its name."""
+        pick = {"content": self.content_pick, "style": self.style_pick, "style2": self.style2_pick}[role]
+        if isinstance(source, str) and source in [value for _, value in pick.options]:
+            pick.value = source
+            return
+        self.taken[role] = source
+        label = f"{UPLOAD[:-1]}: {self.name_of(source)})"
+        pick.options = [*(o for o in pick.options if o[1] != UPLOAD), (label, UPLOAD)]
+        pick.value = UPLOAD
+        self._show_inputs()
 
     def regions(self, styles: int) -> list[ImageSource] | None:
         """The masks for a run with ``styles`` style images (None: no
@@ -138,36 +157,50 @@ class Controls:
         self.masks = [*masks, None, None][:2]
         self._show_inputs()
 
-    def _mask_uploaded(self, index: int) -> None:
-        file = uploaded(self.mask_uploads[index].value)
+    def name_of(self, source: ImageSource) -> str:
+        """An input as a person knows it: an upload's file name, a path's
+        name, a sample's name, or the kind of object."""
+        if isinstance(source, str):
+            return self.uploads.get(source, {}).get("name") or Path(source).name
+        return describe(source)
+
+    def _stored(self, upload: widgets.FileUpload, what: str) -> str | None:
+        """An upload checked as it arrives and kept (`store_upload`); the
+        button is emptied, so its count goes back to none. A file that is not
+        an image is said at once, naming ``what``; None then."""
+        file = uploaded(upload.value)
         if file is None:
-            return
+            return None
+        _empty(upload)
         try:
             path, digest = store_upload(*file)
         except ImageError as e:
-            self._fail(e)
-            return
+            self._fail(e, f"{what}: ")
+            return None
         self.uploads[str(path)] = {"name": file[0], "sha256": digest}
-        self.masks[index] = str(path)
-        self._show_inputs()
+        return str(path)
 
-    def _chosen(self, pick: widgets.Dropdown, upload: widgets.FileUpload, start: ImageSource) -> ImageSource:
-        """The dropdown's choice; for the upload entry, the newest uploaded
-        file (or the starting image when that was an object, not a name)."""
+    def _take(self, role: str, pick: widgets.Dropdown, upload: widgets.FileUpload) -> None:
+        path = self._stored(upload, pick.description)
+        if path is not None:
+            self.choose(role, path)
+
+    def _mask_uploaded(self, index: int) -> None:
+        path = self._stored(self.mask_uploads[index], f"mask {index + 1}")
+        if path is not None:
+            self.masks[index] = path
+            self._show_inputs()
+
+    def _chosen(self, pick: widgets.Dropdown, role: str) -> ImageSource:
+        """The dropdown's choice; for the upload entry, what it stands for
+        (`taken`), else the starting image when that was an object, not a name."""
         if pick.value != UPLOAD:
             return pick.value
-        file = uploaded(upload.value)
-        if file is None:
-            if not isinstance(start, str):
-                return start
-            raise ImageError(f"{pick.description}: no file uploaded yet; upload one or pick a sample")
-        name, data = file
-        try:
-            path, digest = store_upload(name, data)
-        except ImageError as e:
-            raise ImageError(f"{e} ({pick.description})") from None
-        self.uploads[str(path)] = {"name": name, "sha256": digest}
-        return str(path)
+        if role in self.taken:
+            return self.taken[role]
+        if not isinstance(self._sources.get(role), (str, type(None))):
+            return self._sources[role]
+        raise ImageError(f"{pick.description}: no file uploaded yet; upload one or pick a sample")
 
 
 def _picker(role: str, source: ImageSource, style: dict[str, str]) -> widgets.Dropdown:
@@ -186,6 +219,16 @@ def _upload(role: str, description: str = "upload") -> widgets.FileUpload:
                                 layout={"width": "110px"})  # fmt: skip
     upload.add_class(f"nst-upload-{role}")
     return upload
+
+
+def _empty(upload: widgets.FileUpload) -> None:
+    """Forget an upload button's files: ipywidgets 8 holds them in ``value``;
+    7 (Colab's) in ``data`` and ``metadata``, counted by ``_counter``."""
+    if hasattr(upload, "_counter"):
+        upload.metadata, upload.data = [], []
+        upload._counter = 0
+    else:
+        upload.value = ()
 
 
 def _complement(mask: ImageSource) -> str:

@@ -39,7 +39,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from nst.config import Config
-from nst.controls import Controls
+from nst.controls import OFF, Controls
 from nst.failure import describe
 from nst.images import SAMPLE_PREFIX, ImageError, ImageSource, free_path, load_image
 from nst.live import STEERABLE, LiveRun, start
@@ -77,6 +77,9 @@ class Studio(Controls):
         """The handle of the current (or last) Adam run: steered by the sliders."""
         self.runs: list[Result] = []
         """Every finished or stopped run, oldest first (the compare strip)."""
+        self.run_inputs: list[tuple[ImageSource, Any, list | None]] = []
+        """Each of `runs`' content, style(s) and masks, as it was given."""
+        self._inputs: tuple[ImageSource, Any, list | None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
@@ -158,7 +161,7 @@ class Studio(Controls):
             self._fail(e)
             return
         self._stop.clear()
-        self.error, self.live = None, None
+        self.error, self.live, self._inputs = None, None, (content, style, masks)
         self._busy(True)
         self._say(f"running {config.steps} steps at {config.size} px, α/β = {self.ratio.value:.1e} …")
         self._start(self._work, content, style, config, masks)
@@ -206,12 +209,14 @@ class Studio(Controls):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def save(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Write the best image of the last run, with its settings, as a PNG,
-        never over an existing file (``NAME-2.png``... instead). Uploaded
-        inputs are copied beside it and the PNG names those copies (with the
+    def save(self, path: str | os.PathLike | None = None, *, run: int | None = None) -> Path | None:
+        """Write the best image of the current run (or of ``runs[run]``, what
+        a thumbnail's save button does), with its settings, as a PNG, never
+        over an existing file (``NAME-2.png``... instead). Uploaded inputs
+        are copied beside it and the PNG names those copies (with the
         upload's name and SHA-256), so ``nst --resume`` can go on from it."""
-        if self.result is None:
+        result = self.result if run is None else self.runs[run]
+        if result is None:
             self._say("nothing to save yet: press Run first")
             return None
         asked = Path(path or self.save_path.value).expanduser().resolve()
@@ -220,19 +225,20 @@ class Studio(Controls):
             return None
         target = free_path(asked)
         try:
-            written = dataclasses.replace(self.result, sources=self._kept_sources(target)).save(target)
+            written = dataclasses.replace(result, sources=self._kept_sources(result, target)).save(target)
         except (OSError, ImageError) as e:  # an unwritable folder, a full disk: the result stays here
             self._fail(e, "not saved: ")
             return None
         note = f" ({asked.name} exists and was kept)" if target != asked else ""
-        self._say(f"saved <code>{written}</code>{note}{_offer(written)}")
+        which = "" if run is None else f"run {run + 1} "
+        self._say(f"saved {which}<code>{written}</code>{note}{_offer(written)}")
         self.save_path.value = str(free_path(asked))
         return written
 
-    def _kept_sources(self, target: Path) -> dict[str, Any]:
-        """The result's sources, with each uploaded input (content, styles,
+    def _kept_sources(self, result: Result, target: Path) -> dict[str, Any]:
+        """``result``'s sources, with each uploaded input (content, styles,
         masks) copied beside ``target`` and named by its copy."""
-        sources = dict(self.result.sources)
+        sources = dict(result.sources)
         uploaded = {}
         lists = {"content": [sources["content"]], "style": list(sources.get("styles", [])),
                  "mask": list(sources.get("masks", []))}  # fmt: skip
@@ -307,20 +313,37 @@ class Studio(Controls):
         hover; its button puts them back on the sliders and shows it beside
         the current image."""
         self.runs.append(result)
+        self.run_inputs.append(self._inputs)
         index = len(self.runs)
         c = result.config
-        summary = (f"run {index}: α/β {c.content_weight / c.style_weight:.1e}, γ {c.tv_weight:g}, lr {c.learning_rate:g}, "
+        content, style, _ = self._inputs
+        styles = " + ".join(self.name_of(s) for s in (style if isinstance(style, list) else [style]))
+        summary = (f"run {index}: {self.name_of(content)} in the style of {styles}; "
+                   f"α/β {c.content_weight / c.style_weight:.1e}, γ {c.tv_weight:g}, lr {c.learning_rate:g}, "
                    f"{result.metadata()['steps_done']} steps, {c.size} px, loss {result.best_loss:.3g}")  # fmt: skip
         thumbnail = widgets.Image(value=encode(result.best_image, "jpeg"), format="jpeg", layout={"width": "96px"})
-        button = widgets.Button(description=f"run {index}", tooltip=summary, layout={"width": "96px"})
+        button = widgets.Button(description=f"run {index}", tooltip=summary, layout={"width": "62px"})
         button.add_class("nst-recall")
         button.on_click(lambda _: self.recall(index - 1))
-        self.strip.children = (*self.strip.children, widgets.VBox([thumbnail, button]))
+        keep = widgets.Button(icon="save", tooltip=f"save run {index}", layout={"width": "32px"})
+        keep.add_class("nst-save-run")
+        keep.on_click(lambda _: self.save(run=index - 1))
+        self.strip.children = (*self.strip.children, widgets.VBox([thumbnail, widgets.HBox([button, keep])]))
 
     def recall(self, index: int) -> None:
-        """Put run ``index``'s settings back on the sliders and show its image
-        beside the current one (the compare view)."""
+        """Put run ``index``'s settings and inputs (content, styles, masks)
+        back on the controls and show its image beside the current one (the
+        compare view)."""
         result = self.runs[index]
+        content, style, masks = self.run_inputs[index]
+        styles = style if isinstance(style, list) else [style]
+        self.choose("content", content)
+        self.choose("style", styles[0])
+        if len(styles) > 1:
+            self.choose("style2", styles[1])
+        else:
+            self.style2_pick.value = OFF
+        self.set_masks(*(masks or ()))
         c = result.config
         self.ratio.value = c.content_weight / c.style_weight if c.style_weight else 1.0
         self.tv_on.value = c.tv_weight > 0
@@ -338,10 +361,16 @@ class Studio(Controls):
             content, style = self.inputs()
             self.preview.set_inputs(content, style)
             masks = self.regions(len(style) if isinstance(style, list) else 1)
-            self.regions_view.value = encode(_regions_over(content, masks), "png") if masks else b""
+            if masks:
+                self.regions_view.value = encode(_regions_over(content, masks), "png")
+            self.regions_view.layout.display = None if masks else "none"
         except ValueError as e:  # ImageError and ConfigError: the inputs stay as they were
             if any(m is not None for m in self.masks):
                 self._fail(e)
+            return
+        if self.error is not None and not self.running:  # fixed: the complaint goes
+            self.error = None
+            self._say("")
 
     def _busy(self, running: bool) -> None:
         self.run_button.disabled = running

@@ -126,10 +126,17 @@ def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
     assert uploaded({"up.png": {"content": png, "metadata": {}}}) == ("up.png", png) and uploaded(()) is None
     studio.size.value = 8  # below the slider's range: clamped, never invalid
     assert studio.size.value == 32
-    pick_file(studio.style_upload, "up.png", b"not an image")
-    studio.run(wait=True)
-    assert studio.result is None and not studio.run_button.disabled
-    assert "up.png: cannot read this image; upload a PNG" in studio.message.value
+    # Taken uploads leave the button empty (no "upload (1)"), and the dropdown names the file.
+    assert uploaded(studio.style_upload.value) is None and getattr(studio.style_upload, "_counter", 0) == 0
+    assert dict(studio.style_pick.options)[f"{UPLOAD[:-1]}: up.png)"] == UPLOAD
+    # A file that is not an image is said at once, and the pick stays what it was.
+    pick_file(studio.style_upload, "notes.txt", b"not an image")
+    assert "style: notes.txt: cannot read this image; upload a PNG" in studio.message.value
+    assert studio.style_pick.value == UPLOAD and studio.inputs()[1] == style
+    studio.style_pick.value = "sample:the_scream"  # the input changed: the complaint goes
+    assert studio.message.value == "" and studio.error is None
+    studio.style_pick.value = UPLOAD  # the upload is still there to pick
+    assert studio.inputs()[1] == style
 
 
 def test_the_first_screen_shows_the_inputs_and_placeholders(studio):
@@ -234,7 +241,7 @@ def test_a_slider_steers_the_running_run_and_the_next_run_starts_warm(content_im
         len(h["step"]) - at
     )
     assert studio.preview.marks == result.changes and not studio.continue_button.disabled
-    assert len(studio.runs) == 1 and "run 1: α/β 1.0e-06" in studio.strip.children[0].children[1].tooltip
+    assert len(studio.runs) == 1 and "α/β 1.0e-06" in studio.strip.children[0].children[1].children[0].tooltip
     # Run again: the same graph, so the compiled step is reused.
     engine = studio.live.engine
     traces = engine.step.experimental_get_tracing_count()
@@ -247,6 +254,34 @@ def test_a_slider_steers_the_running_run_and_the_next_run_starts_warm(content_im
     assert studio.result.history["step"] == [0, 1, 2, 3, 4, 5] and len(studio.runs) == 3
     studio.recall(0)
     assert studio.ratio.value == pytest.approx(1e-6) and studio.preview.compare_box.layout.display is None
+
+
+def test_a_recalled_run_brings_back_its_images_and_can_be_saved_from_its_thumbnail(studio, content_image,
+                                                                                   style_image, tmp_path):
+    studio.steps.value = 2
+    studio.run(wait=True)  # run 1: the arrays it started with
+    png = save_image(tmp_path / "photo.png", style_image).read_bytes()
+    pick_file(studio.content_upload, "photo.png", png)
+    studio.style_pick.value = "sample:the_scream"
+    studio.style2_pick.value = "sample:shipwreck"
+    studio.ratio.value = 1e-5
+    studio.run(wait=True)  # run 2: an upload, two samples
+    first, second = (box.children[1].children for box in studio.strip.children)
+    assert first[0].tooltip.startswith("run 1: <ndarray> in the style of <ndarray>; α/β 1.0e-03")
+    assert second[0].tooltip.startswith("run 2: photo.png in the style of sample:the_scream + sample:shipwreck;")
+    studio.recall(0)
+    content, style = studio.inputs()
+    assert content is content_image and style is style_image and studio.style2_pick.value == "off"
+    assert studio.ratio.value == pytest.approx(1e-3) and studio.preview.compare_box.layout.display is None
+    studio.recall(1)
+    content, style = studio.inputs()
+    assert studio.uploads[content]["name"] == "photo.png" and style == ["sample:the_scream", "sample:shipwreck"]
+    studio.save_path.value = str(tmp_path / "out.png")
+    second[1].click()  # run 2's own save button, while run 2 is also the current run
+    first[1].click()  # run 1's, whatever is current
+    assert "saved run 1" in studio.message.value and str(tmp_path / "out-2.png") in studio.message.value
+    saved = load_image(tmp_path / "out-2.png")
+    np.testing.assert_array_equal(saved, np.round(studio.runs[0].best_image * 255) / 255)
 
 
 def test_stop_while_the_run_is_being_set_up_stops_it(studio, monkeypatch):
@@ -276,11 +311,12 @@ def test_regions_a_mask_per_style_shown_over_the_content_then_run_and_saved(stud
     left[:, :64] = 255
     data = io.BytesIO()
     Image.fromarray(left).save(data, format="PNG")
-    assert studio.regions_view.value == b""  # no masks: nothing drawn
+    assert studio.regions_view.layout.display == "none"  # no masks: nothing drawn (and no broken icon)
     studio.style2_pick.value = "sample:the_scream"
     pick_file(studio.mask_uploads[0], "sky.png", data.getvalue())
     masks = studio.regions(2)
     assert masks[0] in studio.uploads and load_image(masks[1])[:, :60].max() == 0  # the complement
+    assert studio.regions_view.layout.display is None and uploaded(studio.mask_uploads[0].value) is None
     view = decode(studio.regions_view.value).astype(int)
     assert view.shape[:2] == (192, 256)
     assert view[:, :120, 2].mean() > view[:, :120, 0].mean() and view[:, 136:, 0].mean() > view[:, 136:, 2].mean()
@@ -294,7 +330,7 @@ def test_regions_a_mask_per_style_shown_over_the_content_then_run_and_saved(stud
     studio.style2_pick.value = "off"
     assert studio.regions(1) == [masks[0]]
     studio.clear_masks.click()
-    assert studio.regions(1) is None and studio.regions_view.value == b""
+    assert studio.regions(1) is None and studio.regions_view.layout.display == "none"
     # A mask of another shape is refused in the status line, naming it.
     Image.fromarray(np.zeros((50, 50), np.uint8)).save(data := io.BytesIO(), format="PNG")
     pick_file(studio.mask_uploads[0], "square.png", data.getvalue())
