@@ -30,7 +30,7 @@ from nst.config import (
     Config,
     ConfigError,
 )
-from nst.failure import BEFORE_RUN, DURING_RUN, Signals, describe, end, tolerant_output
+from nst.failure import BEFORE_RUN, DURING_RUN, Signals, describe, end, plain_warnings, tolerant_output
 from nst.images import (
     ImageError,
     cache_dir,
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tolerant_output()
     command = "nst " + argv[0] if argv[:1] in (["figures"], ["video"], ["weights"]) else "nst"
     state = argparse.Namespace(running=False, written=[])
-    with Signals() as signals:
+    with Signals() as signals, plain_warnings(command):
         try:
             if command == "nst figures":
                 return figures(argv[1:])

@@ -4,7 +4,8 @@ cost a finished image.
 `describe` turns any exception into the one line that ``nst`` prints;
 `Signals` makes SIGINT and SIGTERM end a run the same way at any moment
 (a ``KeyboardInterrupt``, exit status 128 + the signal) and holds them while
-a file is being written; `Parser` is argparse with one-line errors; `end`
+a file is being written; `Parser` is argparse with one-line errors; `plain_warnings` shows warnings
+as one line each; `end`
 ends the process once everything is written. Nothing here imports
 TensorFlow.
 """
@@ -16,6 +17,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any, NoReturn
@@ -112,6 +114,24 @@ def tolerant_output() -> None:
     stderr does so already; stdout raises by default."""
     with contextlib.suppress(AttributeError, ValueError):  # a stream without reconfigure
         sys.stdout.reconfigure(errors="backslashreplace")
+
+
+@contextlib.contextmanager
+def plain_warnings(command: str) -> Iterator[None]:
+    """Within: each warning shown once, as one line ``nst: warning: ...`` on
+    stderr, not Python's ``file:line: UserWarning:`` and a source line (and
+    not once per place that warns of the same thing)."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:  # fmt: skip
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"{command}: warning: {message}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def end(status: int) -> NoReturn:

@@ -178,6 +178,9 @@ def test_a_run_prints_its_progress_and_summary_once_and_no_tensorflow_banner(pic
     for banner in ("absl::InitializeLog", "oneDNN custom operations", "cuda"):
         assert banner not in proc.stderr
     assert proc.stderr.count("5/5") == 1 and proc.stdout.count("nst: wrote") == 1
+    # The random weights' warning: once, one line, no Python source line.
+    assert proc.stderr.count("nst: warning: VGG19 has random weights") == 1
+    assert "UserWarning" not in proc.stderr and "warnings.warn(" not in proc.stderr
 
 
 def test_help_names_the_subcommands_and_reads_cleanly():
