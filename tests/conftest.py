@@ -65,3 +65,40 @@ def content_image() -> np.ndarray:
 @pytest.fixture(scope="session")
 def style_image() -> np.ndarray:
     return _photo("starry_night.jpg", 2)
+
+
+class Watched:
+    """A child process's output stream, read in a thread as it comes (the
+    progress bars write carriage returns, not lines), so that a test can
+    wait for what the process says rather than for a length of time."""
+
+    def __init__(self, process: "subprocess.Popen", stream) -> None:
+        import threading
+
+        self.process, self.text = process, ""
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for chunk in iter(lambda: stream.read(1), ""):
+            self.text += chunk
+
+    def wait_for(self, pattern: str, limit: float = 300.0) -> "re.Match":
+        """The first match of ``pattern`` in the output, once it is there;
+        fails if the process ends first or ``limit`` seconds go by (a
+        generous bound: a loaded machine is slow, not wrong)."""
+        import re
+        import time
+
+        deadline = time.monotonic() + limit
+        while not (found := re.search(pattern, self.text)):
+            assert self.process.poll() is None, f"ended before saying {pattern!r}:\n{self.text[-3000:]}"
+            assert time.monotonic() < deadline, f"never said {pattern!r}:\n{self.text[-3000:]}"
+            time.sleep(0.05)
+        return found
+
+    def rest(self, timeout: float = 120.0) -> str:
+        """All of the output, once the process has ended."""
+        self.process.wait(timeout)
+        self._reader.join(timeout)
+        return self.text

@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.ndimage
-from conftest import BLOCK13_LAYERS
+from conftest import BLOCK13_LAYERS, Watched
 from PIL import Image
 
 from nst import cli, clips, flow
@@ -245,16 +244,14 @@ def test_ctrl_c_while_a_frame_runs_stops_that_frame_and_keeps_the_others(tmp_pat
     style = save_image(tmp_path / "style.png", style_image)
     argv = _video_cli(clip, style, tmp_path / "out.mp4")
     argv[argv.index("--steps") + 1] = "100000"  # later frames run until stopped
+    argv.remove("--quiet")  # its progress bars say when the second frame runs
     process = subprocess.Popen([sys.executable, "-m", "nst", *argv], stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     first = tmp_path / "out-frames" / clips.FRAME_NAME.format(1)
-    for _ in range(600):  # the first frame is written, the second is running
-        if first.exists() or process.poll() is not None:
-            break
-        time.sleep(0.5)
-    time.sleep(2)
+    watched = Watched(process, process.stderr)
+    watched.wait_for(r"frame 2: .*?\b[1-9]\d*/100000")  # the second frame is being optimised
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    err = watched.rest()
     assert process.returncode == 130, err
     lines = [line for line in err.splitlines() if line.startswith("nst")]
     assert lines == [f"nst video: stopped (interrupted); kept 1 frame in {tmp_path / 'out-frames'} (1 made in this "
