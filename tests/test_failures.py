@@ -233,17 +233,25 @@ def test_usage_mistakes_are_one_line(pictures, capsys, args):
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and "see nst --help" in err
 
 
-@given(st.dictionaries(st.sampled_from([f.name for f in Config.__dataclass_fields__.values()]),
-                       st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                                    lambda inner: st.lists(inner, max_size=3), max_leaves=6)))  # fmt: skip
-def test_recorded_settings_round_trip_or_are_refused(values):
+def test_recorded_settings_round_trip_or_are_refused():
     """Any JSON a PNG might record as settings: a Config that writes back to
-    the same dict, or a ConfigError; never another exception."""
-    try:
-        config = Config.from_dict(values)
-    except ConfigError:
-        return
-    assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    the same dict, or a ConfigError; never another exception. Some
+    non-empty ones are accepted (the property is not all refusals)."""
+    accepted = []
+
+    @given(st.dictionaries(st.sampled_from([f.name for f in Config.__dataclass_fields__.values()]),
+                           st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                                        lambda inner: st.lists(inner, max_size=3), max_leaves=6)))  # fmt: skip
+    def check(values):
+        try:
+            config = Config.from_dict(values)
+        except ConfigError:
+            return
+        assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+        accepted.append(len(values))
+
+    check()
+    assert any(accepted), "no non-empty settings were accepted"
 
 
 JSON = st.recursive(
@@ -322,17 +330,35 @@ def test_adam_records_round_trip_small_and_never_below_the_real_moments():
     assert large["pool"] == 16 and len(json.dumps(large)) < 300_000  # bounded, at any size
 
 
-@given(JSON)
-def test_resume_takes_any_record_or_refuses_it(tmp_path_factory, record):
+#: Records nst might have written, some damaged: the report's settings with
+#: a few values replaced by any JSON, named inputs, any steps done.
+RECORDS = st.fixed_dictionaries(
+    {"settings": st.dictionaries(st.sampled_from(["steps", "size", "style_weight", "optimizer"]), JSON, max_size=2)
+     .map(lambda changes: {**Config().to_dict(), **changes}),
+     "content": st.text(min_size=1), "style": st.text(min_size=1)},
+    optional={"steps_done": JSON | st.integers(0, 600)},
+)  # fmt: skip
+
+
+def test_resume_takes_any_record_or_refuses_it(tmp_path_factory):
     """Whatever JSON the nst record holds: the resumed settings, or an
-    ImageError / ConfigError, before anything runs."""
-    path = png_with_record(tmp_path_factory.mktemp("record") / "r.png", json.dumps(record))
-    args = options.build_parser().parse_args(["--resume", str(path)])
-    try:
-        config = options.resume(args)
-    except (ImageError, ConfigError):
-        return
-    assert isinstance(config, Config) and config.init == str(path.resolve())
+    ImageError / ConfigError, before anything runs; and records like nst's
+    own are accepted (the property is not all refusals)."""
+    accepted = []
+
+    @given(JSON | RECORDS)
+    def check(record):
+        path = png_with_record(tmp_path_factory.mktemp("record") / "r.png", json.dumps(record))
+        args = options.build_parser().parse_args(["--resume", str(path)])
+        try:
+            config = options.resume(args)
+        except (ImageError, ConfigError):
+            return
+        assert isinstance(config, Config) and config.init == str(path.resolve())
+        accepted.append(record)
+
+    check()
+    assert accepted, "no record was accepted"
 
 
 # -- outputs: never destroy an input, find every problem before the run ------------
