@@ -4,6 +4,7 @@ coarse to fine too."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -151,3 +152,48 @@ def test_a_stopped_run_continues_where_it_stopped(content_image, style_image, ti
     assert more.stopped is None and more.history["step"] == list(range(len(more.history["step"])))
     # Three updates more than the stopped run had made, then the final evaluation.
     assert more.history["step"] == list(range(int(done) + 5)) and more.config.steps == done + 4
+
+
+def test_each_steerable_value_steers_the_run_and_nothing_is_traced_again(content_image, style_image, tiny):
+    """Every value a slider moves (alpha, beta, gamma, the style layers'
+    weights, the learning rate), each set from the run's own callback at a
+    known step: it is in force from the next step, the total is made of it,
+    the compiled step is not traced again, and Adam really moves by the new
+    learning rate."""
+    schedule = {3: {"content_weight": 2.0}, 6: {"style_weight": 1e4}, 9: {"tv_weight": 10.0},
+                12: {"style_layer_weights": (0.5, 0.3, 0.2)}, 15: {"learning_rate": 1e-4}}  # fmt: skip
+    handle, ready, images, traces = [], threading.Event(), {}, {}
+
+    def steer(p: nst.Progress) -> None:
+        ready.wait(60)
+        images[p.step] = p.image()
+        traces[p.step] = handle[0].engine.step.experimental_get_tracing_count()
+        if p.step in schedule:
+            handle[0].set(**schedule[p.step])
+
+    run = live.start(content_image, style_image, **{**tiny, "steps": 20}, callback=steer)
+    handle.append(run)
+    ready.set()
+    result = run.result()
+    # Traced for the first step (if this shape had not run before), never again whatever was set.
+    assert set(traces[k] for k in range(2, 21)) == {traces[2]} and traces[2] >= 1
+    h = result.history
+    assert [c["step"] for c in result.changes] == [k + 1 for k in schedule]  # set after step k: from k + 1
+    assert [{k: v for k, v in c.items() if k != "step"} for c in result.changes] == list(schedule.values())
+    for k in (2, 5, 8, 11, 14, 17):  # the settings in force at step k, and the total they make
+        alpha = 2.0 if k > 3 else 1.0
+        beta = 1e4 if k > 6 else 1e3
+        gamma = 10.0 if k > 9 else 0.0
+        assert (h["content_weight"][k], h["style_weight"][k], h["tv_weight"][k]) == (alpha, beta, gamma)
+        assert h["total"][k] == pytest.approx(alpha * h["content"][k] + beta * h["style"][k] + gamma * h["tv"][k],
+                                              rel=1e-5)  # fmt: skip
+    layers = tiny["style_layers"]
+    assert [h[f"style_layer_weights/{name}"][14] for name in layers] == pytest.approx([0.5, 0.3, 0.2])
+    assert [h[f"style_layer_weights/{name}"][11] for name in layers] == pytest.approx([1 / 3] * 3)
+    assert h["learning_rate"][16] == 1e-4 and h["learning_rate"][15] == pytest.approx(0.02)
+
+    def moved(k: int) -> float:  # the largest change of a pixel from step k to k + 1
+        return float(np.abs(images[k + 1] - images[k]).max())
+
+    before, after = max(moved(k) for k in range(10, 15)), max(moved(k) for k in range(16, 19))
+    assert before > 5e-3 and after < 1e-3, (before, after)  # Adam's step is about the learning rate
