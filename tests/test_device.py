@@ -1,5 +1,6 @@
-"""Device choice: the CPU here, clear errors for a missing GPU/TPU, and the
-engine's strategy path (scope + strategy.run) exercised on the CPU."""
+"""Device choice: what the machine has (the CPU here, a GPU where there is
+one), clear errors for a missing GPU/TPU, and the engine's strategy path
+(scope + strategy.run) exercised on the CPU."""
 
 from __future__ import annotations
 
@@ -12,17 +13,30 @@ import nst
 from nst import device, scene
 
 
-def test_this_machine_runs_on_the_cpu_with_the_default_strategy(monkeypatch):
+#: What this machine has (a TPU is not looked for: the suite runs on CPUs and GPUs).
+HAS_GPU = bool(tf.config.list_logical_devices("GPU"))
+
+
+def test_this_machine_runs_on_what_it_has(monkeypatch):
+    """The first GPU through OneDeviceStrategy where there is one, else the
+    CPU with the default strategy."""
     monkeypatch.delenv("NST_DEVICE", raising=False)
     chosen = device.current()
-    assert chosen.kind == "CPU" and chosen.strategy is tf.distribute.get_strategy()
-    assert device.current() is chosen and str(chosen).startswith("CPU: ")
+    if HAS_GPU:
+        assert chosen.kind == "GPU" and isinstance(chosen.strategy, tf.distribute.OneDeviceStrategy)
+    else:
+        assert chosen.kind == "CPU" and chosen.strategy is tf.distribute.get_strategy()
+    assert device.current() is chosen and str(chosen).startswith(f"{chosen.kind}: ")
+    assert device.current("cpu").kind == "CPU"  # always there, and asked for by name
 
 
 @pytest.mark.parametrize("kind, hint", [("gpu", "Change runtime type > GPU"), ("tpu", "Change runtime type > TPU")])
 def test_asking_for_a_missing_accelerator_says_how_to_get_one(kind, hint):
-    with pytest.raises(RuntimeError, match=hint):
-        device.current(kind)
+    if kind == "gpu" and HAS_GPU:
+        assert device.current(kind).kind == "GPU"  # not missing here
+    else:
+        with pytest.raises(RuntimeError, match=hint):
+            device.current(kind)
     with pytest.raises(ValueError, match="choose one of: auto, tpu, gpu, cpu"):
         device.current("fpga")
 
