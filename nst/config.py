@@ -8,13 +8,12 @@ nothing heavy, so the CLI can validate settings before TensorFlow loads.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from nst import geometry
+from nst.checks import ConfigError, check_choice, check_integer, check_real, check_sequence
 from nst.geometry import VGG19_CONV_LAYERS
 
 PAPER_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -52,12 +51,6 @@ MAX_PIXELS = 89_478_485
 #: Upper bounds that keep every value inside what NumPy, SciPy and TensorFlow
 #: take (a run of ten million steps is already weeks long).
 MAX_STEPS, MAX_LBFGS_MEMORY, MAX_MAX_PIXELS = 10_000_000, 10_000, 2**40
-#: Weights and rates above this would overflow the float32 arithmetic of a run.
-MAX_REAL = 1e30
-
-
-class ConfigError(ValueError):
-    """A setting has a value outside its valid range."""
 
 
 @dataclass(frozen=True)
@@ -170,62 +163,62 @@ class Config:
         Every value is checked for its type first (a whole number, a finite
         real number, a name), so NaN, infinities, strings where numbers
         belong and out-of-range values all end here, never in a run."""
-        _check_choice("preset", self.preset, tuple(PRESETS))
-        _check_integer("size", self.size, MIN_SIZE, MAX_SIZE)
-        _check_integer("steps", self.steps, 1, MAX_STEPS)
+        check_choice("preset", self.preset, tuple(PRESETS))
+        check_integer("size", self.size, MIN_SIZE, MAX_SIZE)
+        check_integer("steps", self.steps, 1, MAX_STEPS)
         for name in ("content_weight", "style_weight", "tv_weight"):
-            _check_real(name, getattr(self, name), 0)
-        _check_real("learning_rate", self.learning_rate, 0, inclusive=False)
+            check_real(name, getattr(self, name), 0)
+        check_real("learning_rate", self.learning_rate, 0, inclusive=False)
         for name in ("beta_1", "beta_2"):
-            _check_real(name, getattr(self, name), 0, 1, high_inclusive=False)
-        _check_real("epsilon", self.epsilon, 0, inclusive=False)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("pooling", self.pooling, POOLINGS)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        _check_choice("loss_form", self.loss_form, LOSS_FORMS)
+            check_real(name, getattr(self, name), 0, 1, high_inclusive=False)
+        check_real("epsilon", self.epsilon, 0, inclusive=False)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("loss_form", self.loss_form, LOSS_FORMS)
         if self.precision == "mixed_float16" and self.optimizer == "lbfgs":
             raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
         if self.tile is not None:
-            _check_integer("tile", self.tile, MIN_TILE, MAX_SIZE)
-        _check_choice("mask_mode", self.mask_mode, MASK_MODES)
+            check_integer("tile", self.tile, MIN_TILE, MAX_SIZE)
+        check_choice("mask_mode", self.mask_mode, MASK_MODES)
         if self.preserve_color is not None:
-            _check_choice("preserve_color", self.preserve_color, COLOR_MODES)
-        _check_integer("max_pixels", self.max_pixels, 1, MAX_MAX_PIXELS)
-        _check_integer("lbfgs_memory", self.lbfgs_memory, 1, MAX_LBFGS_MEMORY)
+            check_choice("preserve_color", self.preserve_color, COLOR_MODES)
+        check_integer("max_pixels", self.max_pixels, 1, MAX_MAX_PIXELS)
+        check_integer("lbfgs_memory", self.lbfgs_memory, 1, MAX_LBFGS_MEMORY)
         if self.seed is not None:
-            _check_integer("seed", self.seed, 0, 2**32 - 1)
+            check_integer("seed", self.seed, 0, 2**32 - 1)
         for name in ("jit_compile", "adam_warm_start"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.scales is not None:
-            _check_sequence("scales", self.scales)
+            check_sequence("scales", self.scales)
             for value in self.scales:
-                _check_integer("scales", value, MIN_SIZE, MAX_SIZE)
+                check_integer("scales", value, MIN_SIZE, MAX_SIZE)
             if not self.scales or list(self.scales) != sorted(set(self.scales)) or self.scales[-1] != self.size:
                 raise ConfigError(
                     f"scales must be increasing sizes ending at size={self.size}, got {list(self.scales)}"
                 )
         if self.scale_steps is not None:
-            _check_sequence("scale_steps", self.scale_steps)
+            check_sequence("scale_steps", self.scale_steps)
             if len(self.scale_steps) != len(self.scales or (self.size,)):
                 raise ConfigError(f"scale_steps needs one value per scale ({len(self.scales or (self.size,))})")
             for value in self.scale_steps:
-                _check_integer("scale_steps", value, 1, MAX_STEPS)
+                check_integer("scale_steps", value, 1, MAX_STEPS)
         if self.style_blend is not None:
-            _check_sequence("style_blend", self.style_blend)
+            check_sequence("style_blend", self.style_blend)
             for value in self.style_blend:
-                _check_real("style_blend", value, 0)
+                check_real("style_blend", value, 0)
             if not self.style_blend or sum(self.style_blend) <= 0:
                 raise ConfigError(f"style_blend must be numbers >= 0 with a positive sum, got {list(self.style_blend)}")
-        _check_real("style_scale", self.style_scale, 0, inclusive=False)
+        check_real("style_scale", self.style_scale, 0, inclusive=False)
         if not MIN_SIZE <= self.size * self.style_scale <= MAX_SIZE:
             raise ConfigError(
                 f"style_scale must keep the style image between {MIN_SIZE} and {MAX_SIZE} pixels "
                 f"(size {self.size} x {self.style_scale})"
             )
-        _check_sequence("content_layers", self.content_layers)
-        _check_sequence("style_layers", self.style_layers)
+        check_sequence("content_layers", self.content_layers)
+        check_sequence("style_layers", self.style_layers)
         if not self.content_layers and not self.style_layers:
             raise ConfigError("give at least one content or style layer")
         for name in ("content_layers", "style_layers"):
@@ -235,14 +228,14 @@ class Config:
                         f"unknown VGG19 layer {layer!r} in {name}; valid layers: {' '.join(VGG19_CONV_LAYERS)}"
                     )
         if self.style_layer_weights is not None:
-            _check_sequence("style_layer_weights", self.style_layer_weights)
+            check_sequence("style_layer_weights", self.style_layer_weights)
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise ConfigError(
                     f"style_layer_weights has {len(self.style_layer_weights)} values "
                     f"but there are {len(self.style_layers)} style layers"
                 )
             for value in self.style_layer_weights:
-                _check_real("style_layer_weights", value, 0)
+                check_real("style_layer_weights", value, 0)
         if self.normalize is not None and (not isinstance(self.normalize, str) or not self.normalize):
             raise ConfigError(f"normalize must be 'samples', a folder of images or None, got {self.normalize!r}")
         if self.normalize is not None and self.loss_form != "gatys":
@@ -355,52 +348,20 @@ class VideoConfig:
 
     def validate(self) -> VideoConfig:
         """Return ``self`` if every value is valid, else raise ConfigError."""
-        _check_real("temporal_weight", self.temporal_weight, 0)
+        check_real("temporal_weight", self.temporal_weight, 0)
         if self.first_frame_steps is not None:
-            _check_integer("first_frame_steps", self.first_frame_steps, 1, MAX_STEPS)
-        _check_integer("frame_steps", self.frame_steps, 1, MAX_STEPS)
-        _check_choice("flow", self.flow, FLOW_METHODS)
+            check_integer("first_frame_steps", self.first_frame_steps, 1, MAX_STEPS)
+        check_integer("frame_steps", self.frame_steps, 1, MAX_STEPS)
+        check_choice("flow", self.flow, FLOW_METHODS)
         if self.fps is not None:
-            _check_real("fps", self.fps, 0, 1000, inclusive=False)
+            check_real("fps", self.fps, 0, 1000, inclusive=False)
         if self.frames is not None:
-            _check_integer("frames", self.frames, 1, MAX_STEPS)
+            check_integer("frames", self.frames, 1, MAX_STEPS)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
         return dataclasses.asdict(self)
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
-
-
-def _check_integer(name: str, value: Any, low: int, high: int) -> None:
-    """A whole number in [low, high] (bools and floats such as NaN are refused)."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be from {low} to {high}, got {value}")
-
-
-def _check_real(
-    name: str, value: Any, low: float, high: float = MAX_REAL, *, inclusive: bool = True, high_inclusive: bool = True
-) -> None:
-    """A finite real number within the bounds (NaN, infinities, bools and
-    strings are refused; by default at most `MAX_REAL`)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value >= low if inclusive else value > low) and (value <= high if high_inclusive else value < high)
-    if not ok:
-        lower = f">= {low}" if inclusive else f"> {low}"
-        upper = f" and {'<=' if high_inclusive else '<'} {high:g}"
-        raise ConfigError(f"{name} must be a finite number {lower}{upper}, got {value!r}")
-
-
-def _check_sequence(name: str, value: Any) -> None:
-    if not isinstance(value, tuple):
-        raise ConfigError(f"{name} must be a list of values, got {value!r}")
 
 
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:
