@@ -129,8 +129,10 @@ def _assert_same(untiled, tiled) -> None:
     values, gradient = (t.numpy() for t in untiled.compiled(untiled.evaluate_with_gradient)())
     tiled_values, tiled_gradient = (t.numpy() for t in tiled.compiled(tiled.evaluate_with_gradient)())
     assert tiled.names == untiled.names
-    np.testing.assert_allclose(tiled_values, values, rtol=1e-4)
-    assert np.abs(tiled_gradient - gradient).max() <= 1e-4 * np.abs(gradient).max()
+    # Measured (2026-12-04, every caller): terms within 1.3e-6, the gradient
+    # within 8.6e-7 of its largest value; held to about ten times that.
+    np.testing.assert_allclose(tiled_values, values, rtol=1e-5)
+    assert np.abs(tiled_gradient - gradient).max() <= 1e-5 * np.abs(gradient).max()
 
 
 @pytest.mark.parametrize("size, tile", [(227, 64), (256, 64)])  # 227 x 170: no tile divides it; 256 x 192: 64 does
@@ -200,7 +202,7 @@ def test_a_tiled_cli_run_gives_the_untiled_png(tmp_path):
     assert cli.main([*common, "-o", str(tmp_path / "untiled.png")]) == 0
     assert cli.main([*common, "-o", str(tmp_path / "tiled.png"), "--tile", "64"]) == 0
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=int) for n in ("untiled", "tiled"))
-    assert np.abs(a - b).max() <= 2
+    assert np.abs(a - b).max() <= 1  # what the README says (measured: 1)
     assert nst.images.read_metadata(tmp_path / "tiled.png")["settings"]["tile"] == 64
 
 
@@ -209,8 +211,8 @@ def test_lbfgs_coarse_to_fine_and_colour_run_tiled(block13_weights, content_imag
                     preserve_color="luminance", seed=0)  # fmt: skip
     untiled = nst.stylize(content_image, style_image, config=config)
     tiled = nst.stylize(content_image, style_image, config=config.replace(tile=32))
-    np.testing.assert_allclose(tiled.history["total"], untiled.history["total"], rtol=1e-3)
-    assert np.abs(tiled.best_image - untiled.best_image).max() <= 2 / 255
+    np.testing.assert_allclose(tiled.history["total"], untiled.history["total"], rtol=1e-3)  # measured 1.6e-4
+    assert np.abs(tiled.best_image - untiled.best_image).max() <= 1 / 255  # measured 0.08 / 255
 
 
 def test_settings_a_tile_does_not_go_with(capsys):
