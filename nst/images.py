@@ -393,10 +393,12 @@ def sample_path(name: str) -> Path:
     try:
         return download(SAMPLE_BASE_URL + filename)
     except ImageError as e:
-        where = f"is not in $NST_IMAGES ({folder}) and " if folder else ""
+        missing = "" if not folder or Path(folder).is_dir() else ": no such folder"
+        where = f"is not in $NST_IMAGES ({folder}{missing}) and " if folder else ""
+        failed = str(e).split(" Check the address")[0]  # the address and why; the advice is below
         raise ImageError(
-            f"sample:{name} {where}could not be fetched: {e} Or set NST_IMAGES to a folder that holds "
-            f"{filename}, or NST_IMAGES={SYNTHETIC} for drawn stand-ins (plumbing only)."
+            f"sample:{name} {where}could not be fetched: {failed} Set NST_IMAGES to a folder that holds "
+            f"{filename} (an absolute path), or NST_IMAGES={SYNTHETIC} for drawn stand-ins (plumbing only)."
         ) from None
 
 
