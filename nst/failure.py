@@ -4,10 +4,9 @@ cost a finished image.
 `describe` turns any exception into the one line that ``nst`` prints;
 `Signals` makes SIGINT and SIGTERM end a run the same way at any moment
 (a ``KeyboardInterrupt``, exit status 128 + the signal) and holds them while
-a file is being written; `Parser` is argparse with one-line errors; `plain_warnings` shows warnings
-as one line each; `end`
-ends the process once everything is written. Nothing here imports
-TensorFlow.
+a file is being written; `Parser` is argparse with one-line errors;
+`plain_warnings` shows each warning once, as one line; `end` ends the
+process once everything is written. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ SAMPLES: dict[str, tuple[str, str, str]] = {
 SAMPLE_PREFIX = "sample:"
 #: $NST_IMAGES set to this asks for drawn stand-ins of the samples.
 SYNTHETIC = "synthetic"
+#: What a failed download of a URL the user gave says to do.
+_DOWNLOAD_ADVICE = "Check the address or download it and give the file."
 
 
 class ImageError(ValueError):
@@ -365,7 +367,7 @@ def download(url: str) -> Path:
         with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response:
             data = response.read()
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise ImageError(f"{url}: download failed ({e}). Check the address or download it and give the file.") from None
+        raise ImageError(f"{url}: download failed ({e}). {_DOWNLOAD_ADVICE}") from None
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
@@ -395,7 +397,7 @@ def sample_path(name: str) -> Path:
     except ImageError as e:
         missing = "" if not folder or Path(folder).is_dir() else ": no such folder"
         where = f"is not in $NST_IMAGES ({folder}{missing}) and " if folder else ""
-        failed = str(e).split(" Check the address")[0]  # the address and why; the advice is below
+        failed = str(e).removesuffix(f" {_DOWNLOAD_ADVICE}")  # the address and why; a sample's advice follows
         raise ImageError(
             f"sample:{name} {where}could not be fetched: {failed} Set NST_IMAGES to a folder that holds "
             f"{filename} (an absolute path), or NST_IMAGES={SYNTHETIC} for drawn stand-ins (plumbing only)."

@@ -283,7 +283,8 @@ class Studio(Controls):
             self.result = work(*args)
             self.preview.finish(self.result)
             self._keep(self.result)
-            how = stopped(self.result) if self.result.stopped else f"finished at step {self.result.metadata()['steps_done']}"
+            done = self.result.metadata()["steps_done"]
+            how = stopped(self.result) if self.result.stopped else f"finished at step {done}"
             said = f"{how} ({time.perf_counter() - started:.0f} s on {self.result.device})"
         except KeyboardInterrupt:
             said = "stopped before the first step"

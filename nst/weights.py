@@ -63,7 +63,7 @@ def install(path: str | os.PathLike, *, link: bool = False) -> Path:
     else:
         shutil.copyfile(source, partial)
     for old in folder.iterdir():
-        if old.is_file() and old.suffix.lower() in (".npz", ".h5") and old.name != source.name:
+        if (old.is_file() or old.is_symlink()) and old.suffix.lower() in (".npz", ".h5") and old.name != source.name:
             old.unlink()
     partial.replace(target)
     return target
@@ -73,8 +73,10 @@ def resolve_weights(weights: str | os.PathLike | None) -> str:
     """The weights to use: ``weights`` if given, else $NST_VGG19_WEIGHTS,
     else the installed file (`install`), else 'imagenet'. 'none' is read as
     'random'; paths are made absolute."""
-    fallback = installed() or "imagenet"
-    chosen = os.fspath(weights) if weights is not None else os.environ.get(WEIGHTS_ENV) or os.fspath(fallback)
+    if weights is not None:
+        chosen = os.fspath(weights)
+    else:
+        chosen = os.environ.get(WEIGHTS_ENV) or os.fspath(installed() or "imagenet")
     if chosen.lower() in ("random", "none"):
         return "random"
     if chosen == "imagenet":

@@ -222,6 +222,12 @@ def test_weights_install_makes_a_file_the_default_for_later_runs(block13_weights
 
     assert cli.main(["weights", "install", "--link", str(block13_weights)]) == 0  # replaces the copy
     assert installed.is_symlink() and list(installed.parent.iterdir()) == [installed]
+    moved = tmp_path / "moved.npz"  # a link whose file then goes away, replaced by a new install
+    moved.write_bytes(block13_weights.read_bytes())
+    assert cli.main(["weights", "install", "--link", str(moved)]) == 0
+    moved.unlink()
+    assert cli.main(["weights", "install", str(block13_weights)]) == 0
+    assert list(installed.parent.iterdir()) == [installed] and not installed.is_symlink()
 
 
 @pytest.mark.real_weights
