@@ -27,11 +27,14 @@ LOSS_FORMS = ("report", "tutorial", "gatys")
 INITS = ("content", "style", "noise")
 OPTIMIZERS = ("adam", "lbfgs")
 POOLINGS = ("max", "avg")
+#: How the pooling is computed (the same values, at different speeds):
+#: Keras' pooling layers or a reshape and a reduction (`nst.features.Pool2x2`).
+POOLING_OPS = ("keras", "reshape")
 DEVICES = ("auto", "tpu", "gpu", "cpu")
 #: Arithmetic of the VGG19 pass. The mixed policies compute the convolutions
-#: in 16 bits (fast on GPU tensor cores and TPUs, slow on CPUs) and keep the
-#: weights, Gram matrices and losses in float32; 'auto' picks mixed_float16
-#: on a GPU, mixed_bfloat16 on a TPU and float32 on a CPU.
+#: in 16 bits (fast on GPU tensor cores, TPUs and CPUs with AVX512_BF16 or
+#: AMX, slow on other CPUs) and keep the weights, Gram matrices and losses in
+#: float32; 'auto' lets `nst.paths` pick by measuring (see `Config.precision`).
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 #: Gatys et al. 2017: transfer luminance only and keep the content's colours,
 #: or first give the style image the content's colour mean and covariance.
@@ -136,14 +139,20 @@ class Config:
     """'imagenet', 'random', or a path to a .h5/.npz file. ``None``: the
     file named by $NST_VGG19_WEIGHTS if set, else the one ``nst weights
     install`` put into the cache, else 'imagenet'."""
-    jit_compile: bool = True
-    """Compile each step with XLA (measured faster on CPU and GPU)."""
+    jit_compile: bool | None = None
+    """Compile each step with XLA (True) or run TensorFlow's own kernels
+    (False); ``None``: whichever `nst.paths` measured faster here."""
     max_pixels: int = MAX_PIXELS
     """Input images with more pixels are refused (a decompression-bomb guard)."""
     device: str = "auto"
     """Where to run: 'auto' (a TPU, else a GPU, else the CPU), 'tpu', 'gpu' or 'cpu'."""
-    precision: str = "float32"
-    """'float32', 'mixed_float16', 'mixed_bfloat16' or 'auto' (see `PRECISIONS`)."""
+    precision: str = "auto"
+    """'float32', 'mixed_float16', 'mixed_bfloat16' or 'auto' (see `PRECISIONS`):
+    float32 or the device's fast 16-bit arithmetic, whichever `nst.paths`
+    measured faster here with the same objective to 1%."""
+    pooling_op: str | None = None
+    """How the pooling is computed (see `POOLING_OPS`); ``None``: whichever
+    `nst.paths` measured faster here."""
     tile: int | None = None
     """Evaluate VGG19 in tiles that each own this many output pixels a side
     (plus a halo), so memory follows the tile, not the output; the objective
@@ -176,6 +185,8 @@ class Config:
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
+        if self.pooling_op is not None:
+            check_choice("pooling_op", self.pooling_op, POOLING_OPS)
         check_choice("loss_form", self.loss_form, LOSS_FORMS)
         if self.precision == "mixed_float16" and self.optimizer == "lbfgs":
             raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
@@ -188,9 +199,10 @@ class Config:
         check_integer("lbfgs_memory", self.lbfgs_memory, 1, MAX_LBFGS_MEMORY)
         if self.seed is not None:
             check_integer("seed", self.seed, 0, 2**32 - 1)
-        for name in ("jit_compile", "adam_warm_start"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
+            raise ConfigError(f"jit_compile must be True, False or None (measured), got {self.jit_compile!r}")
+        if not isinstance(self.adam_warm_start, bool):
+            raise ConfigError(f"adam_warm_start must be True or False, got {self.adam_warm_start!r}")
         if self.scales is not None:
             check_sequence("scales", self.scales)
             for value in self.scales:

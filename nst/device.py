@@ -44,10 +44,10 @@ class Device:
         return f"{self.kind}: {self.description}"
 
     def precision(self, requested: str, optimizer: str = "adam") -> str:
-        """The Keras dtype policy for ``requested`` (see `nst.config.PRECISIONS`):
-        'auto' is mixed_float16 on a GPU (tensor cores; float32 with L-BFGS,
-        whose gradients are not loss-scaled), mixed_bfloat16 on a TPU, and
-        float32 on a CPU (which has no fast 16-bit arithmetic)."""
+        """The Keras dtype policy for ``requested`` (see `nst.config.PRECISIONS`)
+        where nothing was measured (`nst.paths`): 'auto' is mixed_float16 on
+        a GPU (tensor cores; float32 with L-BFGS, whose gradients are not
+        loss-scaled), mixed_bfloat16 on a TPU, and float32 on a CPU."""
         if requested != "auto":
             return requested
         if self.kind == "GPU":

@@ -38,7 +38,7 @@ from nst.tiles import TiledProblem
 KEPT = 24
 #: The settings that change a compiled program (beside the shapes and the device).
 PROGRAM = ("content_layers", "style_layers", "weights", "pooling", "normalize", "precision", "loss_form", "tile",
-           "optimizer", "beta_1", "beta_2", "epsilon", "jit_compile")  # fmt: skip
+           "optimizer", "beta_1", "beta_2", "epsilon", "jit_compile", "pooling_op")  # fmt: skip
 
 
 class Engine:

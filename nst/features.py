@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nst.backend import tf
-from nst.config import Config
+from nst.config import POOLING_OPS, Config
 from nst.geometry import VGG19_CONV_LAYERS, block
 from nst.normalize import normalize as normalize_network
 from nst.weights import WEIGHTS_ENV, WeightsError, check_weights, resolve_weights
@@ -54,6 +54,10 @@ class Pool2x2(tf.keras.layers.Layer):
         return (tf.reduce_max if self.mode == "max" else tf.reduce_mean)(windows, axis=(2, 4))
 
 
+#: The layers that pool (`Extractor.__call__` trims a tile's halo before each).
+POOLING_LAYERS = (Pool2x2, tf.keras.layers.MaxPooling2D, tf.keras.layers.AveragePooling2D)
+
+
 class Extractor:
     """Callable VGG19 feature extractor for fixed style and content layers.
 
@@ -70,6 +74,7 @@ class Extractor:
         pooling: str = "max",
         precision: str = "float32",
         normalize: str | None = None,
+        pooling_op: str = "reshape",
     ) -> None:
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
@@ -81,6 +86,9 @@ class Extractor:
             raise ValueError(f"unknown VGG19 layer(s) {unknown}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
         if pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+        if pooling_op not in POOLING_OPS:
+            raise ValueError(f"pooling_op must be one of {POOLING_OPS}, got {pooling_op!r}")
+        self.pooling_op = pooling_op
         self.precision = precision
         # Under a mixed policy Keras keeps the weights in float32 and computes
         # each layer in float16 / bfloat16; __call__ hands float32 features to
@@ -88,7 +96,7 @@ class Extractor:
         previous = tf.keras.mixed_precision.global_policy()
         tf.keras.mixed_precision.set_global_policy(precision)
         try:
-            self.model = self._build(_vgg19(weights), layers, pooling)
+            self.model = self._build(_vgg19(weights), layers, pooling, pooling_op)
         finally:
             tf.keras.mixed_precision.set_global_policy(previous)
         self.model.trainable = False
@@ -104,15 +112,21 @@ class Extractor:
         self._index = {name: i for i, name in enumerate(layers)}
 
     @staticmethod
-    def _build(vgg: tf.keras.Model, layers: list[str], pooling: str) -> tf.keras.Model:
+    def _build(vgg: tf.keras.Model, layers: list[str], pooling: str, pooling_op: str) -> tf.keras.Model:
         # VGG19 is a chain: walk it up to the deepest layer asked for, reusing
-        # its conv layers (and so their weights), with `Pool2x2` (max, or the
-        # paper's average) where Keras has max pooling.
+        # its conv layers (and so their weights), with max or the paper's
+        # average pooling where Keras has max pooling, computed by Keras'
+        # pooling layers or by `Pool2x2` (``pooling_op``).
         x = inputs = tf.keras.Input((None, None, 3))
         outputs = {}
         for layer in vgg.layers[1:]:
             if isinstance(layer, tf.keras.layers.MaxPooling2D):
-                layer = Pool2x2(pooling, name=layer.name if pooling == "max" else layer.name.replace("pool", "avgpool"))
+                name = layer.name if pooling == "max" else layer.name.replace("pool", "avgpool")
+                if pooling_op == "reshape":
+                    layer = Pool2x2(pooling, name=name)
+                else:
+                    keras_pool = tf.keras.layers.MaxPooling2D if pooling == "max" else tf.keras.layers.AveragePooling2D
+                    layer = keras_pool(2, strides=2, name=name)
             x = layer(x)
             if layer.name in layers:
                 outputs[layer.name] = x
@@ -133,7 +147,7 @@ class Extractor:
         else:  # the model is a chain: walk it layer by layer
             found = {}
             for layer in self.model.layers[1:]:
-                if isinstance(layer, Pool2x2):
+                if isinstance(layer, POOLING_LAYERS):
                     x = trim(block(layer.name), x)
                 x = found[layer.name] = layer(x)
             outputs = [found[name] for name in self._index]
@@ -154,24 +168,27 @@ def get_extractor(
     precision: str = "float32",
     device: str = "CPU",
     normalize: str | None = None,
+    pooling_op: str = "reshape",
 ) -> Extractor:
-    """The extractor for these layers, weights, pooling and precision
-    ('float32', 'mixed_float16' or 'mixed_bfloat16'), normalised over the
-    images ``normalize`` names (``None``: Keras' VGG19 as it is), built once
-    per process and device (a `tf.distribute` strategy's name), in that
-    strategy's scope (so its weights live there)."""
+    """The extractor for these layers, weights, pooling (computed by
+    ``pooling_op``) and precision ('float32', 'mixed_float16' or
+    'mixed_bfloat16'), normalised over the images ``normalize`` names
+    (``None``: Keras' VGG19 as it is), built once per process and device (a
+    `tf.distribute` strategy's name), in that strategy's scope (so its
+    weights live there)."""
     resolved = resolve_weights(weights)
     if resolved != weights:
-        return get_extractor(style_layers, content_layers, resolved, seed, pooling, precision, device, normalize)
+        return get_extractor(style_layers, content_layers, resolved, seed, pooling, precision, device, normalize,
+                             pooling_op)  # fmt: skip
     seed = seed if resolved == "random" else None
-    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision, normalize)
+    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision, normalize, pooling_op)
 
 
 def extractor_for(config: Config, device: str = "CPU") -> Extractor:
     """`get_extractor` with ``config``'s network settings."""
     c = config
     return get_extractor(c.style_layers, c.content_layers, c.weights, c.seed, c.pooling, c.precision, device,
-                         c.normalize)  # fmt: skip
+                         c.normalize, c.pooling_op or "reshape")  # fmt: skip
 
 
 def _vgg19(weights: str) -> tf.keras.Model:

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from nst import engine as engines
+from nst import paths
 from nst.backend import tf
 from nst.config import Config, ConfigError
 from nst.features import extractor_for
@@ -74,13 +75,16 @@ def start(
     t0 = time.perf_counter()
     config = settings(config, overrides)
     job = Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks, previous=previous), config)
-    return LiveRun(job, callback, callback_every, t0)
+    # A live run starts at once: it takes a path measured earlier (by a
+    # still run: `nst.paths`), or the unmeasured one; it measures none itself.
+    choice = paths.choose(job.config, job.device, (1, *job.scenes[-1].content.shape), job.config.schedule[-1][1], None)
+    return LiveRun(job.on(choice.path.settings()), callback, callback_every, t0, str(choice))
 
 
 class LiveRun:
     """A run going on in a background thread (see `start`)."""
 
-    def __init__(self, job: Prepared, callback: Callable | None, every: int, t0: float) -> None:
+    def __init__(self, job: Prepared, callback: Callable | None, every: int, t0: float, path: str = "") -> None:
         self.job, self.config = job, job.config
         self.changes: list[dict[str, Any]] = []
         """Each `set` that took effect: {'step': ..., setting: value, ...}."""
@@ -90,7 +94,7 @@ class LiveRun:
         self._running.set()
         self._result: Result | None = None
         self._error: BaseException | None = None
-        self._book = Recorder([job], callback, every, t0, f"{job.device}")
+        self._book = Recorder([job], callback, every, t0, f"{job.device}", path)
         self._scale = 0
         self.engine = self._enter_scale(job.scenes[0].start(job.config))
         """The compiled programs of the scale running (`nst.engine`), held while it runs."""

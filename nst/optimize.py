@@ -21,6 +21,7 @@ nothing.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nst import engine as engines
+from nst import paths
 from nst.backend import tf
 from nst.config import Config
 from nst.features import extractor_for
@@ -133,6 +135,30 @@ def stylize_many(
     return results
 
 
+def _engine(
+    members: list[Prepared], index: int, strategy: tf.distribute.Strategy, starts: np.ndarray | None,
+    path: paths.Path | None = None,
+) -> engines.Engine:  # fmt: skip
+    """The engine for ``members`` at scale ``index`` (on ``path``, if one is
+    given), reset to ``starts`` (None: each job's own start) and held.
+
+    2. The targets, once per scale: P at the content layers and the blend
+       of the styles' Gram matrices A at the style layers (`nst.targets`).
+    3. The compiled programs for this shape, set to this run, with a fresh
+       Adam (`nst.engine`, `nst.optimizers`).
+    """
+    if path is not None:
+        members = [m.on(path.settings()) for m in members]
+    config, scenes = members[0].config, [m.scenes[index] for m in members]
+    if starts is None:
+        starts = np.stack([scene.start(m.config) for scene, m in zip(scenes, members)])
+    with strategy.scope():
+        extractor = extractor_for(config, str(id(strategy)))
+    targets = Targets.concat([for_job(m, index, extractor) for m in members])
+    weights = Weights.of([m.config for m in members])
+    return engines.acquire(config, strategy, starts, targets, weights, scenes[0].shapes())
+
+
 def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> list[Result]:
     """Run ``batch`` as one batch of images; one `Result` per job."""
     t0 = time.perf_counter()
@@ -143,36 +169,34 @@ def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> 
     replicas = strategy.num_replicas_in_sync
     members = batch if config.tile else batch + [batch[-1]] * (-len(batch) % replicas)
     where = f"{device}" + (f", {replicas} replicas" if replicas > 1 else "")
-    run = Recorder(batch, callback, every, t0, where)
+    # 0. The path (precision, XLA, pooling op) where the settings leave it
+    #    open: remembered, or measured now at the largest scale (`nst.paths`).
+    last, shape = len(config.schedule) - 1, members[0].scenes[-1].content.shape
+    if device.kind == "CPU":  # host memory, before a measurement uses it
+        check_memory(config, *shape[:2], batch=len(members))
+    choice = paths.choose(config, device, (len(members), *shape), config.schedule[last][1],
+                          functools.partial(_engine, members, last, strategy, None))  # fmt: skip
+    batch, members = ([m.on(choice.path.settings()) for m in jobs] for jobs in (batch, members))
+    config = batch[0].config
+    run = Recorder(batch, callback, every, t0, where, str(choice))
     engine = images = None
     try:
         try:
             for index, (size, steps) in enumerate(config.schedule):
                 # 1. Images at this scale: each job's start (the previous
                 #    scale's result, upsampled, after the first).
-                scenes = [m.scenes[index] for m in members]
-                shape = scenes[0].content.shape
+                shape = members[0].scenes[index].content.shape
                 if device.kind == "CPU":  # host memory; a GPU's out-of-memory error is caught below
                     check_memory(config, *shape[:2], batch=len(members))
-                if images is None:
-                    starts = [scene.start(m.config) for scene, m in zip(scenes, members)]
-                else:
-                    starts = [resize(image, shape[:2]) for image in images]
-                # 2. Targets, once per scale: P at the content layers and the
-                #    blend of the styles' Gram matrices A at the style layers.
-                with strategy.scope():
-                    extractor = extractor_for(config, str(id(strategy)))
-                targets = Targets.concat([for_job(m, index, extractor) for m in members])
-                if index == 0:
-                    run.timings["setup"] = time.perf_counter() - t0
-                # 3. The compiled programs for this shape, set to this run
-                #    (a fresh Adam: see `nst.optimizers`).
+                starts = None if images is None else np.stack([resize(image, shape[:2]) for image in images])
+                # 2, 3. Targets and an engine for this scale.
                 if engine is not None:
                     engine.release()
                     engine = None
-                weights = Weights.of([m.config for m in members])
-                engine = engines.acquire(config, strategy, np.stack(starts), targets, weights, scenes[0].shapes())
-                run.begin_scale(index, size, engine.problem, [scene.present for scene in scenes])
+                engine = _engine(members, index, strategy, starts)
+                if index == 0:
+                    run.timings["setup"] = time.perf_counter() - t0
+                run.begin_scale(index, size, engine.problem, [m.scenes[index].present for m in members])
                 # 4. Optimise; the results start the next scale.
                 try:
                     if config.optimizer == "adam":

@@ -21,6 +21,7 @@ from nst.config import (
     MASK_MODES,
     OPTIMIZERS,
     POOLINGS,
+    POOLING_OPS,
     PRECISIONS,
     PRESETS,
     VGG19_CONV_LAYERS,
@@ -90,7 +91,10 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
     "--max-pixels": ("max_pixels", int, "refuse input images with more pixels (decompression-bomb guard)"),
     "--device": ("device", str, f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)"),
-    "--precision": ("precision", str, f"VGG19 arithmetic: {' | '.join(PRECISIONS)} (auto: 16-bit on GPU/TPU)"),
+    "--precision": ("precision", str, f"VGG19 arithmetic: {' | '.join(PRECISIONS)} (auto: float32 or the "
+                    "device's 16-bit arithmetic, whichever was measured faster here)"),
+    "--pooling-op": ("pooling_op", str, f"how pooling is computed: {' | '.join(POOLING_OPS)} (same values; "
+                     "default: whichever was measured faster here)"),
     "--tile": (
         "tile",
         tile_side,
@@ -171,7 +175,8 @@ def add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
     )
     parser.add_argument("--style-masks", nargs="+", metavar="MASK", help="with --masks or --mask-map: the part of "
                         "each style image to take its style from (white), one per style image")  # fmt: skip
-    parser.add_argument("--no-xla", action="store_true", help="compile steps without XLA")
+    parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                        help="compile steps with XLA, or not (default: whichever was measured faster here)")  # fmt: skip
 
 
 def add_switches(parser: argparse.ArgumentParser) -> None:
@@ -185,8 +190,8 @@ def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
     """The Config the arguments ask for: the preset (or ``base``), then each flag given."""
     changes = {name: getattr(args, flag[2:].replace("-", "_"), None) for flag, (name, _, _) in OPTIONS.items()}
     changes = {k: v for k, v in changes.items() if v is not None and v != "auto"}  # --tile auto: see `run`
-    if args.no_xla:
-        changes["jit_compile"] = False
+    if args.xla is not None:
+        changes["jit_compile"] = args.xla
     if base is not None and args.preset is None:
         return base.replace(**changes)
     return preset(args.preset or "report", **changes)

@@ -30,7 +30,7 @@ def compile_step(fn: Callable, *args: Any, jit_compile: bool) -> Callable:
     shape). TensorFlow counts traces by Python code object, so lambdas here
     would share one count across engines and it would warn of retracing
     from the fifth; a partial has no code object: each counts alone."""
-    return tf.function(functools.partial(fn, *args), jit_compile=jit_compile)
+    return tf.function(functools.partial(fn, *args), jit_compile=jit_compile, autograph=False)
 
 
 class Problem:

@@ -81,6 +81,9 @@ class Result:
     """Why the run ended early ('interrupted', or a NaN message), else None."""
     device: str = ""
     """Where it ran (see `nst.device`)."""
+    path: str = ""
+    """How its steps ran (precision, XLA or not, pooling op) and how that
+    was settled (see `nst.paths.Choice`)."""
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Settings changed during the run (`nst.live`), each with the step it took effect."""
     adam: dict[str, Any] | None = field(default=None, repr=False)
@@ -106,6 +109,7 @@ class Result:
             "steps_done": int(self.history["step"][-1]) if self.history.get("step") else 0,
             "stopped": self.stopped,
             "device": self.device,
+            "path": self.path,
             **({"changes": self.changes} if self.changes else {}),
             **({"adam": self.adam} if self.adam else {}),
             **({"normalization": self.normalization} if self.normalization else {}),
@@ -130,8 +134,10 @@ class Recorder:
     """Bookkeeping for a batch of jobs (`nst.scene.Prepared`) across
     scales: per job, its history and callbacks; timings; the best images."""
 
-    def __init__(self, jobs: list[Any], callback: Callable | None, every: int, t0: float, where: str) -> None:
-        self.jobs, self.callback, self.every, self.t0, self.where = jobs, callback, every, t0, where
+    def __init__(
+        self, jobs: list[Any], callback: Callable | None, every: int, t0: float, where: str, path: str = ""
+    ) -> None:
+        self.jobs, self.callback, self.every, self.t0, self.where, self.path = jobs, callback, every, t0, where, path
         self.schedule = jobs[0].config.schedule
         self.total_steps = sum(steps for _, steps in self.schedule)
         self.histories: list[dict[str, list[float]]] = [{} for _ in jobs]
@@ -205,6 +211,7 @@ class Recorder:
             sources=self.jobs[j].sources,
             stopped=self.stopped,
             device=self.where,
+            path=self.path,
             adam=self.adam[j] if self.adam else None,
             normalization=self.problem.extractor.normalization,
         )

@@ -214,9 +214,8 @@ class Prepared:
         config = base.replace(**job.settings)
         styles = listed(job.style)
         device = current_device(config.device)
-        config = repeatable(config, device).replace(
-            weights=resolve_weights(config.weights), precision=device.precision(config.precision, config.optimizer)
-        )
+        # Precision, XLA and the pooling op may stay open: `nst.paths` settles them when the run starts.
+        config = repeatable(config, device).replace(weights=resolve_weights(config.weights))
         sources = {
             "content": describe(job.content),
             "style": " + ".join(describe(s) for s in styles),
@@ -228,6 +227,10 @@ class Prepared:
         scenes = [Scene.load(job.content, styles, config, size, masks=job.masks, style_masks=job.style_masks,
                              previous=job.previous) for size, _ in config.schedule]  # fmt: skip
         return cls(index, config, device, scenes, config.blend(len(styles)), sources)
+
+    def on(self, settings: dict[str, Any]) -> Prepared:
+        """This job with ``settings`` (a path: `nst.paths`) in its config."""
+        return dataclasses.replace(self, config=self.config.replace(**settings))
 
     def batch_key(self) -> tuple:
         """Equal for jobs that can share a batch."""
@@ -249,6 +252,6 @@ def repeatable(config: Config, device: Device) -> Config:
     if config.seed is None or device.kind != "GPU":
         return config
     tf.config.experimental.enable_op_determinism()
-    if config.jit_compile:
+    if config.jit_compile is not False:
         warnings.warn("seed on a GPU: deterministic ops on, XLA off, so steps are slower", stacklevel=3)
     return config.replace(jit_compile=False)

@@ -83,7 +83,8 @@ def for_job(job: Prepared, scale: int, extractor: Extractor) -> Targets:
         return targets_for(extractor, scene, job.blend, c)
     key = (tuple(_stamp(n) for n in names), scene.content.shape, c.schedule[scale][0], c.style_scale, job.blend,
            c.preserve_color, c.max_pixels, c.mask_mode, c.style_layers, c.content_layers, c.weights,
-           c.seed if c.weights == "random" else None, c.pooling, c.normalize, c.precision, c.loss_form)  # fmt: skip
+           c.seed if c.weights == "random" else None, c.pooling, c.pooling_op, c.normalize, c.precision,
+           c.loss_form)  # fmt: skip
     with _GUARD:
         if key in _REMEMBERED:
             _REMEMBERED.move_to_end(key)

@@ -20,6 +20,7 @@ LAYERS = [
     {"video", "controls"},
     {"live"},
     {"optimize"},
+    {"paths"},
     {"optimizers"},
     {"engine"},
     {"targets"},

@@ -1,0 +1,192 @@
+"""The measured path (`nst.paths`): which candidates, which wins, what is
+remembered, and that a measured run is the same run as one told its path.
+
+The choice is tested on a fake clock (engines that cost what the test says),
+so nothing here depends on this machine's speed; the real run below forces a
+measurement at a tiny size and checks what it records, not which path won.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import nst
+from nst import paths
+from nst.backend import tf
+from nst.device import Device
+from nst.images import read_metadata
+
+from conftest import TINY
+
+STRATEGY = tf.distribute.get_strategy()
+CPU = Device("CPU", "a test stand-in", STRATEGY, STRATEGY)
+GPU = Device("GPU", "a test stand-in", STRATEGY, STRATEGY)
+SHAPE = (1, 512, 512, 3)
+
+
+class Clock:
+    """A perf_counter that moves only when a fake engine steps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeEngine:
+    """Duck-types what `nst.optimizers.adam` and `nst.paths` use of an engine:
+    each step costs ``first`` seconds the first time, ``step`` after, on the
+    clock, and reports an objective ``scale`` times a falling reference."""
+
+    def __init__(self, clock: Clock, first: float, step: float, scale: float = 1.0) -> None:
+        self.clock, self.first, self.cost, self.scale = clock, first, step, scale
+        self.optimizer, self.k, self.held = None, 0, True
+
+    def _terms(self) -> tf.Tensor:
+        self.clock.now += self.first if self.k == 0 else self.cost
+        self.k += 1
+        return tf.constant([[self.scale * 100.0 / self.k]])
+
+    step = evaluate = _terms
+
+    def evaluate_with_gradient(self) -> tuple[tf.Tensor, None]:
+        return self._terms(), None
+
+    def release(self) -> None:
+        self.held = False
+
+
+@pytest.fixture
+def clock(monkeypatch, tmp_path):
+    monkeypatch.setenv("NST_CACHE", str(tmp_path))
+    monkeypatch.setattr(paths, "cpu", lambda: ("a test CPU", ("avx512f", "avx512_bf16")))
+    fake = Clock()
+    monkeypatch.setattr(paths.time, "perf_counter", fake)
+    return fake
+
+
+def engines(clock: Clock, costs: dict[str, tuple[float, float, float]]):
+    """An ``engine_for`` whose engines cost what ``costs`` says per path name
+    ('float32/xla/reshape': (first, step, objective scale)); records each call."""
+    made = []
+
+    def engine_for(path: paths.Path) -> FakeEngine:
+        made.append(path)
+        return FakeEngine(clock, *costs[paths._name(path)])
+
+    engine_for.made = made
+    return engine_for
+
+
+COSTS = {
+    "float32/xla/reshape": (5.0, 1.0, 1.0),
+    "float32/tf/reshape": (1.0, 0.9, 1.0),
+    "mixed_bfloat16/xla/reshape": (5.0, 1.1, 1.004),
+    "mixed_bfloat16/tf/reshape": (1.0, 0.7, 1.004),
+    "mixed_bfloat16/tf/keras": (1.0, 0.5, 1.004),
+}
+
+
+def test_the_fastest_path_that_agrees_wins_and_is_remembered(clock):
+    engine_for = engines(clock, COSTS)
+    choice = paths.choose(nst.Config(), CPU, SHAPE, 500, engine_for)
+    assert (choice.path, choice.how) == (paths.Path("mixed_bfloat16", False, "keras"), "measured")
+    # precision x XLA raced first (float32 with XLA, the reference, first), then the pooling op on the winner
+    assert [paths._name(p) for p in engine_for.made] == [*COSTS][:4] + ["mixed_bfloat16/tf/reshape",
+                                                                      "mixed_bfloat16/tf/keras"]  # fmt: skip
+    assert choice.seconds["mixed_bfloat16/tf/keras"] == (1.0, 0.5)
+    assert "measured on this machine" in str(choice) and "mixed_bfloat16/tf/keras: 0.5 s/step" in str(choice)
+
+    def no_engines(path):
+        raise AssertionError("a remembered path measures nothing")
+
+    again = paths.choose(nst.Config(), CPU, SHAPE, 500, no_engines)
+    assert (again.path, again.how) == (choice.path, "remembered")
+    # A size with about the same pixels is the same measurement; a quarter of them is not.
+    assert paths.choose(nst.Config(), CPU, (1, 500, 520, 3), 500, no_engines).how == "remembered"
+    assert paths.choose(nst.Config(), CPU, (1, 384, 384, 3), 500, engines(clock, COSTS)).how == "measured"
+    assert len(json.loads((paths._file()).read_text())) == 2
+
+
+def test_a_path_whose_objective_strays_is_never_chosen(clock):
+    costs = {**COSTS, "mixed_bfloat16/tf/reshape": (1.0, 0.1, 1.05), "mixed_bfloat16/xla/reshape": (5.0, 0.2, 0.9)}
+    choice = paths.choose(nst.Config(), CPU, SHAPE, 500, engines(clock, {**costs, "float32/tf/keras": (1, 0.8, 1)}))
+    assert choice.path == paths.Path("float32", False, "keras")
+    assert "mixed_bfloat16/tf/reshape" not in choice.seconds  # 5% off float32: dropped
+    assert json.loads(paths._file().read_text()).popitem()[1]["mixed_bfloat16/tf/reshape"] is None
+
+
+def test_the_compilation_counts_for_a_run_of_few_steps(clock):
+    costs = {"float32/xla/reshape": (40.0, 0.5, 1), "float32/tf/reshape": (1.0, 0.8, 1),
+             "float32/xla/keras": (40.0, 0.6, 1)}  # fmt: skip
+    config = nst.Config(precision="float32")
+    short = paths.choose(config, CPU, SHAPE, 100, engines(clock, costs))
+    assert short.path == paths.Path("float32", False, "reshape")  # 40 + 99 x 0.5 > 1 + 99 x 0.8
+    long = paths.choose(config, CPU, SHAPE, 1000, lambda path: pytest.fail("remembered"))
+    # 40 + 999 x 0.5 < 1 + 999 x 0.8
+    assert (long.path, long.how) == (paths.Path("float32", True, "reshape"), "remembered")
+
+
+def test_what_is_measured_and_what_is_not(clock):
+    def never(path):
+        raise AssertionError("nothing to measure")
+
+    # Everything set: nothing to choose.
+    fixed = nst.Config(precision="float32", jit_compile=False, pooling_op="keras")
+    assert paths.choose(fixed, CPU, SHAPE, 500, never) == paths.Choice(paths.Path("float32", False, "keras"), "set")
+    # Small or short runs (every test), and live runs (no engine_for), take the unmeasured path.
+    for shape, steps, engine_for in [((1, 128, 128, 3), 500, never), (SHAPE, 50, never), (SHAPE, 500, None)]:
+        choice = paths.choose(nst.Config(), CPU, shape, steps, engine_for)
+        assert (choice.path, choice.how) == (paths.Path("float32", True, "reshape"), "unmeasured")
+    # The candidates follow the device and what the settings leave open.
+    assert paths.candidates(nst.Config(), CPU) == (
+        [paths.Path(p, x, "reshape") for p in ("float32", "mixed_bfloat16") for x in (True, False)], ["keras"]
+    )  # fmt: skip
+    assert paths.candidates(nst.Config(optimizer="lbfgs", jit_compile=True), GPU) == (
+        [paths.Path("float32", True, "reshape")], ["keras"]
+    )  # fmt: skip
+    on_gpu, others = paths.candidates(nst.Config(pooling_op="keras"), GPU)
+    assert on_gpu == [paths.Path(p, x, "keras") for p in ("float32", "mixed_float16") for x in (True, False)]
+    assert others == []
+
+
+def test_a_cpu_without_native_bfloat16_tries_float32_only(monkeypatch):
+    monkeypatch.setattr(paths, "cpu", lambda: ("an older CPU", ("avx2", "fma")))
+    assert {p.precision for p in paths.candidates(nst.Config(), CPU)[0]} == {"float32"}
+    assert "an older CPU [avx2 fma]" in paths.fingerprint(CPU)
+
+
+def test_a_measured_run_records_its_path_and_equals_the_run_told_that_path(
+    monkeypatch, tmp_path, content_image, style_image
+):
+    monkeypatch.setenv("NST_CACHE", str(tmp_path))
+    monkeypatch.setattr(paths, "MEASURE_PIXELS", 0)
+    monkeypatch.setattr(paths, "MEASURE_STEPS", 0)
+    settings = {**TINY, "seed": 1}
+    measured = nst.stylize(content_image, style_image, **settings)
+    assert "(measured on this machine;" in measured.path and "float32/xla/reshape" in measured.path
+    chosen = {k: getattr(measured.config, k) for k in ("precision", "jit_compile", "pooling_op")}
+    assert str(paths.Path(**chosen)) in measured.path
+    told = nst.stylize(content_image, style_image, **settings, **chosen)
+    assert told.path == f"{paths.Path(**chosen)} (set)"
+    np.testing.assert_array_equal(told.best_image, measured.best_image)
+    assert read_metadata(measured.save(tmp_path / "out.png"))["path"] == measured.path
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_keras_pooling_and_the_reshape_compute_the_same_objective(pooling, content_image, style_image):
+    settings = {**TINY, "size": 40, "steps": 2, "pooling": pooling, "precision": "float32", "jit_compile": False}
+    runs = {op: nst.stylize(content_image, style_image, **settings, pooling_op=op) for op in ("keras", "reshape")}
+    for term in runs["keras"].history:
+        if term != "time":
+            np.testing.assert_allclose(runs["keras"].history[term], runs["reshape"].history[term], rtol=1e-5)
+
+
+def test_keras_pooling_in_tiles_gives_the_untiled_objective(content_image, style_image):
+    settings = {**TINY, "size": 64, "steps": 2, "pooling_op": "keras", "precision": "float32", "jit_compile": False}
+    whole, tiled = (nst.stylize(content_image, style_image, **settings, tile=tile) for tile in (None, 32))
+    np.testing.assert_allclose(tiled.history["total"], whole.history["total"], rtol=1e-5)
