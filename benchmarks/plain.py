@@ -1,7 +1,8 @@
 """The baseline a user writes by hand: a plain Keras loop for the report's objective.
 
 Keras' VGG19 (its own max pooling) with the given weights, the report's
-losses (content 1/2 sum (F - P)^2; E_l = sum (G - A)^2 / (4 N^2 M^2),
+losses (content 1/2 sum (F - P)^2; E_l = sum (G - A)^2 / (4 N^2 M^2), A
+from the style image scaled to the output's number of positions,
 style sum w_l E_l with w_l = 1/L; total alpha content + beta style), Adam
 with Keras' defaults and nst's learning rate, one `tf.function` step
 without XLA, float32, the image clipped to [0, 1]. Nothing from `nst` is
@@ -37,8 +38,11 @@ class Plain:
         self.model = tf.keras.Model(vgg.input, [vgg.get_layer(n).output for n in style_layers + content_layers])
         self.model.trainable = False
         self.n_style, self.alpha, self.beta = len(style_layers), alpha, beta
-        self.grams = [gram(f) for f in self.features(style[None])[: self.n_style]]
-        self.contents = self.features(content[None])[self.n_style :]
+        # The style's Gram matrices, scaled to the output's number of
+        # positions (the style image has its own shape), as nst's targets are.
+        styles, contents = self.features(style[None]), self.features(content[None])
+        self.grams = [gram(s) * positions(c) / positions(s) for s, c in zip(styles, contents[: self.n_style])]
+        self.contents = contents[self.n_style :]
         self.image = tf.Variable(content[None])
         self.optimizer = tf.keras.optimizers.Adam(learning_rate)
         self.step = tf.function(self._step)
@@ -62,6 +66,10 @@ class Plain:
         self.optimizer.apply_gradients([(tape.gradient(loss, self.image), self.image)])
         self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
         return loss
+
+
+def positions(features: tf.Tensor) -> float:
+    return float(features.shape[1] * features.shape[2])
 
 
 def gram(features: tf.Tensor) -> tf.Tensor:
