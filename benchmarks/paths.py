@@ -12,7 +12,9 @@ run in a fresh process whose clock starts after `import tensorflow`:
 - nst, first run: default settings and an empty $NST_CACHE, so it measures
   its paths before its first step (`nst.paths`; included in its time);
 - nst, later run: the same, with the path that first run remembered;
-- nst, float32 + XLA: the path nst took on every machine before it measured.
+- nst, float32 + XLA: the path nst took on every machine before it measured;
+- nst, float32 + TensorFlow kernels + Keras pooling: the plain loop's
+  arithmetic, so the difference is nst's own overhead.
 
 Each run does `--steps` Adam steps (nst is asked for its default 500 and
 stopped there, so it measures as a default run would). The table gives the
@@ -126,6 +128,7 @@ def main() -> None:
     flags = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f" {f} " in f" {cpu} "]
     print(f"Machine: {model}, {os.cpu_count()} cores, flags {' '.join(flags)}\n")
     fixed = {"precision": "float32", "jit_compile": True, "pooling_op": "reshape"}
+    plain = {"precision": "float32", "jit_compile": False, "pooling_op": "keras"}
     for network in args.networks:
         rows = []
         for size in args.sizes:
@@ -136,6 +139,7 @@ def main() -> None:
                     "nst, first run (measures)": run("nst", network, size, args.steps, folder, cache),
                     "nst, later run": run("nst-later", network, size, args.steps, folder, cache),
                     "nst, float32 + XLA": run("nst-xla", network, size, args.steps, folder, cache, **fixed),
+                    "nst, the plain loop's path": run("nst-plain", network, size, args.steps, folder, cache, **plain),
                 }
                 scores = objective(network, size, [r["image"] for r in runs.values()])
             base = runs["plain Keras loop"]

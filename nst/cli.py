@@ -30,10 +30,10 @@ from nst.config import (
     Config,
     ConfigError,
 )
+from nst.cache import cache_dir
 from nst.failure import BEFORE_RUN, DURING_RUN, Signals, describe, end, plain_warnings, tolerant_output
 from nst.images import (
     ImageError,
-    cache_dir,
     check_output,
     check_source,
     free_path,

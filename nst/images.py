@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin
 
 from nst import __version__
+from nst.cache import cache_dir
 from nst.config import MAX_PIXELS
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
@@ -55,13 +56,6 @@ _DOWNLOAD_ADVICE = "Check the address or download it and give the file."
 
 class ImageError(ValueError):
     """An input image cannot be used; the message names it and says what to do."""
-
-
-def cache_dir() -> Path:
-    """Where downloads are kept: $NST_CACHE, else $XDG_CACHE_HOME/nst, else ~/.cache/nst."""
-    if os.environ.get("NST_CACHE"):
-        return Path(os.environ["NST_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nst"
 
 
 def load_image(source: ImageSource, size: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:

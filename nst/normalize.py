@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from nst.images import SAMPLES, ImageError, cache_dir, load_image, sample_path, write_atomic
+from nst.cache import cache_dir
+from nst.images import SAMPLES, ImageError, load_image, sample_path, write_atomic
 
 #: Longest side, in pixels, of each image the means are taken over.
 STATS_SIZE = 512

@@ -27,12 +27,10 @@ with the winning pair.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -43,10 +41,10 @@ import numpy as np
 
 from nst import __version__
 from nst.backend import tf
+from nst.cache import cache_dir, cpu
 from nst.config import Config
 from nst.device import Device
 from nst.engine import PROGRAM, Engine
-from nst.images import cache_dir
 from nst.optimizers import adam
 
 #: A run leaves a setting open with these values.
@@ -54,16 +52,14 @@ OPEN = {"precision": "auto", "jit_compile": None, "pooling_op": None}
 #: What an open setting is when nothing was measured (short runs, every test):
 #: XLA with the reshape pooling; precision, the device's usual (`Device.precision`).
 UNMEASURED = {"jit_compile": True, "pooling_op": "reshape"}
-#: A run is measured when its largest scale has this many pixels (512 x 256)
+#: A run is measured when its largest scale has this many pixels (256 x 128)
 #: and this many steps: below, the measurement costs more than it can save.
-MEASURE_PIXELS, MEASURE_STEPS = 2**17, 100
+MEASURE_PIXELS, MEASURE_STEPS = 2**15, 100
 #: Steps timed per candidate, after the first (which compiles).
 PROBE_STEPS = 3
 #: A faster path must keep the objective within this of float32's, on
 #: average over those steps (bfloat16 evaluates it ~0.6% low at 512 px).
 AGREE = 0.01
-#: CPU flags that decide which kernels TensorFlow and XLA can use.
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "neon", "asimd")
 
 
 @dataclass(frozen=True)
@@ -98,23 +94,6 @@ class Choice:
             return f"{self.path} ({self.how})"
         measured = ", ".join(f"{name}: {step:.3g} s/step" for name, (_, step) in self.seconds.items())
         return f"{self.path} ({self.how} on this machine; {measured})"
-
-
-@functools.cache
-def cpu() -> tuple[str, tuple[str, ...]]:
-    """This machine's CPU model and which of `CPU_FLAGS` it has (Linux's
-    /proc/cpuinfo; elsewhere the platform's name and no flags)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in FilePath("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == "model name":
-                model = value.strip()
-            elif name.strip() in ("flags", "Features"):
-                flags = set(value.split())
-    except OSError:
-        pass
-    return model, tuple(f for f in CPU_FLAGS if f in flags)
 
 
 def fingerprint(device: Device) -> str:

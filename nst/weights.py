@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from nst.geometry import VGG19_CONV_LAYERS, channels
-from nst.images import cache_dir, reason
+from nst.cache import cache_dir
+from nst.images import reason
 
 WEIGHTS_ENV = "NST_VGG19_WEIGHTS"
 

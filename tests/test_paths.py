@@ -9,6 +9,9 @@ measurement at a tiny size and checks what it records, not which path won.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -190,3 +193,27 @@ def test_keras_pooling_in_tiles_gives_the_untiled_objective(content_image, style
     settings = {**TINY, "size": 64, "steps": 2, "pooling_op": "keras", "precision": "float32", "jit_compile": False}
     whole, tiled = (nst.stylize(content_image, style_image, **settings, tile=tile) for tile in (None, 32))
     np.testing.assert_allclose(tiled.history["total"], whole.history["total"], rtol=1e-5)
+
+
+def test_xla_keeps_its_programs_in_the_cache_for_the_next_process(tmp_path):
+    code = (
+        "import nst, os\n"
+        "from nst.cache import xla_dir\n"
+        "nst.stylize('sample:tubingen', 'sample:starry_night', size=32, steps=2, weights='random', seed=0,\n"
+        "            style_layers=('block1_conv1',), content_layers=('block1_conv2',), jit_compile=True)\n"
+        "print(os.environ['TF_XLA_FLAGS'], len(list(xla_dir().glob('*.pb'))))\n"
+    )
+    # TensorFlow's persistor says when it compiles and saves a program.
+    env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"}
+    env.update(NST_CACHE=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="device_executable_persistor=3")
+
+    def run() -> tuple[list[str], int]:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return done.stdout.split(), done.stderr.count("XlaSerializedCacheEntry saved")
+
+    (flag, programs), saved = run()
+    assert flag.startswith(f"--tf_xla_persistent_cache_directory={tmp_path}/xla/")
+    assert int(programs) == saved >= 1
+    assert run() == ([flag, programs], 0)  # the next process loads them: it compiles and saves none
+    env["TF_XLA_FLAGS"] = f"--tf_xla_persistent_cache_directory={tmp_path / 'mine'}"
+    assert run()[0][0] == env["TF_XLA_FLAGS"]  # a folder the user names wins
