@@ -42,13 +42,11 @@ import numpy as np
 from nst import __version__
 from nst.backend import tf
 from nst.cache import cache_dir, cpu
-from nst.config import Config
+from nst.config import POOLING_OPS, Config
 from nst.device import Device
 from nst.engine import PROGRAM, Engine
 from nst.optimizers import adam
 
-#: A run leaves a setting open with these values.
-OPEN = {"precision": "auto", "jit_compile": None, "pooling_op": None}
 #: What an open setting is when nothing was measured (short runs, every test):
 #: XLA with the reshape pooling; precision, the device's usual (`Device.precision`).
 UNMEASURED = {"jit_compile": True, "pooling_op": "reshape"}
@@ -131,7 +129,7 @@ def candidates(config: Config, device: Device) -> tuple[list[Path], list[str]]:
     jits = [True, False] if config.jit_compile is None else [config.jit_compile]
     pooling_op = config.pooling_op or UNMEASURED["pooling_op"]
     paths = [Path(p, j, pooling_op) for p in precisions for j in jits]
-    others = [op for op in ("reshape", "keras") if op != pooling_op] if config.pooling_op is None else []
+    others = [op for op in POOLING_OPS if op != pooling_op] if config.pooling_op is None else []
     return paths, others
 
 
@@ -234,9 +232,10 @@ def _parse(name: str) -> Path:
 
 
 def _key(config: Config, device: Device, shape: tuple[int, ...]) -> str:
-    """What a measurement holds for: this machine, the program's other
-    settings and the image's size (its pixels, to the nearest power of two)."""
-    settings = {name: getattr(config, name) for name in PROGRAM if name not in OPEN}
+    """What a measurement holds for: this machine, the program's settings
+    (with those of the path as given: open, or forced) and the image's size
+    (its pixels, to the nearest power of two)."""
+    settings = {name: getattr(config, name) for name in PROGRAM}
     size = (shape[0], round(math.log2(max(math.prod(shape[1:3]), 1))), shape[-1])
     text = json.dumps([fingerprint(device), settings, size], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]

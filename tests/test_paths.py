@@ -113,6 +113,10 @@ def test_the_fastest_path_that_agrees_wins_and_is_remembered(clock):
     assert paths.choose(nst.Config(), CPU, (1, 500, 520, 3), 500, no_engines).how == "remembered"
     assert paths.choose(nst.Config(), CPU, (1, 384, 384, 3), 500, engines(clock, COSTS)).how == "measured"
     assert len(json.loads((paths._file()).read_text())) == 2
+    # A run that forces part of the path is measured on its own, within what it forces.
+    forced = paths.choose(nst.Config(precision="float32"), CPU, SHAPE, 500, engines(clock, {
+        **COSTS, "float32/tf/keras": (1.0, 0.6, 1.0)}))  # fmt: skip
+    assert (forced.path, forced.how) == (paths.Path("float32", False, "keras"), "measured")
 
 
 def test_a_path_whose_objective_strays_is_never_chosen(clock):
