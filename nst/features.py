@@ -5,7 +5,9 @@ The model takes RGB images in [0, 1], shaped (batch, height, width, 3) (a
 single grey channel is repeated to three), applies Keras' own VGG19
 preprocessing ("caffe": BGR, ImageNet mean subtracted, 0-255) and runs the
 network only up to the deepest layer asked for. Its pooling layers can be
-max (Keras') or average (the paper's); the weights are the same. A given
+max (Keras') or average (the paper's); the weights are the same. Pooling
+is computed by Keras' layers or by `Pool2x2` (``pooling_op``: the same
+values; which is faster depends on the machine, `nst.paths`). A given
 extractor is built once per process (`get_extractor`).
 """
 
@@ -185,9 +187,12 @@ def get_extractor(
 
 
 def extractor_for(config: Config, device: str = "CPU") -> Extractor:
-    """`get_extractor` with ``config``'s network settings."""
+    """`get_extractor` with ``config``'s network settings. Settings of the
+    path that `nst.paths` has not settled yet (a config made by hand) take
+    float32 and the reshape pooling."""
     c = config
-    return get_extractor(c.style_layers, c.content_layers, c.weights, c.seed, c.pooling, c.precision, device,
+    precision = "float32" if c.precision == "auto" else c.precision
+    return get_extractor(c.style_layers, c.content_layers, c.weights, c.seed, c.pooling, precision, device,
                          c.normalize, c.pooling_op or "reshape")  # fmt: skip
 
 

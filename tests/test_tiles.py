@@ -90,7 +90,8 @@ def _problems(weights, name: str, size: int, tile: int, styles: int = 1, regions
     masks) and the second taking its style from part of its painting; with
     ``temporal``, a video frame's temporal term (`nst.video`) towards other
     noise, trusted on part of the image."""
-    config = preset(name, size=size, weights=str(weights), tile=tile, **settings)
+    # Compiled with XLA, as the runs that nothing was measured for are (`nst.paths`).
+    config = preset(name, size=size, weights=str(weights), tile=tile, **{"jit_compile": True, **settings})
     extractor = extractor_for(config)
     images = SHARED / "images"
     paintings = [images / "starry_night.jpg", images / "the_scream.jpg"][:styles]
