@@ -1,6 +1,6 @@
 """nst's measured path against a plain Keras loop, each in its own process.
 
-    python benchmarks/paths.py                          # ~20 min on 2 CPU cores
+    python benchmarks/paths.py                          # ~35 min on 2 CPU cores
     python benchmarks/paths.py --sizes 512 --networks blocks1-3
 
 For each network (blocks 1-3 with the exact weights; the paper's layers,

@@ -18,10 +18,6 @@ import os
 import platform
 from pathlib import Path
 
-#: CPU flags that decide which kernels TensorFlow and XLA use.
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "neon", "asimd")
-
-
 def cache_dir() -> Path:
     """Where nst keeps files: $NST_CACHE, else $XDG_CACHE_HOME/nst, else ~/.cache/nst."""
     if os.environ.get("NST_CACHE"):
@@ -31,26 +27,27 @@ def cache_dir() -> Path:
 
 @functools.cache
 def cpu() -> tuple[str, tuple[str, ...]]:
-    """This machine's CPU model and which of `CPU_FLAGS` it has (Linux's
-    /proc/cpuinfo; elsewhere the platform's name and no flags)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    """This machine's CPU model (on ARM, its implementer and part) and all
+    its instruction-set flags, from Linux's /proc/cpuinfo (elsewhere: the
+    platform's name and no flags)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             name, _, value = line.partition(":")
-            if name.strip() == "model name":
-                model = value.strip()
-            elif name.strip() in ("flags", "Features"):
-                flags = set(value.split())
+            fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return model, tuple(f for f in CPU_FLAGS if f in flags)
+    arm = [fields.get("CPU implementer"), fields.get("CPU part")]
+    model = fields.get("model name") or " ".join(filter(None, [platform.processor() or platform.machine(), *arm]))
+    return model, tuple(sorted((fields.get("flags") or fields.get("Features") or "").split()))
 
 
 def xla_dir() -> Path:
     """XLA's persistent compilation cache for this CPU and TensorFlow version."""
     model, flags = cpu()
     version = next((v for name in ("tensorflow", "tensorflow-cpu", "tf-nightly") if (v := _version(name))), "other")
-    key = hashlib.sha256(f"{model} {' '.join(flags)} {platform.machine()} {version}".encode()).hexdigest()[:12]
+    identity = f"{model} {' '.join(flags)} {platform.machine()} {version}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:12]
     return cache_dir() / "xla" / key
 
 

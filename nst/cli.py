@@ -336,7 +336,7 @@ def write_results(results: list, paths: list[Path], args: argparse.Namespace, st
             f"nst: wrote {path} ({w}x{h}, best of {meta['steps_done']} steps at step {result.best_step}); "
             + (f"loss {meta['start_loss']:.4g} -> {result.best_loss:.4g}; " if meta["start_loss"] is not None else "")
             + f"{result.timings['total']:.1f} s, {result.timings['step']:.3g} s/step on {result.device}; "
-            + f"path: {result.path}"
+            + f"path: {result.settled}"
             + (f"; stopped early: {result.stopped}" if result.stopped else "")
         )
     if failed:

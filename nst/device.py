@@ -43,17 +43,6 @@ class Device:
     def __str__(self) -> str:
         return f"{self.kind}: {self.description}"
 
-    def precision(self, requested: str, optimizer: str = "adam") -> str:
-        """The Keras dtype policy for ``requested`` (see `nst.config.PRECISIONS`)
-        where nothing was measured (`nst.paths`): 'auto' is mixed_float16 on
-        a GPU (tensor cores; float32 with L-BFGS, whose gradients are not
-        loss-scaled), mixed_bfloat16 on a TPU, and float32 on a CPU."""
-        if requested != "auto":
-            return requested
-        if self.kind == "GPU":
-            return "mixed_float16" if optimizer == "adam" else "float32"
-        return "mixed_bfloat16" if self.kind == "TPU" else "float32"
-
 
 @functools.lru_cache(maxsize=4)
 def current(kind: str = "auto") -> Device:

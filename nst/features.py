@@ -90,7 +90,6 @@ class Extractor:
             raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
         if pooling_op not in POOLING_OPS:
             raise ValueError(f"pooling_op must be one of {POOLING_OPS}, got {pooling_op!r}")
-        self.pooling_op = pooling_op
         self.precision = precision
         # Under a mixed policy Keras keeps the weights in float32 and computes
         # each layer in float16 / bfloat16; __call__ hands float32 features to

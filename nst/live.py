@@ -78,13 +78,15 @@ def start(
     # A live run starts at once: it takes a path measured earlier (by a
     # still run: `nst.paths`), or the unmeasured one; it measures none itself.
     choice = paths.choose(job.config, job.device, (1, *job.scenes[-1].content.shape), job.config.schedule[-1][1], None)
-    return LiveRun(job.on(choice.path.settings()), callback, callback_every, t0, str(choice))
+    return LiveRun(job.on(choice.path.settings()), callback, callback_every, t0, choice)
 
 
 class LiveRun:
     """A run going on in a background thread (see `start`)."""
 
-    def __init__(self, job: Prepared, callback: Callable | None, every: int, t0: float, path: str = "") -> None:
+    def __init__(
+        self, job: Prepared, callback: Callable | None, every: int, t0: float, path: paths.Choice | None = None
+    ) -> None:
         self.job, self.config = job, job.config
         self.changes: list[dict[str, Any]] = []
         """Each `set` that took effect: {'step': ..., setting: value, ...}."""

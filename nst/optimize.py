@@ -159,6 +159,15 @@ def _engine(
     return engines.acquire(config, strategy, starts, targets, weights, scenes[0].shapes())
 
 
+def _out_of_memory(where: str, images: int, shape: tuple[int, ...], config: Config) -> MemoryError:
+    return MemoryError(
+        f"out of memory on {where} for {images} x a {shape[1]} x {shape[0]} output (about "
+        f"{estimate_bytes(config, *shape[:2], images) / 2**30:.1f} GiB needed): use --tile 512 (the "
+        f"same result, in tiles), a smaller --size, fewer runs at once, or coarse to fine (--scales) on a "
+        f"machine with more memory."
+    )
+
+
 def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> list[Result]:
     """Run ``batch`` as one batch of images; one `Result` per job."""
     t0 = time.perf_counter()
@@ -174,11 +183,14 @@ def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> 
     last, shape = len(config.schedule) - 1, members[0].scenes[-1].content.shape
     if device.kind == "CPU":  # host memory, before a measurement uses it
         check_memory(config, *shape[:2], batch=len(members))
-    choice = paths.choose(config, device, (len(members), *shape), config.schedule[last][1],
-                          functools.partial(_engine, members, last, strategy, None))  # fmt: skip
+    try:
+        choice = paths.choose(config, device, (len(members), *shape), config.schedule[last][1],
+                              functools.partial(_engine, members, last, strategy, None))  # fmt: skip
+    except tf.errors.ResourceExhaustedError:
+        raise _out_of_memory(where, len(members), shape, config) from None
     batch, members = ([m.on(choice.path.settings()) for m in jobs] for jobs in (batch, members))
     config = batch[0].config
-    run = Recorder(batch, callback, every, t0, where, str(choice))
+    run = Recorder(batch, callback, every, t0, where, choice)
     engine = images = None
     try:
         try:
@@ -213,12 +225,7 @@ def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> 
         except NonFinite as e:
             run.stopped = str(e)
         except tf.errors.ResourceExhaustedError:
-            raise MemoryError(
-                f"out of memory on {where} for {len(members)} x a {shape[1]} x {shape[0]} output (about "
-                f"{estimate_bytes(config, *shape[:2], len(members)) / 2**30:.1f} GiB needed): use --tile 512 (the "
-                f"same result, in tiles), a smaller --size, fewer runs at once, or coarse to fine (--scales) on a "
-                f"machine with more memory."
-            ) from None
+            raise _out_of_memory(where, len(members), shape, config) from None
         return [run.result(j) for j in range(len(batch))]
     finally:  # the results are read: the next run of this shape may have the engine
         if engine is not None:

@@ -176,7 +176,7 @@ def add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
     parser.add_argument("--style-masks", nargs="+", metavar="MASK", help="with --masks or --mask-map: the part of "
                         "each style image to take its style from (white), one per style image")  # fmt: skip
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile steps with XLA, or not (default: whichever was measured faster here)")  # fmt: skip
+                        help="compile steps with XLA, or not (default: whichever was measured faster)")  # fmt: skip
 
 
 def add_switches(parser: argparse.ArgumentParser) -> None:
@@ -259,9 +259,11 @@ def resume(args: argparse.Namespace) -> Config:
         args.output = str(path)
     left = recorded.steps - steps_done
     # From its image, with Adam warm (a fresh Adam's first steps would climb
-    # away from a converged image before coming back).
+    # away from a converged image before coming back); its path settled
+    # afresh (`nst.paths`: the PNG may come from another machine).
     base = recorded.replace(init=str(path.resolve()), scales=None, scale_steps=None, adam_warm_start=True,
-                            steps=left if left > 0 else recorded.steps)  # fmt: skip
+                            steps=left if left > 0 else recorded.steps, precision="auto", jit_compile=None,
+                            pooling_op=None)  # fmt: skip
     args.resumed_from = {"path": str(path), "steps_done": steps_done}
     return settings(args, base)
 

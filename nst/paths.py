@@ -5,8 +5,8 @@ Three settings change how fast a step runs, not what it computes:
 - ``jit_compile``: XLA, or TensorFlow's own kernels (oneDNN's on a CPU with
   AVX-512, which beat XLA's convolutions there; without AVX-512 XLA won);
 - ``precision``: float32, or the device's 16-bit arithmetic where it is
-  native (bfloat16 on a CPU with AVX512_BF16 or AMX, float16 on a GPU with
-  Adam; a TPU keeps bfloat16);
+  native (bfloat16 on a CPU with AVX512_BF16 or AMX and on a TPU, float16
+  on a GPU with Adam);
 - ``pooling_op``: Keras' pooling layers, or `nst.features.Pool2x2`'s
   reshape and reduction (lighter under XLA).
 
@@ -32,6 +32,7 @@ import json
 import math
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,9 +48,9 @@ from nst.device import Device
 from nst.engine import PROGRAM, Engine
 from nst.optimizers import adam
 
-#: What an open setting is when nothing was measured (short runs, every test):
-#: XLA with the reshape pooling; precision, the device's usual (`Device.precision`).
-UNMEASURED = {"jit_compile": True, "pooling_op": "reshape"}
+#: What an open setting is when nothing was measured (short runs, live runs,
+#: every test): nst's one path before it measured.
+UNMEASURED = {"precision": "float32", "jit_compile": True, "pooling_op": "reshape"}
 #: A run is measured when its largest scale has this many pixels (256 x 128)
 #: and this many steps: below, the measurement costs more than it can save.
 MEASURE_PIXELS, MEASURE_STEPS = 2**15, 100
@@ -101,16 +102,19 @@ def fingerprint(device: Device) -> str:
     Linux builds have it on unless TF_ENABLE_ONEDNN_OPTS=0)."""
     model, flags = cpu()
     onednn = "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"
-    return (f"{model} [{' '.join(flags)}] x{os.cpu_count()}; {device.kind}: {device.description}; "
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{model} [{' '.join(flags)}] x{cores}; {device.kind}: {device.description}; "
             f"TF {tf.__version__}; nst {__version__}; oneDNN {onednn}")  # fmt: skip
 
 
 def sixteen_bit(config: Config, device: Device) -> str | None:
     """The 16-bit precision worth trying here, if any: float16 on a GPU
-    (with Adam: L-BFGS's gradients are not loss-scaled), bfloat16 on a CPU
-    that computes it natively."""
+    (with Adam: L-BFGS's gradients are not loss-scaled), bfloat16 on a TPU
+    and on a CPU that computes it natively."""
     if device.kind == "GPU":
         return "mixed_float16" if config.optimizer == "adam" else None
+    if device.kind == "TPU":
+        return "mixed_bfloat16"
     if device.kind == "CPU" and {"avx512_bf16", "amx_bf16"} & set(cpu()[1]):
         return "mixed_bfloat16"
     return None
@@ -122,8 +126,6 @@ def candidates(config: Config, device: Device) -> tuple[list[Path], list[str]]:
     to try with the winner."""
     if config.precision != "auto":
         precisions = [config.precision]
-    elif device.kind == "TPU":
-        precisions = [device.precision("auto", config.optimizer)]
     else:
         precisions = ["float32", *filter(None, [sixteen_bit(config, device)])]
     jits = [True, False] if config.jit_compile is None else [config.jit_compile]
@@ -136,7 +138,7 @@ def candidates(config: Config, device: Device) -> tuple[list[Path], list[str]]:
 def unmeasured(config: Config, device: Device) -> Path:
     """The path of a run nothing was measured for (see `UNMEASURED`)."""
     return Path(
-        device.precision(config.precision, config.optimizer),
+        UNMEASURED["precision"] if config.precision == "auto" else config.precision,
         UNMEASURED["jit_compile"] if config.jit_compile is None else config.jit_compile,
         config.pooling_op or UNMEASURED["pooling_op"],
     )
@@ -258,8 +260,9 @@ def _remember(key: str, seconds: dict) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         kept = {**_remembered(), key: seconds}
-        partial = file.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(kept, indent=1))
+        handle, partial = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            out.write(json.dumps(kept, indent=1))
         os.replace(partial, file)
     except OSError:  # a read-only cache: the next run measures again
         pass

@@ -74,7 +74,7 @@ class Problem:
         """What the total is multiplied by before differentiating: float16's
         loss scale (`nst.optimizers`), applied by whole-image and tiled
         problems alike."""
-        # One replica: the whole step is compiled with XLA (``self.jit``).
+        # One replica: the whole step is one program, compiled with XLA if the path says so (``self.jit``).
         # Several: XLA cannot span the replicas' devices, so each replica's
         # VGG19 pass and gradient are compiled, and the gathering and the
         # update between replicas run as a graph around them.

@@ -82,8 +82,10 @@ class Result:
     device: str = ""
     """Where it ran (see `nst.device`)."""
     path: str = ""
-    """How its steps ran (precision, XLA or not, pooling op) and how that
-    was settled (see `nst.paths.Choice`)."""
+    """How its steps ran: precision, XLA or not, pooling op (`nst.paths.Path`)."""
+    settled: str = ""
+    """How that path was settled, with what was measured (`nst.paths.Choice`;
+    not written into the PNG, so a seed still gives the same file)."""
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Settings changed during the run (`nst.live`), each with the step it took effect."""
     adam: dict[str, Any] | None = field(default=None, repr=False)
@@ -135,9 +137,11 @@ class Recorder:
     scales: per job, its history and callbacks; timings; the best images."""
 
     def __init__(
-        self, jobs: list[Any], callback: Callable | None, every: int, t0: float, where: str, path: str = ""
+        self, jobs: list[Any], callback: Callable | None, every: int, t0: float, where: str, path: Any = None
     ) -> None:
-        self.jobs, self.callback, self.every, self.t0, self.where, self.path = jobs, callback, every, t0, where, path
+        self.jobs, self.callback, self.every, self.t0, self.where = jobs, callback, every, t0, where
+        self.path = path
+        """The `nst.paths.Choice` the run took."""
         self.schedule = jobs[0].config.schedule
         self.total_steps = sum(steps for _, steps in self.schedule)
         self.histories: list[dict[str, list[float]]] = [{} for _ in jobs]
@@ -211,7 +215,8 @@ class Recorder:
             sources=self.jobs[j].sources,
             stopped=self.stopped,
             device=self.where,
-            path=self.path,
+            path=str(self.path.path) if self.path else "",
+            settled=str(self.path) if self.path else "",
             adam=self.adam[j] if self.adam else None,
             normalization=self.problem.extractor.normalization,
         )

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import nst
-from nst import paths
+from nst import options, paths
 from nst.backend import tf
 from nst.device import Device
 from nst.images import read_metadata
@@ -175,13 +175,22 @@ def test_a_measured_run_records_its_path_and_equals_the_run_told_that_path(
     monkeypatch.setattr(paths, "MEASURE_STEPS", 0)
     settings = {**TINY, "seed": 1}
     measured = nst.stylize(content_image, style_image, **settings)
-    assert "(measured on this machine;" in measured.path and "float32/xla/reshape" in measured.path
+    assert "(measured on this machine;" in measured.settled and "float32/xla/reshape" in measured.settled
     chosen = {k: getattr(measured.config, k) for k in ("precision", "jit_compile", "pooling_op")}
-    assert str(paths.Path(**chosen)) in measured.path
+    assert measured.path == str(paths.Path(**chosen)) and measured.settled.startswith(measured.path)
     told = nst.stylize(content_image, style_image, **settings, **chosen)
-    assert told.path == f"{paths.Path(**chosen)} (set)"
+    assert (told.path, told.settled) == (measured.path, f"{measured.path} (set)")
     np.testing.assert_array_equal(told.best_image, measured.best_image)
-    assert read_metadata(measured.save(tmp_path / "out.png"))["path"] == measured.path
+    # The PNG records the path, not how it was settled: the next run (remembered) writes the same file.
+    again = nst.stylize(content_image, style_image, **settings)
+    assert again.settled.startswith(f"{measured.path} (remembered")
+    first, second = measured.save(tmp_path / "first.png"), again.save(tmp_path / "second.png")
+    assert read_metadata(first)["path"] == measured.path
+    assert first.read_bytes() == second.read_bytes()
+    # A resumed run settles its path afresh (the PNG may come from another machine).
+    args = options.build_parser().parse_args(["sample:tubingen", "sample:starry_night", "--resume", str(first)])
+    resumed = options.resume(args)
+    assert (resumed.precision, resumed.jit_compile, resumed.pooling_op) == ("auto", None, None)
 
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])

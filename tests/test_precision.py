@@ -10,6 +10,7 @@ import tensorflow as tf
 from conftest import BLOCK13_LAYERS
 
 import nst
+from nst import paths
 from nst.device import Device
 from nst.features import get_extractor
 from nst.images import load_image
@@ -48,10 +49,12 @@ def test_mixed_precision_agrees_with_float32(precision, float32_run, block13_wei
     assert np.abs(run.best_image - float32_run.best_image).mean() < 0.3 * moved
 
 
-def test_auto_precision_is_16_bits_on_accelerators_only():
+def test_auto_precision_tries_16_bits_where_the_device_has_them(monkeypatch):
     strategy = tf.distribute.get_strategy()
-    picks = {kind: Device(kind, "", strategy, strategy).precision("auto") for kind in ("CPU", "GPU", "TPU")}
-    assert picks == {"CPU": "float32", "GPU": "mixed_float16", "TPU": "mixed_bfloat16"}
-    assert Device("GPU", "", strategy, strategy).precision("float32") == "float32"
+    monkeypatch.setattr(paths, "cpu", lambda: ("a CPU without bfloat16", ("avx2",)))
+    devices = {kind: Device(kind, "", strategy, strategy) for kind in ("CPU", "GPU", "TPU")}
+    picks = {kind: paths.sixteen_bit(nst.Config(), device) for kind, device in devices.items()}
+    assert picks == {"CPU": None, "GPU": "mixed_float16", "TPU": "mixed_bfloat16"}
+    assert paths.sixteen_bit(nst.Config(optimizer="lbfgs"), Device("GPU", "", strategy, strategy)) is None
     with pytest.raises(nst.ConfigError, match="precision"):
         nst.Config(precision="float8").validate()
