@@ -56,6 +56,12 @@ UNMEASURED = {"precision": "float32", "jit_compile": True, "pooling_op": "reshap
 MEASURE_PIXELS, MEASURE_STEPS = 2**15, 100
 #: Steps timed per candidate, after the first (which compiles).
 PROBE_STEPS = 3
+#: The file, in the cache folder, that keeps each measurement: per key, each
+#: path's name and its seconds (first step, later steps), or null where the
+#: path's objective strayed.
+REMEMBERED = "paths.json"
+#: The clock measurements read (a test gives them one that only its fake engines move).
+clock = time.perf_counter
 #: A faster path must keep the objective within this of float32's, on
 #: average over those steps (bfloat16 evaluates it ~0.6% low at 512 px).
 AGREE = 0.01
@@ -70,7 +76,19 @@ class Path:
     pooling_op: str
 
     def settings(self) -> dict[str, object]:
+        """The three as `Config` fields."""
         return dataclasses.asdict(self)
+
+    @property
+    def name(self) -> str:
+        """Short and unique, e.g. 'mixed_bfloat16/tf/keras' (the keys of `REMEMBERED`)."""
+        return f"{self.precision}/{'xla' if self.jit_compile else 'tf'}/{self.pooling_op}"
+
+    @classmethod
+    def named(cls, name: str) -> Path:
+        """The path ``name`` (see `name`) stands for."""
+        precision, kernels, pooling_op = name.split("/")
+        return cls(precision, kernels == "xla", pooling_op)
 
     def __str__(self) -> str:
         kernels = "XLA" if self.jit_compile else "TensorFlow kernels"
@@ -167,7 +185,7 @@ def choose(
     if not usable:  # not even float32 gave a finite objective: the run will say so
         return Choice(unmeasured(config, device), "unmeasured")
     best = min(usable, key=lambda name: usable[name][0] + (steps - 1) * usable[name][1])
-    return Choice(_parse(best), how, {name: tuple(s) for name, s in usable.items()})
+    return Choice(Path.named(best), how, {name: tuple(s) for name, s in usable.items()})
 
 
 def _measure(
@@ -193,7 +211,7 @@ def _measure(
         # The fastest pair's first step (its compilation) is the first race's.
         times.update({**more_times, fastest: [times[fastest][0], *more_times[fastest][1:]]})
         usable += [path for path in rivals if agrees(path)]
-    return {_name(path): (times[path][0], statistics.median(times[path][1:])) if path in usable else None
+    return {path.name: (times[path][0], statistics.median(times[path][1:])) if path in usable else None
             for path in times}  # fmt: skip
 
 
@@ -211,26 +229,17 @@ def _race(
             engines[path] = engine_for(path)
         for k in range(PROBE_STEPS + 1):
             for path, engine in engines.items():
-                t = time.perf_counter()
+                t = clock()
                 if config.optimizer == "adam":  # step k only (the first also sets float16's loss scale)
                     adam(engine, config, PROBE_STEPS + 1, lambda _, terms: objective[path].append(np.sum(terms[0])),
                          first=k, between=lambda j, k=k: j == k)  # fmt: skip
                 else:
                     objective[path].append(np.sum(engine.evaluate_with_gradient()[0].numpy()[0]))
-                times[path].append(time.perf_counter() - t)
+                times[path].append(clock() - t)
     finally:
         for engine in engines.values():
             engine.release()
     return {path: np.array(values, dtype=np.float64) for path, values in objective.items()}, times
-
-
-def _name(path: Path) -> str:
-    return f"{path.precision}/{'xla' if path.jit_compile else 'tf'}/{path.pooling_op}"
-
-
-def _parse(name: str) -> Path:
-    precision, kernels, pooling_op = name.split("/")
-    return Path(precision, kernels == "xla", pooling_op)
 
 
 def _key(config: Config, device: Device, shape: tuple[int, ...]) -> str:
@@ -243,20 +252,21 @@ def _key(config: Config, device: Device, shape: tuple[int, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _file() -> FilePath:
-    return cache_dir() / "paths.json"
+def remembered_file() -> FilePath:
+    """Where measurements are kept (`REMEMBERED` in the cache folder)."""
+    return cache_dir() / REMEMBERED
 
 
 def _remembered() -> dict[str, dict]:
     try:
-        return json.loads(_file().read_text())
+        return json.loads(remembered_file().read_text())
     except (OSError, ValueError):  # none yet, or unreadable: measure again
         return {}
 
 
 def _remember(key: str, seconds: dict) -> None:
     """Keep a measurement (written whole, then renamed: never half a file)."""
-    file = _file()
+    file = remembered_file()
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         kept = {**_remembered(), key: seconds}

@@ -68,7 +68,7 @@ def clock(monkeypatch, tmp_path):
     monkeypatch.setenv("NST_CACHE", str(tmp_path))
     monkeypatch.setattr(paths, "cpu", lambda: ("a test CPU", ("avx512f", "avx512_bf16")))
     fake = Clock()
-    monkeypatch.setattr(paths.time, "perf_counter", fake)
+    monkeypatch.setattr(paths, "clock", fake)
     return fake
 
 
@@ -79,7 +79,7 @@ def engines(clock: Clock, costs: dict[str, tuple[float, float, float]]):
 
     def engine_for(path: paths.Path) -> FakeEngine:
         made.append(path)
-        return FakeEngine(clock, *costs[paths._name(path)])
+        return FakeEngine(clock, *costs[path.name])
 
     engine_for.made = made
     return engine_for
@@ -99,7 +99,7 @@ def test_the_fastest_path_that_agrees_wins_and_is_remembered(clock):
     choice = paths.choose(nst.Config(), CPU, SHAPE, 500, engine_for)
     assert (choice.path, choice.how) == (paths.Path("mixed_bfloat16", False, "keras"), "measured")
     # precision x XLA raced first (float32 with XLA, the reference, first), then the pooling op on the winner
-    assert [paths._name(p) for p in engine_for.made] == [*COSTS][:4] + ["mixed_bfloat16/tf/reshape",
+    assert [p.name for p in engine_for.made] == [*COSTS][:4] + ["mixed_bfloat16/tf/reshape",
                                                                       "mixed_bfloat16/tf/keras"]  # fmt: skip
     assert choice.seconds["mixed_bfloat16/tf/keras"] == (1.0, 0.5)
     assert "measured on this machine" in str(choice) and "mixed_bfloat16/tf/keras: 0.5 s/step" in str(choice)
@@ -112,7 +112,7 @@ def test_the_fastest_path_that_agrees_wins_and_is_remembered(clock):
     # A size with about the same pixels is the same measurement; a quarter of them is not.
     assert paths.choose(nst.Config(), CPU, (1, 500, 520, 3), 500, no_engines).how == "remembered"
     assert paths.choose(nst.Config(), CPU, (1, 384, 384, 3), 500, engines(clock, COSTS)).how == "measured"
-    assert len(json.loads((paths._file()).read_text())) == 2
+    assert len(json.loads(paths.remembered_file().read_text())) == 2
     # A run that forces part of the path is measured on its own, within what it forces.
     forced = paths.choose(nst.Config(precision="float32"), CPU, SHAPE, 500, engines(clock, {
         **COSTS, "float32/tf/keras": (1.0, 0.6, 1.0)}))  # fmt: skip
@@ -124,7 +124,7 @@ def test_a_path_whose_objective_strays_is_never_chosen(clock):
     choice = paths.choose(nst.Config(), CPU, SHAPE, 500, engines(clock, {**costs, "float32/tf/keras": (1, 0.8, 1)}))
     assert choice.path == paths.Path("float32", False, "keras")
     assert "mixed_bfloat16/tf/reshape" not in choice.seconds  # 5% off float32: dropped
-    assert json.loads(paths._file().read_text()).popitem()[1]["mixed_bfloat16/tf/reshape"] is None
+    assert json.loads(paths.remembered_file().read_text()).popitem()[1]["mixed_bfloat16/tf/reshape"] is None
 
 
 def test_the_compilation_counts_for_a_run_of_few_steps(clock):
