@@ -43,7 +43,8 @@ _LAZY = {"stylize": "nst.optimize", "stylize_many": "nst.optimize", "grid": "nst
          "Result": "nst.record", "Progress": "nst.record", "stylize_video": "nst.video"}  # fmt: skip
 _MODULES = {"clips", "color", "controls", "device", "engine", "features", "flow", "geometry", "images", "live",
             "losses", "normalize", "optimize", "optimizers", "options", "preview", "problem", "record", "regions",
-            "scene", "studio", "targets", "tiles", "video", "weights", "paths", "cache"}  # fmt: skip
+            "scene", "studio", "targets", "tiles", "video", "weights", "paths", "cache", "presets",
+            "wasserstein"}  # fmt: skip
 
 
 def __getattr__(name: str):

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from nst.config import (
     ConfigError,
 )
 from nst.cache import cache_dir
-from nst.failure import BEFORE_RUN, DURING_RUN, Signals, describe, end, plain_warnings, tolerant_output
+from nst.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, end, plain_warnings, tolerant_output
 from nst.images import (
     ImageError,
     check_output,
@@ -163,12 +164,37 @@ def video(args: argparse.Namespace, signals: Signals, state: argparse.Namespace)
     return 0
 
 
-def figures(argv: list[str]) -> int:
-    """``nst figures ...``: see `nst.figures`."""
+def figures_parser() -> argparse.ArgumentParser:
+    """The options of ``nst figures`` (loads `nst.figures`, and so TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from nst.figures import main as figures_main
+    from nst.figures import NAMES, FigureSettings
 
-    return figures_main(argv)
+    defaults = FigureSettings()
+    parser = Parser(prog="nst figures", description="Remake the report's and the paper's figures.")
+    parser.add_argument("--out", default="figures", help="folder for the PNGs (default: %(default)s)")
+    parser.add_argument("--size", type=int, help=f"longest side of each output (default: {defaults.size})")
+    parser.add_argument("--steps", type=int, help=f"steps per run (default: {defaults.steps})")
+    parser.add_argument("--weights", help="imagenet | random | PATH (default: $NST_VGG19_WEIGHTS or imagenet)")
+    parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", help=f"some of: {' '.join(NAMES)}")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 64 px, 3 steps")
+    return parser
+
+
+def figures(argv: list[str]) -> int:
+    """``nst figures [--out DIR] [--size N] [--steps N] [--weights W] [--only NAME ...] [--quick]``
+    (see `nst.figures`)."""
+    args = figures_parser().parse_args(argv)
+    from nst.figures import NAMES, FigureSettings, make_figures
+
+    given = {k: v for k, v in {"size": args.size, "steps": args.steps, "weights": args.weights}.items()
+             if v is not None}  # fmt: skip
+    settings = FigureSettings.quick(**given) if args.quick else FigureSettings(**given)
+    Config(size=settings.size, steps=settings.steps).validate()  # a clear error before any run
+    started = time.perf_counter()
+    paths = make_figures(args.out, only=tuple(args.only or NAMES), settings=settings,
+                         log=lambda text: print(text, file=sys.stderr))  # fmt: skip
+    print(f"nst: wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.0f} s")
+    return 0
 
 
 def weights(argv: list[str]) -> int:

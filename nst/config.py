@@ -14,19 +14,25 @@ from typing import Any
 
 from nst import geometry
 from nst.checks import ConfigError, check_choice, check_integer, check_real, check_sequence
-from nst.geometry import VGG19_CONV_LAYERS
+from nst.geometry import PAPER_STYLE_LAYERS, VGG19_CONV_LAYERS
+from nst.presets import PRESETS
 
-PAPER_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 #: How the losses are normalised: the report's formulas (the paper's), the
 #: TensorFlow tutorial's (Gram divided by the number of positions, mean
-#: squared errors), kept so the tutorial's numbers can be compared, or the
-#: authors' code's (the tutorial's, each style term divided by N_l^2).
-LOSS_FORMS = ("report", "tutorial", "gatys")
+#: squared errors), kept so the tutorial's numbers can be compared, the
+#: authors' code's (the tutorial's, each style term divided by N_l^2), or
+#: crowsonkb's 'scaled' (each term sum d^2 / sum |d|: weights that hold across sizes).
+LOSS_FORMS = ("report", "tutorial", "gatys", "scaled")
 #: Starting images by name; any other ``init`` is read as an image path or URL.
-INITS = ("content", "style", "noise")
+INITS = ("content", "style", "noise", "gray", "style-mean")
 OPTIMIZERS = ("adam", "lbfgs")
-POOLINGS = ("max", "avg")
+POOLINGS = ("max", "avg", "l2")
+#: How a style layer's statistics are compared: Gram matrices (the report's)
+#: or the Wasserstein-2 distance between Gaussian fits (`nst.wasserstein`).
+STYLE_LOSSES = ("gram", "w2")
+#: The first convolution's padding: zeros (VGG19's) or the edge pixels repeated.
+PADDINGS = ("zero", "replicate")
 #: How the pooling is computed (the same values, at different speeds):
 #: Keras' pooling layers or a reshape and a reduction (`nst.features.Pool2x2`).
 POOLING_OPS = ("keras", "reshape")
@@ -46,6 +52,8 @@ MASK_MODES = ("propagate", "erode")
 FLOW_METHODS = ("dis", "farneback")
 
 MIN_SIZE, MAX_SIZE = 16, 8192
+#: ``scales='auto'``: the smallest scale, and how many times ``steps`` it takes (crowsonkb's 1,000 and 500).
+AUTO_SMALLEST, AUTO_FIRST_FACTOR = 128, 2
 #: The smallest tile side (`Config.tile`), pixels.
 MIN_TILE = 32
 #: Larger input images are refused as possible decompression bombs (Pillow's
@@ -84,8 +92,8 @@ class Config:
     style_layer_weights: tuple[float, ...] | None = None
     """w_l per style layer; ``None`` means 1/L each."""
     loss_form: str = "report"
-    """'report' (the paper's normalisation), 'tutorial' (the TF tutorial's)
-    or 'gatys' (the authors' code's; see `nst.losses`)."""
+    """'report' (the paper's normalisation), 'tutorial' (the TF tutorial's),
+    'gatys' (the authors' code's) or 'scaled' (crowsonkb's; see `nst.losses`)."""
     optimizer: str = "adam"
     """'adam' (the report's) or 'lbfgs' (SciPy's L-BFGS-B, the paper's and
     jcjohnson's choice: fewer evaluations to a given loss, no learning rate)."""
@@ -95,19 +103,25 @@ class Config:
     beta_2: float = 0.999
     epsilon: float = 1e-8
     adam_warm_start: bool = False
-    """Go on with the Adam state that the ``init`` PNG records (nst saves it
-    in every Adam output): a fresh Adam moves every pixel by about the
-    learning rate in its first steps, whatever the gradient, which from a
-    nearly converged image climbs away before it comes back. ``nst
-    --resume`` sets this; without a record Adam starts fresh."""
+    """Go on with the Adam state that the ``init`` PNG records (every Adam
+    output does; ``nst --resume`` sets this): a fresh Adam moves every pixel
+    by about the learning rate at first, which from a nearly converged image
+    climbs away before it comes back. Without a record Adam starts fresh."""
     lbfgs_memory: int = 20
     """How many past steps L-BFGS keeps to model the curvature."""
-    scales: tuple[int, ...] | None = None
+    scales: tuple[int, ...] | str | None = None
     """Coarse to fine: the sizes to optimise at, smallest first; the last is
     ``size`` (setting only ``scales`` sets ``size`` to its last). Each scale
-    starts from the previous result, upsampled. ``None``: only ``size``."""
+    starts from the previous result, upsampled. 'auto': crowsonkb's pyramid,
+    from `AUTO_SMALLEST` px up by factors of sqrt(2) (`scale_sizes`), with
+    `AUTO_FIRST_FACTOR` x the steps at the first scale. ``None``: only ``size``."""
     scale_steps: tuple[int, ...] | None = None
-    """Steps at each scale; ``None``: ``steps`` at each."""
+    """Steps at each scale; ``None``: ``steps`` at each (with 'auto' scales,
+    `AUTO_FIRST_FACTOR` x as many at the first)."""
+    scale_warm_start: bool = False
+    """Coarse to fine with Adam: each later scale goes on with the previous
+    scale's Adam moments, resized (the first bicubic, the second bilinear
+    and at least 0; crowsonkb's), instead of a fresh Adam."""
     style_blend: tuple[float, ...] | None = None
     """Weight of each style image in the blended Gram targets (normalised to
     sum to 1); ``None``: equal weights."""
@@ -115,23 +129,34 @@ class Config:
     """Size of the style image relative to the output (0.5: half as large, so
     its brush strokes come out larger)."""
     pooling: str = "max"
-    """VGG19's pooling: 'max' (Keras') or 'avg' (the paper's), same weights."""
+    """VGG19's pooling: 'max' (Keras'), 'avg' (the paper's) or 'l2' (each
+    window's L2 norm x 0.78, crowsonkb's, scaled so that the deeper
+    activations keep about max pooling's size); the same weights."""
+    padding: str = "zero"
+    """The first convolution's padding: 'zero' (VGG19's) or 'replicate'
+    (the edge pixels repeated: fewer artefacts along the picture's edges)."""
+    style_loss: str = "gram"
+    """'gram' (the loss form's Gram matrices) or 'w2': the Wasserstein-2
+    distance between Gaussian fits of the features, which keeps the
+    style's colour and contrast apart (see `nst.wasserstein`)."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of Adam's iterates (0: off;
+    crowsonkb's 0.99). The output, the preview and the next scale's start
+    are the bias-corrected average, which has none of Adam's grain."""
     normalize: str | None = None
-    """The paper's normalised VGG19 (`nst.normalize`): each filter scaled so
-    its mean activation over an image set is 1, 'samples' (the sample
-    images) or a folder of images; ``None`` ('off'): Keras' VGG19 as it is.
-    Only with the 'gatys' loss form (the `gatys` preset), whose weights are
-    set for it."""
+    """The paper's normalised VGG19 (`nst.normalize`), each filter's mean
+    activation made 1 over 'samples' (the sample images) or a folder of
+    images, for the 'gatys' loss form only; ``None`` ('off'): Keras' VGG19."""
     mask_mode: str = "propagate"
-    """With regions (`nst.stylize`'s ``masks``): how each mask is brought to
-    a style layer's resolution, 'propagate' (through the receptive fields:
-    soft borders) or 'erode' (resized, then a 3 x 3 minimum); see
-    `nst.regions.layer_masks`."""
+    """With regions (``masks``): how a mask reaches a style layer's resolution,
+    'propagate' (through the receptive fields: soft borders) or 'erode'
+    (resized, then a 3 x 3 minimum); see `nst.regions.layer_masks`."""
     preserve_color: str | None = None
     """Keep the content's colours: 'luminance' or 'histogram' (``None``: off)."""
     init: str = "content"
-    """Starting image: 'content', 'style' (resized to the output), 'noise',
-    or the path or URL of an image."""
+    """Starting image: 'content', 'style' (resized to the output), 'noise'
+    (uniform in [0, 1]), 'gray' or 'style-mean' (0.5, or the styles' mean
+    colour, plus noise of one grey level), or the path or URL of an image."""
     seed: int | None = None
     """Seed for noise and random weights; with a seed the same inputs and
     settings give a bit-identical image on the same machine."""
@@ -142,6 +167,9 @@ class Config:
     jit_compile: bool | None = None
     """Compile each step with XLA (True) or run TensorFlow's own kernels
     (False); ``None``: whichever `nst.paths` measured faster here."""
+    time_limit: float | None = None
+    """End the run after this many seconds of steps (from the first), with
+    the best image so far (``Result.stopped`` says so); ``None``: no limit."""
     max_pixels: int = MAX_PIXELS
     """Input images with more pixels are refused (a decompression-bomb guard)."""
     device: str = "auto"
@@ -162,7 +190,7 @@ class Config:
         """A copy with ``changes`` applied and validated."""
         changes = _normalise(changes)
         scales = changes.get("scales")
-        if isinstance(scales, tuple) and scales and "size" not in changes:
+        if isinstance(scales, tuple) and scales and scales[-1] != "auto" and "size" not in changes:
             changes["size"] = scales[-1]
         return dataclasses.replace(self, **changes).validate()
 
@@ -183,6 +211,11 @@ class Config:
         check_real("epsilon", self.epsilon, 0, inclusive=False)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("padding", self.padding, PADDINGS)
+        check_choice("style_loss", self.style_loss, STYLE_LOSSES)
+        check_real("ema", self.ema, 0, 1, high_inclusive=False)
+        if self.ema and self.optimizer == "lbfgs":
+            raise ConfigError("ema averages Adam's iterates; L-BFGS's are its line search's: use --optimizer adam")
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
         if self.pooling_op is not None:
@@ -196,14 +229,18 @@ class Config:
         if self.preserve_color is not None:
             check_choice("preserve_color", self.preserve_color, COLOR_MODES)
         check_integer("max_pixels", self.max_pixels, 1, MAX_MAX_PIXELS)
+        if self.time_limit is not None:
+            check_real("time_limit", self.time_limit, 0, inclusive=False)
         check_integer("lbfgs_memory", self.lbfgs_memory, 1, MAX_LBFGS_MEMORY)
         if self.seed is not None:
             check_integer("seed", self.seed, 0, 2**32 - 1)
         if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
             raise ConfigError(f"jit_compile must be True, False or None (measured), got {self.jit_compile!r}")
+        if not isinstance(self.scale_warm_start, bool):
+            raise ConfigError(f"scale_warm_start must be True or False, got {self.scale_warm_start!r}")
         if not isinstance(self.adam_warm_start, bool):
             raise ConfigError(f"adam_warm_start must be True or False, got {self.adam_warm_start!r}")
-        if self.scales is not None:
+        if self.scales is not None and self.scales != "auto":
             check_sequence("scales", self.scales)
             for value in self.scales:
                 check_integer("scales", value, MIN_SIZE, MAX_SIZE)
@@ -213,8 +250,8 @@ class Config:
                 )
         if self.scale_steps is not None:
             check_sequence("scale_steps", self.scale_steps)
-            if len(self.scale_steps) != len(self.scales or (self.size,)):
-                raise ConfigError(f"scale_steps needs one value per scale ({len(self.scales or (self.size,))})")
+            if len(self.scale_steps) != len(self.scale_sizes):
+                raise ConfigError(f"scale_steps needs one value per scale ({len(self.scale_sizes)})")
             for value in self.scale_steps:
                 check_integer("scale_steps", value, 1, MAX_STEPS)
         if self.style_blend is not None:
@@ -269,8 +306,24 @@ class Config:
     @property
     def schedule(self) -> list[tuple[int, int]]:
         """(size, steps) of each scale, smallest first."""
-        sizes = self.scales or (self.size,)
-        return list(zip(sizes, self.scale_steps or [self.steps] * len(sizes)))
+        sizes = self.scale_sizes
+        steps = [self.steps] * len(sizes)
+        if self.scales == "auto" and len(sizes) > 1:
+            steps[0] = min(MAX_STEPS, AUTO_FIRST_FACTOR * self.steps)
+        return list(zip(sizes, self.scale_steps or steps))
+
+    @property
+    def scale_sizes(self) -> tuple[int, ...]:
+        """The size of each scale, smallest first: ``scales``, or with 'auto'
+        ``size / sqrt(2)^k`` (rounded) for each k that keeps it at least
+        `AUTO_SMALLEST`, or only ``size``."""
+        if self.scales != "auto":
+            return tuple(self.scales or (self.size,))
+        sizes, k = [], 0
+        while round(self.size / 2 ** (k / 2)) >= min(AUTO_SMALLEST, self.size):
+            sizes.insert(0, round(self.size / 2 ** (k / 2)))
+            k += 1
+        return tuple(sizes)
 
     @property
     def min_side(self) -> int:
@@ -383,60 +436,11 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
         k: tuple(v) if isinstance(v, list) else os.fspath(v) if isinstance(v, os.PathLike) else v
         for k, v in values.items()
     }
+    if values.get("scales") == ("auto",):  # from the command line
+        values["scales"] = "auto"
     if isinstance(values.get("normalize"), str) and values["normalize"].lower() in ("off", "none"):
         values["normalize"] = None
     return values
-
-
-#: Named presets: each is a description and the settings that differ from
-#: `Config`'s defaults. A preset is data; `preset()` turns it into a Config.
-PRESETS: dict[str, dict[str, Any]] = {
-    "report": {
-        "description": "The report / Gatys et al. 2016: content block4_conv2, style block1-5_conv1, alpha/beta 1e-3, Adam.",
-        "settings": {},
-    },
-    "gatys": {
-        "description": "The paper's network and balance, as in the authors' code: VGG19 normalised over the "
-        "sample images, Gram matrices and errors averaged, each style term divided by N_l^2 (loss form 'gatys'), "
-        "alpha/beta 1e-3, L-BFGS, 500 evaluations.",
-        "settings": {
-            "normalize": "samples",
-            # leongatys/PytorchNeuralStyleTransfer: style weights 1e3 / N_l^2
-            # on MSE(G / M, A / M), content weight 1 on MSE(F, P).
-            "loss_form": "gatys",
-            "style_layer_weights": (1.0,) * len(PAPER_STYLE_LAYERS),
-            "style_weight": 1e3,
-            "optimizer": "lbfgs",
-            "steps": 500,
-        },
-    },
-    "blocks1-3": {
-        "description": "The report's losses on VGG19 blocks 1-3 only (content block3_conv2, style "
-        "block1-3_conv1, beta 1e4): works with the partial block 1-3 weights file.",
-        "settings": {
-            "content_layers": ("block3_conv2",),
-            "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1"),
-            # Checked by eye at 256 px, 300 steps, real weights: beta 1e3 (the
-            # paper's ratio) stylises only mildly at these layers, 1e4 fully.
-            "style_weight": 1e4,
-        },
-    },
-    "tutorial": {
-        "description": "The TensorFlow tutorial: content block5_conv2, style block1-5_conv1, its own loss "
-        "normalisation, content 1e4, style 1e-2, TV 30, Adam lr 0.02, beta_1 0.99, eps 0.1, 1000 steps.",
-        "settings": {
-            "content_layers": ("block5_conv2",),
-            "content_weight": 1e4,
-            "style_weight": 1e-2,
-            "tv_weight": 30.0,
-            "loss_form": "tutorial",
-            "learning_rate": 0.02,
-            "beta_1": 0.99,
-            "epsilon": 0.1,
-            "steps": 1000,
-        },
-    },
-}
 
 
 def preset(name: str = "report", **overrides: Any) -> Config:

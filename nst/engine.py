@@ -38,7 +38,8 @@ from nst.tiles import TiledProblem
 KEPT = 24
 #: The settings that change a compiled program (beside the shapes and the device).
 PROGRAM = ("content_layers", "style_layers", "weights", "pooling", "normalize", "precision", "loss_form", "tile",
-           "optimizer", "beta_1", "beta_2", "epsilon", "jit_compile", "pooling_op")  # fmt: skip
+           "optimizer", "beta_1", "beta_2", "epsilon", "jit_compile", "pooling_op", "padding", "style_loss",
+           "ema")  # fmt: skip
 
 
 class Engine:
@@ -145,7 +146,8 @@ def _evict() -> None:
 def _adam_program(problem: Problem, config: Config) -> tuple[tf.keras.optimizers.Optimizer, Callable]:
     """Adam for ``problem``: the optimizer (its moments built, its learning
     rate a variable) and one compiled update (evaluate, step, clip to
-    [0, 1]; returns the terms at the image it evaluated)."""
+    [0, 1], and with ``config.ema`` average; returns the terms at the image
+    it evaluated)."""
     with problem.strategy.scope():
         optimizer = tf.keras.optimizers.Adam(
             learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
@@ -166,6 +168,8 @@ def _adam_program(problem: Problem, config: Config) -> tuple[tf.keras.optimizers
         values, gradient = problem.evaluate_with_gradient()
         optimizer.apply_gradients([(gradient, problem.image)])  # sums the replicas' gradients
         problem.image.assign(tf.clip_by_value(problem.image, 0.0, 1.0))
+        if config.ema:
+            problem.advance_average()
         return values
 
     # One compiled step: the losses come back as one small array per step and

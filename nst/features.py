@@ -5,7 +5,8 @@ The model takes RGB images in [0, 1], shaped (batch, height, width, 3) (a
 single grey channel is repeated to three), applies Keras' own VGG19
 preprocessing ("caffe": BGR, ImageNet mean subtracted, 0-255) and runs the
 network only up to the deepest layer asked for. Its pooling layers can be
-max (Keras') or average (the paper's); the weights are the same. Pooling
+max (Keras'), average (the paper's) or L2 (crowsonkb's), and its first
+convolution can pad with zeros or the edge pixels; the weights are the same. Pooling
 is computed by Keras' layers or by `Pool2x2` (``pooling_op``: the same
 values; which is faster depends on the machine, `nst.paths`). A given
 extractor is built once per process (`get_extractor`).
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nst.backend import tf
-from nst.config import POOLING_OPS, Config
+from nst.config import PADDINGS, POOLING_OPS, POOLINGS, Config
 from nst.geometry import VGG19_CONV_LAYERS, block
 from nst.normalize import normalize as normalize_network
 from nst.weights import WEIGHTS_ENV, WeightsError, check_weights, resolve_weights
@@ -35,10 +36,16 @@ class Features(NamedTuple):
     content: list[tf.Tensor]
 
 
+#: L2 pooling's output scale (crowsonkb/style-transfer-pytorch's): the norm of
+#: a window of four is up to twice its maximum, and 0.78 x it keeps the deeper
+#: activations, and so the weights' meaning, about max pooling's.
+L2_SCALE = 0.78
+
+
 class Pool2x2(tf.keras.layers.Layer):
-    """VGG19's 2 x 2, stride 2 pooling, 'max' or 'avg', as a reshape and a
-    reduction: the values of Keras' pooling layers (an odd last row or column
-    is dropped, as theirs do). XLA compiles Keras' max pooling gradient
+    """VGG19's 2 x 2, stride 2 pooling, 'max', 'avg' or 'l2' (`L2_SCALE`
+    x each window's L2 norm), as a reshape and a reduction: the values of
+    Keras' pooling layers (an odd last row or column is dropped, as theirs do). XLA compiles Keras' max pooling gradient
     (select-and-scatter) with three index arrays the size of its input, 0.5
     GiB more per step at 512 px and ~4% slower; a reduction's gradient is one
     elementwise pass. Where a window's maximum is tied, the reduction splits
@@ -53,7 +60,23 @@ class Pool2x2(tf.keras.layers.Layer):
         shape = tf.shape(x)
         h, w = shape[1] // 2, shape[2] // 2
         windows = tf.reshape(x[:, : 2 * h, : 2 * w], [shape[0], h, 2, w, 2, x.shape[-1]])
+        if self.mode == "l2":  # (the maximum keeps the gradient finite where a window is all zeros)
+            return L2_SCALE * tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(windows), axis=(2, 4)), 1e-12))
         return (tf.reduce_max if self.mode == "max" else tf.reduce_mean)(windows, axis=(2, 4))
+
+
+class ReplicateConv2D(tf.keras.layers.Conv2D):
+    """A 3 x 3 convolution whose input is padded by repeating its edge pixels
+    instead of with zeros (crowsonkb's first layer: fewer edge artefacts),
+    so that its map keeps the input's size. A tile's input ends at the
+    picture's edge only where it is not trimmed, so tiles see the same edges."""
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        # A reflection of one pixel that includes the edge repeats it.
+        return super().call(tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC"))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], self.filters)
 
 
 #: The layers that pool (`Extractor.__call__` trims a tile's halo before each).
@@ -77,6 +100,7 @@ class Extractor:
         precision: str = "float32",
         normalize: str | None = None,
         pooling_op: str = "reshape",
+        padding: str = "zero",
     ) -> None:
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
@@ -86,8 +110,10 @@ class Extractor:
         unknown = [name for name in layers if name not in VGG19_CONV_LAYERS]
         if unknown:
             raise ValueError(f"unknown VGG19 layer(s) {unknown}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
-        if pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if pooling_op not in POOLING_OPS:
             raise ValueError(f"pooling_op must be one of {POOLING_OPS}, got {pooling_op!r}")
         self.precision = precision
@@ -97,7 +123,7 @@ class Extractor:
         previous = tf.keras.mixed_precision.global_policy()
         tf.keras.mixed_precision.set_global_policy(precision)
         try:
-            self.model = self._build(_vgg19(weights), layers, pooling, pooling_op)
+            self.model = self._build(_vgg19(weights), layers, pooling, pooling_op, padding)
         finally:
             tf.keras.mixed_precision.set_global_policy(previous)
         self.model.trainable = False
@@ -109,21 +135,29 @@ class Extractor:
         self.normalization = None
         if normalize:
             convs = _conv_layers(self.model)
-            self.normalization = normalize_network(convs, self.model.layers[1:], weights, pooling, normalize)
+            network = f"{pooling}/{padding}"  # what the cached means depend on beside the weights
+            self.normalization = normalize_network(convs, self.model.layers[1:], weights, network, normalize)
         self._index = {name: i for i, name in enumerate(layers)}
 
     @staticmethod
-    def _build(vgg: tf.keras.Model, layers: list[str], pooling: str, pooling_op: str) -> tf.keras.Model:
+    def _build(vgg: tf.keras.Model, layers: list[str], pooling: str, pooling_op: str,
+               padding: str) -> tf.keras.Model:  # fmt: skip
         # VGG19 is a chain: walk it up to the deepest layer asked for, reusing
-        # its conv layers (and so their weights), with max or the paper's
-        # average pooling where Keras has max pooling, computed by Keras'
-        # pooling layers or by `Pool2x2` (``pooling_op``).
+        # its conv layers (and so their weights), with max, the paper's
+        # average or L2 pooling where Keras has max pooling, computed by
+        # Keras' pooling layers or by `Pool2x2` (``pooling_op``; L2 by
+        # `Pool2x2` always), and the first convolution's edges replicated if asked.
         x = inputs = tf.keras.Input((None, None, 3))
         outputs = {}
         for layer in vgg.layers[1:]:
+            if padding == "replicate" and layer is vgg.layers[1]:
+                first = ReplicateConv2D(layer.filters, 3, activation="relu", name=layer.name)
+                first.build((None, None, None, 3))
+                first.set_weights(layer.get_weights())
+                layer = first
             if isinstance(layer, tf.keras.layers.MaxPooling2D):
-                name = layer.name if pooling == "max" else layer.name.replace("pool", "avgpool")
-                if pooling_op == "reshape":
+                name = layer.name if pooling == "max" else layer.name.replace("pool", f"{pooling}pool")
+                if pooling_op == "reshape" or pooling == "l2":
                     layer = Pool2x2(pooling, name=name)
                 else:
                     keras_pool = tf.keras.layers.MaxPooling2D if pooling == "max" else tf.keras.layers.AveragePooling2D
@@ -170,9 +204,10 @@ def get_extractor(
     device: str = "CPU",
     normalize: str | None = None,
     pooling_op: str = "reshape",
+    padding: str = "zero",
 ) -> Extractor:
     """The extractor for these layers, weights, pooling (computed by
-    ``pooling_op``) and precision ('float32', 'mixed_float16' or
+    ``pooling_op``), first padding and precision ('float32', 'mixed_float16' or
     'mixed_bfloat16'), normalised over the images ``normalize`` names
     (``None``: Keras' VGG19 as it is), built once per process and device (a
     `tf.distribute` strategy's name), in that strategy's scope (so its
@@ -180,9 +215,9 @@ def get_extractor(
     resolved = resolve_weights(weights)
     if resolved != weights:
         return get_extractor(style_layers, content_layers, resolved, seed, pooling, precision, device, normalize,
-                             pooling_op)  # fmt: skip
+                             pooling_op, padding)  # fmt: skip
     seed = seed if resolved == "random" else None
-    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision, normalize, pooling_op)
+    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision, normalize, pooling_op, padding)
 
 
 def extractor_for(config: Config, device: str = "CPU") -> Extractor:
@@ -192,7 +227,7 @@ def extractor_for(config: Config, device: str = "CPU") -> Extractor:
     c = config
     precision = "float32" if c.precision == "auto" else c.precision
     return get_extractor(c.style_layers, c.content_layers, c.weights, c.seed, c.pooling, precision, device,
-                         c.normalize, c.pooling_op or "reshape")  # fmt: skip
+                         c.normalize, c.pooling_op or "reshape", c.padding)  # fmt: skip
 
 
 def _vgg19(weights: str) -> tf.keras.Model:

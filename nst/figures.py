@@ -1,6 +1,6 @@
 """The report's figure and the paper's figures, remade with one call.
 
-``make_figures(out_dir)`` (and ``nst figures``) writes nine PNGs:
+``make_figures(out_dir)`` (and ``nst figures``) writes ten PNGs:
 
 - ``report.png``: content | style | output, the report's figure;
 - ``styles.png``: Tübingen in several styles, at the paper's ratios;
@@ -13,6 +13,8 @@
 - ``init.png``: starting from the content, the style, and noise (several seeds);
 - ``color.png``: plain, luminance-only and histogram-matched transfer (2017);
 - ``loss.png``: loss curves against step and wall time, Adam and L-BFGS;
+- ``recipes.png``: the report, gatys and scale-free presets (crowsonkb's
+  recipe), each given the wall time that the scale-free run took;
 - ``progress.png`` (and ``progress.gif``): one run at steps 0, 10, 50, 100, ...
 
 With weights that cover only part of VGG19 (the block 1-3 file), every
@@ -22,11 +24,9 @@ with the same inputs and settings are made once and shared between figures.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,14 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.ndimage
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nst import __version__
 from nst.clips import save_animation
-from nst.config import PAPER_STYLE_LAYERS, PRESETS, Config, preset
-from nst.failure import Parser
+from nst.config import MAX_STEPS, PAPER_STYLE_LAYERS, PRESETS, Config, preset
 from nst.images import (
     METADATA_KEY,
     SAMPLE_PREFIX,
@@ -52,9 +50,10 @@ from nst.images import (
     require_side,
     write_atomic,
 )
+from nst.regions import sky_mask
 from nst.weights import available_layers, check_weights, describe_weights
 
-NAMES = ("report", "styles", "ratio_layers", "networks", "regions", "init", "color", "loss", "progress")
+NAMES = ("report", "styles", "ratio_layers", "networks", "regions", "init", "color", "loss", "recipes", "progress")
 
 #: The paper's Figure 3: (style sample, alpha/beta) for Tübingen.
 PAPER_STYLES = (("shipwreck", 1e-3), ("starry_night", 8e-4), ("the_scream", 5e-3), ("woman_with_hat", 5e-4))
@@ -67,6 +66,12 @@ RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)
 NORMALIZED_RATIO = 1e-5
 #: The painting for the town in `regions.png` (the sky takes the figures' style).
 TOWN_STYLE = "the_scream"
+#: What `recipes.png` says of each preset.
+RECIPES = {
+    "report": "½Σ(F−P)², Gram sums, Adam",
+    "gatys": "normalised VGG19, means, L-BFGS",
+    "scale-free": "Σd²/Σ|d|, W2, √2 pyramid, EMA",
+}
 #: Steps at which `progress.png` shows the image.
 MILESTONES = (0, 10, 50, 100, 200, 500, 1000, 2000)
 
@@ -155,7 +160,9 @@ class Figures:
                 "style_weight": config.style_weight,
                 "tv_weight": config.tv_weight, "init": config.init, "seed": config.seed,
                 "preserve_color": config.preserve_color, "preset": config.preset, "normalize": config.normalize,
-                "loss_form": config.loss_form, "style_layer_weights": list(config.layer_weights)}  # fmt: skip
+                "loss_form": config.loss_form, "style_layer_weights": list(config.layer_weights),
+                "style_loss": config.style_loss, "ema": config.ema, "scales": config.scales,
+                "time_limit": config.time_limit}  # fmt: skip
 
     def ratio(self, alpha_over_beta: float) -> dict[str, float]:
         """Content and style weights for a ratio (scaled for partial weights)."""
@@ -309,6 +316,27 @@ class Figures:
         fig.suptitle(self.title("One run as it goes"), fontsize=9)
         return fig
 
+    def recipes(self) -> Figure:
+        s = self.settings
+        layers = {"content_layers": self.base.content_layers, "style_layers": self.base.style_layers}
+        free = {**PRESETS["scale-free"]["settings"], **layers, "preset": "scale-free", "steps": max(1, s.steps // 2),
+                "style_layer_weights": _leading(PRESETS["scale-free"]["settings"]["style_layer_weights"],
+                                                len(self.base.style_layers))}  # fmt: skip
+        recipe, _ = self.run(s.content, s.style, **free)
+        seconds = recipe.history["time"][-1]  # from its first step to its last evaluation
+        paper = {**PRESETS["gatys"]["settings"], **layers, "preset": "gatys",
+                 "style_layer_weights": (1.0,) * len(self.base.style_layers)}  # fmt: skip
+        timed = {"steps": MAX_STEPS, "time_limit": max(seconds, 1e-3)}
+        panels = [("report", self.run(s.content, s.style, **timed)[0]),
+                  ("gatys", self.run(s.content, s.style, **{**paper, **timed})[0]), ("scale-free", recipe)]  # fmt: skip
+        fig, axes = _grid(1, len(panels) + 1, self.settings.dpi)
+        _show(axes[0][0], load_image(s.content, s.size), "content")
+        for ax, (name, result) in zip(axes[0][1:], panels):
+            steps, took = int(result.history["step"][-1]), result.history["time"][-1]
+            _show(ax, result.best_image, f"{name}: {RECIPES[name]}\n{steps} steps in {took:.0f} s")
+        fig.suptitle(self.title(f"Three recipes, the same wall time ({seconds:.0f} s of steps each)"), fontsize=9)
+        return fig
+
     # -- all of them -------------------------------------------------------------
 
     def check(self, only: tuple[str, ...] = NAMES) -> None:
@@ -373,49 +401,6 @@ def make_figures(
     return Figures(settings or FigureSettings(), log).make(out, only)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The options of ``nst figures``."""
-    defaults = FigureSettings()
-    parser = Parser(prog="nst figures", description="Remake the report's and the paper's figures.")
-    parser.add_argument("--out", default="figures", help="folder for the PNGs (default: %(default)s)")
-    parser.add_argument("--size", type=int, help=f"longest side of each output (default: {defaults.size})")
-    parser.add_argument("--steps", type=int, help=f"steps per run (default: {defaults.steps})")
-    parser.add_argument("--weights", help="imagenet | random | PATH (default: $NST_VGG19_WEIGHTS or imagenet)")
-    parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", help=f"some of: {' '.join(NAMES)}")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 64 px, 3 steps")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """``nst figures [--out DIR] [--size N] [--steps N] [--weights W] [--only NAME ...] [--quick]``."""
-    args = build_parser().parse_args(argv)
-    given = {
-        k: v for k, v in {"size": args.size, "steps": args.steps, "weights": args.weights}.items() if v is not None
-    }
-    settings = FigureSettings.quick(**given) if args.quick else FigureSettings(**given)
-    Config(size=settings.size, steps=settings.steps).validate()  # a clear error before any run
-    started = time.perf_counter()
-    paths = make_figures(args.out, only=tuple(args.only or NAMES), settings=settings,
-                         log=lambda text: print(text, file=sys.stderr))  # fmt: skip
-    print(f"nst: wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.0f} s")
-    return 0
-
-
-def sky_mask(photo: np.ndarray) -> np.ndarray:
-    """Where the sky is in ``photo`` (1) and is not (0), (height, width): the
-    pixels connected to the top edge whose colour has the top rows' hue
-    (lightening towards the horizon allowed), without specks or holes. A
-    heuristic for the regions figure's outdoor photo, not a segmenter."""
-    smooth = scipy.ndimage.uniform_filter(photo, size=(5, 5, 1))
-    top = np.median(smooth[: max(1, len(photo) // 20)].reshape(-1, 3), axis=0)
-    hue = smooth - smooth.mean(axis=-1, keepdims=True)
-    like = (np.linalg.norm(hue - (top - top.mean()), axis=-1) < 0.12) & (smooth.mean(axis=-1) > top.mean() - 0.1)
-    labels, _ = scipy.ndimage.label(like)
-    sky = np.isin(labels, labels[0][labels[0] > 0])
-    sky = scipy.ndimage.binary_fill_holes(scipy.ndimage.binary_opening(sky, iterations=2))
-    return sky.astype(np.float32)
-
-
 def _grid(rows: int, cols: int, dpi: int) -> tuple[Figure, list[list[Any]]]:
     fig = Figure(figsize=(2.6 * cols, 2.4 * rows + 0.6), dpi=dpi, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -437,6 +422,11 @@ def _name(source: str | tuple[str, ...]) -> str:
 
 def _describe_changes(changes: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in changes.items()) or "(base settings)"
+
+
+def _leading(weights: tuple[float, ...], count: int) -> tuple[float, ...]:
+    """The first ``count`` of ``weights``, normalised to sum to 1 (a preset's layer weights on fewer layers)."""
+    return tuple(w / sum(weights[:count]) for w in weights[:count])
 
 
 def _layer_range(layers: tuple[str, ...]) -> str:

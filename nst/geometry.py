@@ -24,6 +24,8 @@ VGG19_CONV_LAYERS: tuple[str, ...] = (
     "block4_conv1", "block4_conv2", "block4_conv3", "block4_conv4",
     "block5_conv1", "block5_conv2", "block5_conv3", "block5_conv4",
 )  # fmt: skip
+#: The paper's style layers (its content layer is block4_conv2).
+PAPER_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 #: Channels of each VGG19 block.
 VGG19_BLOCK_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 

@@ -46,8 +46,8 @@ from nst.config import Config, ConfigError
 from nst.features import extractor_for
 from nst.images import ImageSource
 from nst.losses import Weights
-from nst.optimizers import adam, adam_record, lbfgs
-from nst.record import NonFinite, Progress, Recorder, Result
+from nst.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
+from nst.record import EarlyEnd, Progress, Recorder, Result
 from nst.scene import Job, Prepared, Previous, resize, settings
 from nst.targets import for_job
 
@@ -215,14 +215,16 @@ class LiveRun:
                     # The next scale, from this one's result upsampled.
                     shape = self.job.scenes[self._scale + 1].content.shape[:2]
                     image = resize(self.engine.problem.image[0].numpy(), shape)
+                    moments = adam_moments(self.engine) if self.config.scale_warm_start else None
                     self._release()
                     self._scale += 1
                     self.engine = self._enter_scale(image)
+                    carry_adam(self.engine, moments)
                 else:
                     book.stopped = "interrupted"
             except KeyboardInterrupt:
                 book.stopped = "interrupted"
-            except NonFinite as e:
+            except EarlyEnd as e:
                 book.stopped = str(e)
             except BaseException as e:  # raised by `result`, in the caller's thread
                 self._error = e
@@ -230,7 +232,7 @@ class LiveRun:
             book.adam = adam_record(self.engine)
             result = book.result(0)
             result.config, result.changes = self.config, list(self.changes)
-            if self.changes:  # the best step under the weights in force at the end
+            if self.changes and not self.config.ema:  # the best step under the weights in force at the end
                 steps, totals = np.array(result.history["step"]), np.array(result.history["total"])
                 since = steps >= self.changes[-1]["step"]
                 result.best_step = int(steps[since][np.argmin(totals[since])]) if since.any() else result.best_step

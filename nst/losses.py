@@ -32,6 +32,7 @@ from typing import NamedTuple
 from nst.backend import tf
 from nst.config import Config
 from nst.features import Features
+from nst.wasserstein import moment_features, w2_style
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
@@ -47,6 +48,17 @@ def guided_gram(features: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
 def squared_error(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """``sum (F - P)^2`` per batch element: what every content form is made of."""
     return tf.reduce_sum(tf.square(features - target), axis=[1, 2, 3])
+
+
+def squared_sums(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """``[sum (F - P)^2]``, (1, batch): the sums a content term is made of."""
+    return squared_error(features, target)[None]
+
+
+def squared_and_absolute(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """``[sum (F - P)^2, sum |F - P|]``, (2, batch): the scaled form's sums."""
+    d = features - target
+    return tf.stack([tf.reduce_sum(tf.square(d), axis=[1, 2, 3]), tf.reduce_sum(tf.abs(d), axis=[1, 2, 3])])
 
 
 def _positions(features: tf.Tensor) -> tf.Tensor:
@@ -66,8 +78,8 @@ def _per_matrix(m: tf.Tensor | int, dtype: tf.DType) -> tf.Tensor:
 # and regions (`nst.regions`) only change how the sums are made.
 
 
-def _report_content(squared: tf.Tensor, n: int, m: int) -> tf.Tensor:
-    return 0.5 * squared
+def _report_content(sums: tf.Tensor, n: int, m: int) -> tf.Tensor:
+    return 0.5 * sums[0]
 
 
 def _report_style(gram: tf.Tensor, target: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
@@ -79,8 +91,21 @@ def _report_target(gram: tf.Tensor, style_positions: tf.Tensor | float, position
     return gram * (tf.cast(positions, gram.dtype) / tf.cast(style_positions, gram.dtype))
 
 
-def _mean_content(squared: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
-    return squared / tf.cast(n * m, squared.dtype)
+def _mean_content(sums: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
+    return sums[0] / tf.cast(n * m, sums.dtype)
+
+
+#: Keeps the scaled form's ``sum d^2 / sum |d|`` finite where d is 0.
+SCALED_EPSILON = 1e-8
+
+
+def _scaled_content(sums: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
+    return sums[0] / (sums[1] + SCALED_EPSILON)
+
+
+def _scaled_style(gram: tf.Tensor, target: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
+    d = gram / _per_matrix(m, gram.dtype) - target
+    return tf.reduce_sum(tf.square(d), axis=[-2, -1]) / (tf.reduce_sum(tf.abs(d), axis=[-2, -1]) + SCALED_EPSILON)
 
 
 def _tutorial_style(gram: tf.Tensor, target: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
@@ -123,6 +148,16 @@ def temporal_loss(image: tf.Tensor, previous: tf.Tensor, consistency: tf.Tensor)
     return 0.5 * tf.reduce_sum(consistency * tf.square((image - previous) * 255.0), axis=[1, 2, 3])
 
 
+def mean_total_variation(image: tf.Tensor) -> tf.Tensor:
+    """The mean over pixels of ``(x[i+1, j] - x[i, j])^2 + (x[i, j+1] - x[i, j])^2``,
+    pixels in [0, 1], the last row and column repeated (crowsonkb's TV: it
+    does not grow with the image, as the scaled form's terms do not)."""
+    x = tf.concat([image, image[:, -1:]], axis=1)
+    x = tf.concat([x, x[:, :, -1:]], axis=2)
+    dy, dx = x[:, 1:, :-1] - x[:, :-1, :-1], x[:, :-1, 1:] - x[:, :-1, :-1]
+    return tf.reduce_mean(tf.square(dy) + tf.square(dx), axis=[1, 2, 3])
+
+
 def tutorial_total_variation(image: tf.Tensor) -> tf.Tensor:
     """The tutorial's TV, `tf.image.total_variation`: the sum of absolute
     differences between neighbouring pixels in [0, 1]."""
@@ -137,25 +172,30 @@ class LossForm(NamedTuple):
     - ``style_of(G, A, N, M)``: E_l from G summed over M positions;
     - ``target_of(G_s, M_s, M)``: A from a style image's Gram sum over its
       own M_s positions (or a style mask's mass), for an output of M;
-    - ``tv(image)``: the total variation.
+    - ``tv(image)``: the total variation;
+    - ``statistics(F)``: what the Gram matrices are taken of (W2's moments
+      need a channel of ones, `moment_features`).
     """
 
     content_of: Callable[[tf.Tensor, int, int], tf.Tensor]
     style_of: Callable[..., tf.Tensor]
     target_of: Callable[..., tf.Tensor]
     tv: Callable[[tf.Tensor], tf.Tensor]
+    content_sums: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] = squared_sums
+    statistics: Callable[[tf.Tensor], tf.Tensor] = tf.identity
 
     def content(self, features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         """The content term of ``features`` against ``target`` (P), per batch element."""
-        return self.content_of(squared_error(features, target), features.shape[-1], _positions(features))
+        return self.content_of(self.content_sums(features, target), features.shape[-1], _positions(features))
 
     def style(self, features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
         """E_l of ``features`` against A (made by `style_target` for their size)."""
+        features = self.statistics(features)
         return self.style_of(gram_matrix(features), target_gram, features.shape[-1], _positions(features))
 
     def style_target(self, style_features: tf.Tensor, positions: int) -> tf.Tensor:
         """A from a style image's features, for an output of ``positions`` (M)."""
-        return self.target_of(gram_matrix(style_features), _positions(style_features), positions)
+        return self.target_of(gram_matrix(self.statistics(style_features)), _positions(style_features), positions)
 
     def guided_style(self, grams: tf.Tensor, targets: tf.Tensor, mass: tf.Tensor, positions: tf.Tensor | int):
         """The style term with regions from the guided G_r (batch, regions,
@@ -175,7 +215,19 @@ TUTORIAL = LossForm(_mean_content, _tutorial_style, _normalised_target, tutorial
 #: The authors' own code: the tutorial's content term and Gram matrices, their
 #: style term (the tutorial's divided by N^2), the report's smooth TV.
 GATYS = LossForm(_mean_content, _gatys_style, _normalised_target, total_variation_loss)
-LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL, "gatys": GATYS}
+#: crowsonkb/style-transfer-pytorch's: each term ``sum d^2 / sum |d|`` (its
+#: gradient's L1 norm is about 1), of F - P and of G / M - A, and the mean TV.
+#: The weights then mean the same at every image size and layer.
+SCALED = LossForm(_scaled_content, _scaled_style, _normalised_target, mean_total_variation, squared_and_absolute)
+LOSS_FORMS = {"report": REPORT, "tutorial": TUTORIAL, "gatys": GATYS, "scaled": SCALED}
+
+
+def form_of(config: Config) -> LossForm:
+    """``config``'s loss form, its style terms W2's (`w2_style`) if ``config.style_loss`` says so."""
+    form = LOSS_FORMS[config.loss_form]
+    if config.style_loss == "w2":
+        form = form._replace(style_of=w2_style, target_of=_normalised_target, statistics=moment_features)
+    return form
 
 
 def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -269,7 +321,7 @@ def make_targets(content: Features, style: Features, config: Config) -> Targets:
     """Content targets from the content image's features, Gram targets from
     the style image's, sized for an output the size of the content image
     (whole images, one style; `nst.targets` makes every other kind)."""
-    form = LOSS_FORMS[config.loss_form]
+    form = form_of(config)
     positions = [int(f.shape[1]) * int(f.shape[2]) for f in content.style]
     return Targets(
         content=[tf.constant(f) for f in content.content],
@@ -306,24 +358,26 @@ def objective(
     """Every term of the total loss, per batch element (see `combine`), for
     the features of the whole image. The weights are ``config``'s unless
     ``weights`` gives them per batch element."""
-    squared = [squared_error(f, p) for f, p in zip(features.content, targets.content)]
-    if targets.masks:  # regions (nst.regions): each region's guided Gram matrix
-        grams = [guided_gram(f, m) for f, m in zip(features.style, targets.masks)]
-    else:
-        grams = [gram_matrix(f) for f in features.style]
+    form = form_of(config)
+    sums = [form.content_sums(f, p) for f, p in zip(features.content, targets.content)]
+    grams = style_grams([form.statistics(f) for f in features.style], targets.masks)
     positions = [_positions(f) for f in features.style]
-    return combine(image, content_term(squared, targets, config), style_terms(grams, positions, targets, config),
+    return combine(image, content_term(sums, targets, config), style_terms(grams, positions, targets, config),
                    targets, config, weights)  # fmt: skip
 
 
-def content_term(squared: Sequence[tf.Tensor], targets: Targets, config: Config) -> tf.Tensor | float:
-    """The content term from each content layer's ``sum (F - P)^2`` (over
-    the whole image, or a tile's part of it): their form's terms' mean over
-    the content layers. Linear in the sums, so a sum over tiles."""
-    form = LOSS_FORMS[config.loss_form]
-    terms = [
-        form.content_of(s, p.shape[-1], int(p.shape[1]) * int(p.shape[2])) for s, p in zip(squared, targets.content)
-    ]
+def style_grams(statistics: Sequence[tf.Tensor], masks: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    """The Gram matrix of each style layer's `LossForm.statistics`, summed
+    over the positions given; with regions (``masks``), each region's guided one."""
+    return [guided_gram(f, m) for f, m in zip(statistics, masks)] if masks else [gram_matrix(f) for f in statistics]
+
+
+def content_term(sums: Sequence[tf.Tensor], targets: Targets, config: Config) -> tf.Tensor | float:
+    """The content term from each content layer's `LossForm.content_sums`
+    over the whole image (tiles add theirs up): their form's terms' mean over
+    the content layers."""
+    form = form_of(config)
+    terms = [form.content_of(s, p.shape[-1], int(p.shape[1]) * int(p.shape[2])) for s, p in zip(sums, targets.content)]
     return tf.add_n(terms) / len(terms) if terms else 0.0
 
 
@@ -331,7 +385,7 @@ def style_terms(grams: Sequence[tf.Tensor], positions: Sequence[tf.Tensor | int]
                 config: Config) -> list[tf.Tensor]:  # fmt: skip
     """Each style layer's E_l from the whole image's Gram matrices (summed
     over its M positions; with regions, each region's guided one)."""
-    form = LOSS_FORMS[config.loss_form]
+    form = form_of(config)
     if targets.masks:
         masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in targets.masks]
         return [form.guided_style(g, a, mass, m) for g, a, mass, m in zip(grams, targets.style, masses, positions)]
@@ -364,7 +418,7 @@ def combine(
     content = content + zero
     terms = {f"style/{layer}": e for layer, e in zip(config.style_layers, style)}
     style_term = weighted_style(style, weights) + zero
-    tv = LOSS_FORMS[config.loss_form].tv(image)
+    tv = form_of(config).tv(image)
     total = weights.content * content + weights.style * style_term + weights.tv * tv
     if targets.temporal:
         total += temporal_term(image, targets.temporal, terms)

@@ -15,7 +15,7 @@ are left as they are.
 The paper took the means over the ILSVRC validation images; here they come
 from a documented image set: the five sample images (``'samples'``, the
 default) or every image in a folder, each with its longest side at
-`STATS_SIZE` pixels. They are computed once per weights, pooling and image
+`STATS_SIZE` pixels. They are computed once per weights, pooling, padding and image
 set and cached in ``$NST_CACHE/normalize/`` (a shared weights folder may be
 read-only); outputs record which images were used.
 
@@ -104,12 +104,13 @@ def rescale(convs: list, means: list[np.ndarray]) -> None:
         previous = scale
 
 
-def normalize(convs: list, layers: list, weights: str, pooling: str, source: str) -> dict[str, Any]:
-    """Normalise the network in place over the images ``source`` names;
+def normalize(convs: list, layers: list, weights: str, network: str, source: str) -> dict[str, Any]:
+    """Normalise the network in place over the images ``source`` names
+    (``network``: what else its means depend on, its pooling and padding);
     returns what outputs record about it (the images and the cache file)."""
     images = stats_images(source)
     key = json.dumps({
-        "weights": _identity(weights), "pooling": pooling, "size": STATS_SIZE, "layers": [c.name for c in convs],
+        "weights": _identity(weights), "network": network, "size": STATS_SIZE, "layers": [c.name for c in convs],
         "images": [_identity(str(p)) for p in images],
     }, sort_keys=True)  # fmt: skip
     cached = cache_dir() / "normalize" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"

@@ -35,8 +35,8 @@ from nst.config import Config
 from nst.features import extractor_for
 from nst.images import ImageSource
 from nst.losses import Targets, Weights
-from nst.optimizers import adam, adam_record, lbfgs
-from nst.record import NonFinite, Progress, Recorder, Result
+from nst.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
+from nst.record import EarlyEnd, Progress, Recorder, Result
 from nst.resources import check_memory, estimate_bytes
 from nst.scene import Job, Prepared, grid, resize, settings
 from nst.targets import for_job
@@ -201,11 +201,14 @@ def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> 
                 if device.kind == "CPU":  # host memory; a GPU's out-of-memory error is caught below
                     check_memory(config, *shape[:2], batch=len(members))
                 starts = None if images is None else np.stack([resize(image, shape[:2]) for image in images])
-                # 2, 3. Targets and an engine for this scale.
+                # 2, 3. Targets and an engine for this scale (with the last
+                #    scale's Adam moments, resized, if asked).
+                moments = adam_moments(engine) if engine is not None and config.scale_warm_start else None
                 if engine is not None:
                     engine.release()
                     engine = None
                 engine = _engine(members, index, strategy, starts)
+                carry_adam(engine, moments)
                 if index == 0:
                     run.timings["setup"] = time.perf_counter() - t0
                 run.begin_scale(index, size, engine.problem, [m.scenes[index].present for m in members])
@@ -222,7 +225,7 @@ def _run_batch(batch: list[Prepared], callback: Callable | None, every: int) -> 
             if run.problem is None:  # nothing made yet: there is nothing to return
                 raise
             run.stopped = "interrupted"
-        except NonFinite as e:
+        except EarlyEnd as e:
             run.stopped = str(e)
         except tf.errors.ResourceExhaustedError:
             raise _out_of_memory(where, len(members), shape, config) from None

@@ -7,13 +7,14 @@ engine's compiled loss-and-gradient function and keeps the pixels in
 [0, 1] as bounds. Adam's state can be recorded in the output PNG
 (`adam_record`) and taken up again by a later run (`restore_adam`).
 
-Coarse to fine, each scale starts a fresh Adam. Carrying its moments to
-the next scale, resized, was measured worse with the report's losses
-(blocks 1-3, 48 then 96 px, 30 steps each): 2.3x the fresh Adam's loss,
-2.4x carrying the second moments only, 1.7x with them rescaled to the new
-scale's first gradient. The upsampled start is far from the new scale's
-optimum (10x its loss), where a fresh Adam's first steps of about the
-learning rate everywhere are what it needs.
+Coarse to fine, each scale starts a fresh Adam unless
+``config.scale_warm_start`` carries the moments over, resized
+(`adam_moments`, `carry_adam`; crowsonkb's). With the report's losses,
+carrying them was measured worse (blocks 1-3, 48 then 96 px, 30 steps
+each): 2.3x the fresh Adam's loss, 2.4x carrying the second moments only,
+1.7x with them rescaled to the new scale's first gradient. The upsampled
+start is far from the new scale's optimum (10x its loss), where a fresh
+Adam's first steps of about the learning rate everywhere are what it needs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def adam(
     [0, 1]; ``report(k, terms)`` after each evaluation (entry k is the loss
     after k updates; the last is an evaluation of the image reached), and
     ``between(k)`` before each, which stops the run by returning False
-    (`nst.live` steers there). Returns whether all steps were done."""
+    (`nst.live` steers there). With ``config.ema`` the images become the
+    average of the iterates before the last evaluation (`Problem.advance_average`).
+    Returns whether all steps were done."""
     optimizer = engine.optimizer
     scaled = isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer)
     if first == 0 and config.adam_warm_start and not scaled:  # (a scaled loss has scaled gradients)
@@ -56,6 +59,8 @@ def adam(
     for k in range(first, steps + 1):
         if between is not None and not between(k):
             return False
+        if k == steps and config.ema:  # the average is the result: the last evaluation is its
+            engine.problem.image.assign(engine.problem.average)
         report(k, (engine.step() if k < steps else engine.evaluate()).numpy())
     return True
 
@@ -69,6 +74,31 @@ def adam_record(engine: Engine) -> list[dict[str, Any]] | None:
         return None
     iterations = int(optimizer.iterations.numpy())
     return [pack_moments(v, iterations) for v in _moment(optimizer, "_velocity").numpy()]
+
+
+def adam_moments(engine: Engine) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """Adam's step count and first and second moments (batch, height,
+    width, channels), for the next scale (`carry_adam`); None where there
+    are none to carry (L-BFGS, or float16's scaled moments)."""
+    optimizer = engine.optimizer
+    if optimizer is None or isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer):
+        return None
+    first, second = (_moment(optimizer, name).numpy() for name in ("_momentum", "_velocity"))
+    return int(optimizer.iterations.numpy()), first, second
+
+
+def carry_adam(engine: Engine, moments: tuple[int, np.ndarray, np.ndarray] | None) -> None:
+    """Go on with the previous scale's Adam (`adam_moments`), its moments
+    resized to this scale's images (crowsonkb's: the first bicubic, the
+    second bilinear and at least 0) and its step count kept."""
+    optimizer = engine.optimizer
+    if moments is None or optimizer is None or isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer):
+        return
+    iterations, first, second = moments
+    size = engine.problem.image.shape[1:3]
+    _moment(optimizer, "_momentum").assign(tf.image.resize(first, size, "bicubic"))
+    _moment(optimizer, "_velocity").assign(tf.nn.relu(tf.image.resize(second, size, "bilinear")))
+    optimizer.iterations.assign(iterations)
 
 
 def restore_adam(optimizer: tf.keras.optimizers.Optimizer, init: str) -> None:

@@ -18,12 +18,15 @@ from nst.config import (
     DEVICES,
     FLOW_METHODS,
     INITS,
+    LOSS_FORMS,
     MASK_MODES,
     OPTIMIZERS,
+    PADDINGS,
     POOLINGS,
     POOLING_OPS,
     PRECISIONS,
     PRESETS,
+    STYLE_LOSSES,
     VGG19_CONV_LAYERS,
     Config,
     ConfigError,
@@ -51,14 +54,14 @@ DEFAULT_OUTPUT = "stylized.png"
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
 
 
-def tile_side(value: str) -> int | str:
-    """--tile's value: a whole number of pixels, or 'auto'."""
+def pixels_or_auto(value: str) -> int | str:
+    """--tile's and --scales' values: a whole number of pixels, or 'auto'."""
     if value == "auto":
         return value
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a tile side: give pixels (e.g. 256) or 'auto'") from None
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size: give pixels (e.g. 256) or 'auto'") from None
 
 
 #: CLI flag -> (Config field, type, help). Each default shown is the report preset's.
@@ -71,14 +74,22 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--optimizer": ("optimizer", str, f"{' | '.join(OPTIMIZERS)}; with lbfgs, STEPS counts function evaluations"),
     "--lr": ("learning_rate", float, "Adam learning rate (pixels in [0, 1])"),
     "--lbfgs-memory": ("lbfgs_memory", int, "past steps L-BFGS remembers"),
-    "--scales": ("scales", int, "coarse to fine: sizes to optimise at, smallest first; the last is the output size"),
+    "--scales": ("scales", pixels_or_auto, "coarse to fine: sizes to optimise at, smallest first; the last is the "
+                 "output size; 'auto': from 128 px up by factors of sqrt(2), twice STEPS at the first"),
     "--scale-steps": ("scale_steps", int, "steps at each scale (default: STEPS each)"),
     "--content-layers": ("content_layers", str, "VGG19 content layers"),
     "--style-layers": ("style_layers", str, "VGG19 style layers"),
     "--style-layer-weights": ("style_layer_weights", float, "w_l, one per style layer (default: 1/L each)"),
     "--style-blend": ("style_blend", float, "weight of each STYLE image (default: equal)"),
     "--style-scale": ("style_scale", float, "size of the style image relative to the output"),
-    "--pooling": ("pooling", str, f"VGG19 pooling: {' | '.join(POOLINGS)}"),
+    "--pooling": ("pooling", str, f"VGG19 pooling: {' | '.join(POOLINGS)} (l2: x 0.78, crowsonkb's)"),
+    "--padding": ("padding", str, f"the first convolution's padding: {' | '.join(PADDINGS)} (fewer edge artefacts)"),
+    "--loss-form": ("loss_form", str, f"how the terms are normalised: {' | '.join(LOSS_FORMS)} (scaled: each "
+                    "sum d^2 / sum |d|, weights that hold at any size)"),
+    "--style-loss": ("style_loss", str, f"style statistics: {' | '.join(STYLE_LOSSES)} (w2: Wasserstein-2 between "
+                     "Gaussian fits, keeps colour and contrast apart)"),
+    "--ema": ("ema", float, "decay of a moving average of Adam's iterates, which becomes the output (0: off; "
+              "crowsonkb's 0.99 takes away Adam's grain)"),
     "--normalize": (
         "normalize",
         str,
@@ -89,6 +100,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "--preserve-color": ("preserve_color", str, f"keep the content's colours: {' | '.join(COLOR_MODES)}"),
     "--init": ("init", str, f"starting image: {' | '.join(INITS)} | PATH"),
     "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
+    "--time-limit": ("time_limit", float, "end the run after this many seconds of steps, with the best image so far"),
     "--max-pixels": ("max_pixels", int, "refuse input images with more pixels (decompression-bomb guard)"),
     "--device": ("device", str, f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)"),
     "--precision": ("precision", str, f"VGG19 arithmetic: {' | '.join(PRECISIONS)} (auto: float32 or the "
@@ -97,7 +109,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
                      "default: whichever was measured faster here)"),
     "--tile": (
         "tile",
-        tile_side,
+        pixels_or_auto,
         "compute in tiles that each own TILE px a side (plus a halo): memory follows "
         "the tile, not the output, and the result is the untiled one; 'auto': tiles only where the whole "
         "image would not fit in memory",
@@ -177,6 +189,9 @@ def add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
                         "each style image to take its style from (white), one per style image")  # fmt: skip
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                         help="compile steps with XLA, or not (default: whichever was measured faster)")  # fmt: skip
+    parser.add_argument("--scale-warm-start", action=argparse.BooleanOptionalAction, default=None,
+                        help="coarse to fine: each later scale goes on with the last one's Adam moments, resized "
+                        "(crowsonkb's), or starts a fresh Adam (report: fresh)")  # fmt: skip
 
 
 def add_switches(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +207,8 @@ def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
     changes = {k: v for k, v in changes.items() if v is not None and v != "auto"}  # --tile auto: see `run`
     if args.xla is not None:
         changes["jit_compile"] = args.xla
+    if args.scale_warm_start is not None:
+        changes["scale_warm_start"] = args.scale_warm_start
     if base is not None and args.preset is None:
         return base.replace(**changes)
     return preset(args.preset or "report", **changes)

@@ -147,17 +147,28 @@ def candidates(config: Config, device: Device) -> tuple[list[Path], list[str]]:
     else:
         precisions = ["float32", *filter(None, [sixteen_bit(config, device)])]
     jits = [True, False] if config.jit_compile is None else [config.jit_compile]
+    if config.jit_compile is None and not xla_worth_trying(config, device):
+        jits = [False]
     pooling_op = config.pooling_op or UNMEASURED["pooling_op"]
     paths = [Path(p, j, pooling_op) for p in precisions for j in jits]
     others = [op for op in POOLING_OPS if op != pooling_op] if config.pooling_op is None else []
     return paths, others
 
 
+def xla_worth_trying(config: Config, device: Device) -> bool:
+    """Whether XLA can be the faster path: not for the W2 style loss on a
+    CPU, whose eigendecompositions XLA computes 60x slower than TensorFlow's
+    kernels (`nst.wasserstein.root_trace`)."""
+    return not (config.style_loss == "w2" and device.kind == "CPU")
+
+
 def unmeasured(config: Config, device: Device) -> Path:
-    """The path of a run nothing was measured for (see `UNMEASURED`)."""
+    """The path of a run nothing was measured for (see `UNMEASURED`; W2 on
+    a CPU: TensorFlow's kernels, `xla_worth_trying`)."""
+    jit = UNMEASURED["jit_compile"] and xla_worth_trying(config, device)
     return Path(
         UNMEASURED["precision"] if config.precision == "auto" else config.precision,
-        UNMEASURED["jit_compile"] if config.jit_compile is None else config.jit_compile,
+        jit if config.jit_compile is None else config.jit_compile,
         config.pooling_op or UNMEASURED["pooling_op"],
     )
 

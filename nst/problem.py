@@ -61,6 +61,12 @@ class Problem:
             # after evaluating it); what a callback sees.
             self.evaluated = tf.Variable(start, trainable=False, name="evaluated_image", aggregation=first)
             self.best_loss = tf.Variable(tf.fill([self.batch], math.inf), trainable=False, aggregation=first)
+            # With ``config.ema``: the bias-corrected moving average of the
+            # iterates (`advance_average`), made of a decayed sum and the
+            # weight that the start still has in it (Adam's bias correction).
+            self.average = tf.Variable(start, trainable=False, name="average_image", aggregation=first)
+            self._moving = tf.Variable(start * (1.0 - config.ema), trainable=False, aggregation=first)
+            self._start_weight = tf.Variable(config.ema, trainable=False, dtype=tf.float32, aggregation=first)
             # Targets and weights are variables too, read by the compiled
             # steps: a live run (`nst.live`) changes the weights between
             # steps, and a new run on the same graph assigns its own.
@@ -88,8 +94,10 @@ class Problem:
     def assign(self, start: np.ndarray, targets: Targets, weights: Weights) -> None:
         """A new run on this problem's compiled functions: its start, targets
         and weights, and no best image yet."""
-        for variable in (self.image, self.best, self.evaluated):
+        for variable in (self.image, self.best, self.evaluated, self.average):
             variable.assign(start)
+        self._moving.assign(start * (1.0 - self.config.ema))
+        self._start_weight.assign(self.config.ema)
         self.best_loss.assign(tf.fill([self.batch], math.inf))
         for variable, value in zip(tf.nest.flatten(self.targets), tf.nest.flatten(targets)):
             variable.assign(value)
@@ -134,12 +142,28 @@ class Problem:
             total = self.scale_loss(total)
         return values, tf.convert_to_tensor(tape.gradient(total, self.image))
 
+    def advance_average(self) -> None:
+        """Take the current images into the moving average of the iterates
+        (``config.ema``, crowsonkb's): ``m = d m + (1 - d) x``, started at
+        ``(1 - d) x_0``, and the average ``m / (1 - d^(k+1))``, in which the
+        weights of x_0 ... x_k sum to 1. A pixel that is not finite is left out."""
+        d = self.config.ema
+        moving = d * self._moving + (1.0 - d) * self.image
+        self._moving.assign(tf.where(tf.math.is_finite(moving), moving, self._moving))
+        self._start_weight.assign(self._start_weight * d)
+        self.average.assign(self._moving / (1.0 - self._start_weight))
+
     def _remember(self, values: tf.Tensor) -> tf.Tensor:
-        """All replicas' terms, (terms, batch); remembers the best images."""
+        """All replicas' terms, (terms, batch); remembers the best images
+        (with ``config.ema``, the average is the best: the output)."""
         context = tf.distribute.get_replica_context()
         if context.num_replicas_in_sync > 1:
             values = context.all_gather(values, axis=1)
         self.evaluated.assign(self.image)
+        if self.config.ema:
+            self.best.assign(self.average)
+            self.best_loss.assign(values[0])
+            return values
         improved = values[0] < self.best_loss
         self.best.assign(tf.where(improved[:, None, None, None], self.image, self.best))
         self.best_loss.assign(tf.where(improved, values[0], self.best_loss))

@@ -45,7 +45,8 @@ class Progress:
     _read_image: Callable[[], np.ndarray] = field(repr=False)
 
     def image(self) -> np.ndarray:
-        """The current image, (height, width, 3) floats in [0, 1]. Copies it
+        """The current image (with ``ema``, the average of the iterates so
+        far), (height, width, 3) floats in [0, 1]. Copies it
         from the device, so the loop pays only when a callback asks; call it
         during the callback (later it returns a later image)."""
         return self._read_image()
@@ -62,7 +63,9 @@ class Result:
     image: np.ndarray
     """The image after the last step, (height, width, 3) floats in [0, 1]."""
     best_image: np.ndarray
-    """The lowest-loss image seen (the one to keep)."""
+    """The lowest-loss image seen (the one to keep); with ``ema``, the
+    average of the iterates (evaluated last: its loss is ``best_loss``
+    unless the run was stopped early)."""
     best_step: int
     """The step at which the best image was seen (at the last scale)."""
     best_loss: float
@@ -78,7 +81,7 @@ class Result:
     """What the content and style images were (path, URL or kind of object):
     'content', 'style' (several joined by ' + ') and the list 'styles'."""
     stopped: str | None = None
-    """Why the run ended early ('interrupted', or a NaN message), else None."""
+    """Why the run ended early ('interrupted', 'time limit: ...', or a NaN message), else None."""
     device: str = ""
     """Where it ran (see `nst.device`)."""
     path: str = ""
@@ -128,8 +131,10 @@ class Result:
                 f"stopped={self.stopped!r}, device={self.device!r})")  # fmt: skip
 
 
-class NonFinite(ArithmeticError):
-    """The loss became NaN or infinite."""
+class EarlyEnd(Exception):
+    """The run ends before its last step, for the reason its message gives,
+    with the best image so far: the loss became NaN or infinite, or
+    ``config.time_limit`` ran out."""
 
 
 class Recorder:
@@ -168,7 +173,7 @@ class Recorder:
 
     def report(self, k: int, values: np.ndarray) -> None:
         """Record evaluation ``k`` of this scale (``values``: terms x batch);
-        call back; stop on NaN."""
+        call back; end the run on NaN, or when ``time_limit`` has run out."""
         now = time.perf_counter()
         self.step_times.append(now - self.last)
         step = self.offset + k
@@ -178,16 +183,21 @@ class Recorder:
                 history.setdefault(name, []).append(v)
             if not math.isfinite(losses["total"]):
                 which = f" in job {job.index}" if len(self.jobs) > 1 else ""
-                raise NonFinite(
+                raise EarlyEnd(
                     f"the loss became {losses['total']} at step {step}{which}; kept the best image before it"
                 )
             if self.callback is not None and (k % self.every == 0 or k == self.schedule[self.index][1]):
                 read = functools.partial(self._read, j)
                 self.callback(Progress(step, self.total_steps, losses, now - self.start, self.index, job.index, read))
+        limit = self.jobs[0].config.time_limit
+        if limit is not None and now - self.start >= limit:
+            raise EarlyEnd(f"time limit: {limit:g} s of steps at step {self.offset + k}")
         self.last = time.perf_counter()
 
     def _read(self, j: int) -> np.ndarray:
-        return self.present[j](self.problem.evaluated[j].numpy())
+        """The image a callback shows: the current one, or with ``ema`` the average so far."""
+        shown = self.problem.average if self.jobs[j].config.ema else self.problem.evaluated
+        return self.present[j](shown[j].numpy())
 
     def result(self, j: int) -> Result:
         """The `Result` of job ``j`` of the batch."""
@@ -204,6 +214,8 @@ class Recorder:
         sizes = np.array(history.get("size", []))
         totals = np.where(sizes == self.size, history.get("total", []), np.nan) if sizes.size else np.array([])
         best = int(np.nanargmin(totals)) if np.isfinite(totals).any() else None
+        if self.jobs[j].config.ema and best is not None:  # the average is the output: the last evaluated
+            best = len(totals) - 1
         return Result(
             image=self.present[j](self.problem.image[j].numpy()),
             best_image=self.present[j](self.problem.best[j].numpy()),

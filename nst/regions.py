@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.ndimage
 
 from nst import geometry
 from nst.backend import tf
@@ -144,3 +145,18 @@ def layer_masks(masks: np.ndarray, config: Config) -> list[np.ndarray]:
     """``masks`` (regions, height, width) at each style layer's resolution,
     the way ``config.mask_mode`` says (`nst.geometry.layer_masks`)."""
     return geometry.layer_masks(masks, config.style_layers, config.mask_mode)
+
+
+def sky_mask(photo: np.ndarray) -> np.ndarray:
+    """Where the sky is in ``photo`` (1) and is not (0), (height, width): the
+    pixels connected to the top edge whose colour has the top rows' hue
+    (lightening towards the horizon allowed), without specks or holes. A
+    heuristic for the regions figure's outdoor photo, not a segmenter."""
+    smooth = scipy.ndimage.uniform_filter(photo, size=(5, 5, 1))
+    top = np.median(smooth[: max(1, len(photo) // 20)].reshape(-1, 3), axis=0)
+    hue = smooth - smooth.mean(axis=-1, keepdims=True)
+    like = (np.linalg.norm(hue - (top - top.mean()), axis=-1) < 0.12) & (smooth.mean(axis=-1) > top.mean() - 0.1)
+    labels, _ = scipy.ndimage.label(like)
+    sky = np.isin(labels, labels[0][labels[0] > 0])
+    sky = scipy.ndimage.binary_fill_holes(scipy.ndimage.binary_opening(sky, iterations=2))
+    return sky.astype(np.float32)

@@ -22,7 +22,7 @@ import numpy as np
 
 from nst import color, regions
 from nst.backend import tf
-from nst.config import Config, ConfigError, preset
+from nst.config import INITS, Config, ConfigError, preset
 from nst.device import Device
 from nst.device import current as current_device
 from nst.images import ImageError, ImageSource, check_source, describe, load_image, require_side
@@ -167,13 +167,19 @@ class Scene:
             return self.content
         if config.init == "noise":
             return np.random.default_rng(config.seed).uniform(0, 1, shape).astype(np.float32)
+        if config.init in ("gray", "style-mean"):  # a flat colour and noise of one grey level (crowsonkb's)
+            styles = np.stack([s.reshape(-1, s.shape[-1]).mean(axis=0) for s in self.styles])
+            blend = np.array(config.blend(len(self.styles)))
+            colour = 0.5 if config.init == "gray" else blend @ styles
+            noise = np.random.default_rng(config.seed).uniform(0, 1 / 255, shape)
+            return (colour + noise).astype(np.float32)
         if config.init == "style":
             first = self.styles[0]
         else:
             try:
                 first = load_image(config.init, max(shape[:2]), config.max_pixels)
             except ImageError as e:
-                raise ImageError(f"init: {e} (init is content, style, noise or an image)") from None
+                raise ImageError(f"init: {e} (init is {', '.join(INITS)} or an image)") from None
             if self.mode == "luminance":
                 first = color.luminance(first)
         return resize(np.clip(first, 0, 1), shape[:2])

@@ -30,7 +30,7 @@ from nst import geometry
 from nst.backend import tf
 from nst.config import Config
 from nst.features import Extractor
-from nst.losses import LOSS_FORMS, Targets, gram_matrix
+from nst.losses import Targets, form_of, gram_matrix
 from nst.regions import layer_masks
 from nst.scene import Prepared, Scene
 from nst.tiles import core_slice, layer_map, layout, tile_features
@@ -47,7 +47,7 @@ def targets_for(extractor: Extractor, scene: Scene, blend: tuple[float, ...], co
     ``config.tile`` asks; ``blend`` weighs the style images (unused with
     regions: each style has its own)."""
     height, width = scene.content.shape[:2]
-    form = LOSS_FORMS[config.loss_form]
+    form = form_of(config)
     content = [tf.constant(p) for p in _content_features(extractor, scene.content, config)]
     per_style = [_style_sums(extractor, style, mask, config)
                  for style, mask in zip(scene.styles, scene.style_regions or [None] * len(scene.styles))]  # fmt: skip
@@ -84,7 +84,7 @@ def for_job(job: Prepared, scale: int, extractor: Extractor) -> Targets:
     key = (tuple(_stamp(n) for n in names), scene.content.shape, c.schedule[scale][0], c.style_scale, job.blend,
            c.preserve_color, c.max_pixels, c.mask_mode, c.style_layers, c.content_layers, c.weights,
            c.seed if c.weights == "random" else None, c.pooling, c.pooling_op, c.normalize, c.precision,
-           c.loss_form)  # fmt: skip
+           c.loss_form, c.padding, c.style_loss)  # fmt: skip
     with _GUARD:
         if key in _REMEMBERED:
             _REMEMBERED.move_to_end(key)
@@ -128,13 +128,14 @@ def _style_sums(extractor: Extractor, style: np.ndarray, mask: np.ndarray | None
     h, w = style.shape[:2]
     strides = [geometry.stride(layer) for layer in config.style_layers]
     masks = layer_masks(mask[None], config) if mask is not None else [None] * len(strides)
+    statistics = form_of(config).statistics
     sums = [0.0] * len(strides)
     for tile in layout(h, w, config):
         top, bottom, left, right = tile.input
         features = tile_features(extractor, tf.constant(style[None, top:bottom, left:right]), tile.trimmed, config)
         for i, (f, layer, s, m) in enumerate(zip(features.style, config.style_layers, strides, masks)):
             r0, r1, c0, c1 = tile.bounds(*layer_map(config, layer))
-            core = f[:, r0:r1, c0:c1]
+            core = statistics(f[:, r0:r1, c0:c1])
             if m is not None:
                 rows, cols = core_slice(tile, s)
                 core = core * m[0, rows, cols][None, ..., None]

@@ -1,25 +1,28 @@
 """Exact tiled evaluation: outputs of any size in memory bounded by the tile.
 
 Every loss form's terms (`nst.losses.LossForm`) are functions of sums over
-positions: the content term is linear in ``sum (F - P)^2``, and each style
-term is a function of the Gram matrix, itself a sum over positions,
-``G = sum_tiles F_t^T F_t`` (with regions, each region's guided G_r). So the
-objective and its gradient can be had a tile at a time, with only one
-tile's activations in memory:
+positions: the content term of ``sum (F - P)^2`` (and for the scaled form
+``sum |F - P|``), and each style term of the Gram matrix, itself a sum over
+positions, ``G = sum_tiles F_t^T F_t`` (with regions, each region's guided
+G_r; for W2, of the features and a channel of ones). So the objective and
+its gradient can be had a tile at a time, with only one tile's activations
+in memory:
 
-1. Forward, tile by tile: each style layer's G and the content term, summed
-   over the positions each tile owns (its core).
-2. The objective from the whole G (`nst.losses.combine`, as untiled), and
-   ``dE_l/dG_l`` (N x N, small).
+1. Forward, tile by tile: each style layer's G and each content layer's
+   sums, over the positions each tile owns (its core).
+2. The objective from the whole sums (`nst.losses.combine`, as untiled),
+   and its gradient with respect to them, ``dE_l/dG_l`` (N x N, small)
+   and one number per content sum.
 3. Forward and backward, tile by tile, of a surrogate whose gradient with
-   respect to the core's features is the whole objective's:
-   ``alpha * content(core) + sum_l <beta w_l dE_l/dG_l, F_core^T F_core>``.
+   respect to the core's features is the whole objective's: each sum over
+   the core weighed by the objective's gradient with respect to it,
+   ``sum_k <dL/dS_k, S_k(core)> + sum_l <dL/dG_l, F_core^T F_core>``.
    Its gradient with respect to the tile's pixels is added into the image's.
    Both passes carry float16's loss scale (`Problem.scale_loss`).
 
 The last tile of pass 1 goes straight on to its pass 3 (on one replica):
-once it has its own G, the whole G is known, and the objective with the
-other tiles' G held fixed has the surrogate's gradient with respect to its
+once it has its own sums, the whole sums are known, and the objective with
+the other tiles' held fixed has the surrogate's gradient with respect to its
 pixels. That spares one forward pass of a tile per step.
 
 A tile's input is its core plus a halo (`Config.tile_halo`, the receptive
@@ -62,9 +65,8 @@ from nst.losses import (
     Weights,
     combine,
     content_term,
-    gram_matrix,
-    guided_gram,
-    squared_error,
+    form_of,
+    style_grams,
     style_terms,
     weighted_style,
 )
@@ -196,49 +198,52 @@ class TiledProblem(Problem):
 
     def _core_features(self, trimmed: Sides, image: tf.Tensor, style_bounds: tf.Tensor, content_bounds: tf.Tensor):
         features = tile_features(self.extractor, image, trimmed, self.config)
-        return ([core_only(f, b) for f, b in zip(features.style, tf.unstack(style_bounds))],
+        statistics = form_of(self.config).statistics
+        return ([core_only(statistics(f), b) for f, b in zip(features.style, tf.unstack(style_bounds))],
                 [core_only(f, b) for f, b in zip(features.content, tf.unstack(content_bounds))])  # fmt: skip
 
-    def _content(self, content: list[tf.Tensor], targets: list[tf.Tensor], content_bounds: tf.Tensor) -> tf.Tensor:
-        """The content term over the core (it is linear in the sums over positions)."""
-        squared = [squared_error(f, core_only(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
-        return content_term(squared, self.targets, self.config) + tf.zeros([self.batch])
-
-    @staticmethod
-    def _grams(style: list[tf.Tensor], masks: list[tf.Tensor]) -> list[tf.Tensor]:
-        """The core's Gram matrices; with regions, each region's guided one."""
-        return [guided_gram(f, m) for f, m in zip(style, masks)] if masks else [gram_matrix(f) for f in style]
+    def _content(self, content: list[tf.Tensor], targets: list[tf.Tensor], content_bounds: tf.Tensor):
+        """Each content layer's sums over the core (`nst.losses.LossForm.content_sums`)."""
+        sums = form_of(self.config).content_sums
+        return [sums(f, core_only(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
 
     def _tile_sums(self, trimmed, image, style_bounds, content_bounds, targets, masks):
-        """Pass 1: the core's Gram matrices and content term."""
+        """Pass 1: the core's Gram matrices (of the loss form's statistics;
+        with regions, each region's guided one) and content sums."""
         style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
-        return self._grams(style, masks), self._content(content, targets, content_bounds)
+        return style_grams(style, masks), self._content(content, targets, content_bounds)
 
     def _tile_gradient(self, trimmed, image, style_bounds, content_bounds, targets, masks, grads_of_gram,
-                       content_weight):  # fmt: skip
+                       grads_of_sums):  # fmt: skip
         """Pass 3: the gradient of the surrogate with respect to the tile's
-        pixels (``grads_of_gram`` and ``content_weight`` carry the loss scale)."""
+        pixels (``grads_of_gram`` and ``grads_of_sums``, the objective's
+        gradient with respect to the whole sums, carry the loss scale)."""
         with tf.GradientTape() as tape:
             tape.watch(image)
             style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
-            surrogate = tf.reduce_sum(content_weight * self._content(content, targets, content_bounds))
-            for g, d in zip(self._grams(style, masks), grads_of_gram):
+            surrogate = 0.0
+            for s, d in zip(self._content(content, targets, content_bounds), grads_of_sums):
+                surrogate += tf.reduce_sum(d * s)
+            for g, d in zip(style_grams(style, masks), grads_of_gram):
                 surrogate += tf.reduce_sum(d * g)
         return tape.gradient(surrogate, image)
 
-    def _last_tile(self, trimmed, image, style_bounds, content_bounds, targets, masks, other_grams, scale):
+    def _last_tile(self, trimmed, image, style_bounds, content_bounds, targets, masks, others, scale):
         """Pass 1 and pass 3 of the last tile at once: its Gram matrices and
-        content term, and the gradient with respect to its pixels of the
-        (scaled) objective with the other tiles' Gram matrices (``other_grams``) held."""
+        content sums, and the gradient with respect to its pixels of the
+        (scaled) objective with the other tiles' (``others``: Gram matrices
+        and content sums) held."""
         with tf.GradientTape() as tape:
             tape.watch(image)
             style, content = self._core_features(trimmed, image, style_bounds, content_bounds)
-            grams, content = self._grams(style, masks), self._content(content, targets, content_bounds)
-            whole = grams if other_grams is None else [g + o for g, o in zip(grams, other_grams)]
-            terms = style_terms(whole, self.positions, self.targets, self.config)
-            weighted = self.weights.content * content + self.weights.style * weighted_style(terms, self.weights)
+            grams, sums = style_grams(style, masks), self._content(content, targets, content_bounds)
+            whole_grams, whole_sums = (grams, sums) if others is None else (
+                [g + o for g, o in zip(grams, others[0])], [s + o for s, o in zip(sums, others[1])])  # fmt: skip
+            terms = style_terms(whole_grams, self.positions, self.targets, self.config)
+            content_value = content_term(whole_sums, self.targets, self.config)
+            weighted = self.weights.content * content_value + self.weights.style * weighted_style(terms, self.weights)
             total = tf.reduce_sum(scale * weighted)
-        return grams, content, tape.gradient(total, image)
+        return grams, sums, tape.gradient(total, image)
 
     # -- the whole image --------------------------------------------------------
 
@@ -262,30 +267,31 @@ class TiledProblem(Problem):
         last = self.last if gradient else None
         others = [t for t in self.tiles if t is not last]
         scale = self.scale_loss(tf.ones([], tf.float32))  # float16's loss scale (1 otherwise)
-        grams, content = [0.0] * len(self.positions), 0.0
-        for _, (tile_grams, tile_content) in self._each_tile(self._sums, others):
+        grams, sums = [0.0] * len(self.positions), [0.0] * len(self.content_maps)
+        for _, (tile_grams, tile_sums) in self._each_tile(self._sums, others):
             grams = [g + t for g, t in zip(grams, tile_grams)]
-            content += tile_content
+            sums = [s + t for s, t in zip(sums, tile_sums)]
         if last is not None:
-            ((_, (tile_grams, tile_content, last_gradient)),) = self._each_tile(
-                self._last, [last], grams if others else None, scale
+            ((_, (tile_grams, tile_sums, last_gradient)),) = self._each_tile(
+                self._last, [last], (grams, sums) if others else None, scale
             )
             grams = [g + t for g, t in zip(grams, tile_grams)]
-            content += tile_content
+            sums = [s + t for s, t in zip(sums, tile_sums)]
         with tf.GradientTape() as tape:
-            tape.watch(grams)
+            tape.watch([grams, sums])
             tape.watch(self.image)
-            # The content term is a constant here: its gradient comes tile by tile.
+            # The terms from the whole sums; their gradients reach the pixels tile by tile.
             terms = style_terms(grams, self.positions, self.targets, self.config)
+            content = content_term(sums, self.targets, self.config)
             values = combine(self.image, content, terms, self.targets, self.config, self.weights)
             total = tf.reduce_sum(scale * values["total"])
         self.names = list(values)
         stacked = tf.stack(list(values.values()))
         if not gradient:
             return stacked, None
-        grads_of_gram, pixels = tape.gradient(total, [grams, self.image])
+        grads_of_gram, grads_of_sums, pixels = tape.gradient(total, [grams, sums, self.image])
         image_gradient = np.array(pixels if pixels is not None else tf.zeros_like(self.image))
-        gradients = self._each_tile(self._gradient, others, grads_of_gram, scale * self.weights.content)
+        gradients = self._each_tile(self._gradient, others, grads_of_gram, grads_of_sums)
         if last is not None:
             gradients = itertools.chain(gradients, [(last, last_gradient)])
         for tile, tile_gradient in gradients:

@@ -138,7 +138,7 @@ def test_init_from_an_image_path(content_image, style_image, tmp_path):
     noise = nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, init="noise")
     # The content saved as a PNG: only 8-bit rounding away from the content.
     assert result.history["content"][0] < 1e-3 * noise.history["content"][0]
-    with pytest.raises(ImageError, match=r"nosie.*init is content, style, noise or an image"):
+    with pytest.raises(ImageError, match=r"nosie.*init is content, style, noise, gray, style-mean or an image"):
         nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, init="nosie")
 
 

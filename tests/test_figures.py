@@ -11,7 +11,8 @@ from PIL import Image
 
 from nst import cli
 from nst.config import PAPER_STYLE_LAYERS
-from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings, sky_mask
+from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings
+from nst.regions import sky_mask
 from nst.images import ImageError, read_metadata
 
 WEIGHTS = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
@@ -45,7 +46,8 @@ def test_every_figure_records_how_each_panel_was_made(made):
         assert record["figure"] == path.stem and record["weights"] == Path(WEIGHTS).name
         assert record["panels"], path.name
         for panel in record["panels"]:
-            assert panel["size"] in (SIZE, figures.settings.grid_size) and panel["steps"] == 3
+            timed = panel["preset"] == "scale-free" or panel["time_limit"]  # recipes.png: the same time, not steps
+            assert panel["size"] in (SIZE, figures.settings.grid_size) and (panel["steps"] == 3 or timed)
             assert panel["optimizer"] in ("adam", "lbfgs") and panel["content_layers"] and panel["style_layers"]
             assert panel["alpha_over_beta"] > 0
     ratios = {p["alpha_over_beta"] for p in read_metadata(paths[NAMES.index("ratio_layers")])["panels"]}
@@ -55,6 +57,11 @@ def test_every_figure_records_how_each_panel_was_made(made):
         (None, "report", "adam"), ("samples", "gatys", "lbfgs"), ("samples", "gatys", "lbfgs")
     ]  # fmt: skip
     assert networks[1]["alpha_over_beta"] == pytest.approx(100 * networks[2]["alpha_over_beta"])
+    recipes = read_metadata(paths[NAMES.index("recipes")])["panels"]
+    assert [(p["preset"], p["loss_form"], p["style_loss"], p["ema"]) for p in recipes] == [
+        ("scale-free", "scaled", "w2", 0.99), (figures.base.preset, "report", "gram", 0.0), ("gatys", "gatys", "gram", 0.0)
+    ]  # fmt: skip
+    assert recipes[0]["time_limit"] is None and recipes[1]["time_limit"] == recipes[2]["time_limit"] > 0
     regions = read_metadata(paths[NAMES.index("regions")])["panels"]
     assert [(p["mask_mode"], p["style"].count(" + ")) for p in regions] == [("propagate", 1), ("erode", 1)]
 
@@ -83,6 +90,7 @@ def test_layouts_are_the_papers(made):
         "init": 2 + len(figures.settings.seeds),
         "color": 4,
         "progress": len([m for m in MILESTONES if m <= 3]) + 1,
+        "recipes": 4,  # content, report, gatys, scale-free
     }
     for name, count in expected.items():
         assert len(image_axes(getattr(figures, name)())) == count, name
@@ -100,7 +108,7 @@ def test_titles_say_the_settings_and_runs_are_shared(made):
         assert "only VGG19 blocks 1-3" in title and figures.partial
     # report, networks' first, color's plain run, init's content start, loss's Adam and progress are one run.
     layers = len(image_axes(figures.ratio_layers())) // 4
-    distinct = 1 + len(PAPER_STYLES) + 4 * layers + 2 + 2 + (1 + len(figures.settings.seeds)) + 2 + 1  # (regions: 2)
+    distinct = 1 + len(PAPER_STYLES) + 4 * layers + 2 + 2 + (1 + len(figures.settings.seeds)) + 2 + 1 + 3  # (regions: 2)
     assert len(figures.runs) == distinct
     assert sum(line.startswith("  run ") for line in lines) == distinct
 

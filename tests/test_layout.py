@@ -28,11 +28,12 @@ LAYERS = [
     {"problem"},
     {"losses"},
     {"features", "scene"},
-    {"regions", "device", "normalize", "record", "preview", "flow", "resources", "failure"},
+    {"regions", "device", "normalize", "record", "preview", "flow", "resources", "failure", "wasserstein"},
     {"clips", "color", "weights"},
     {"images"},
     {"nst"},  # the package itself: __version__, REPOSITORY
     {"config"},
+    {"presets"},
     {"geometry", "backend", "checks"},
     {"cache"},
 ]

@@ -121,9 +121,7 @@ def command_lines() -> list[list[str]]:
 @pytest.mark.parametrize("argv", command_lines(), ids=" ".join)
 def test_command_line_is_valid(argv, capsys, monkeypatch, tmp_path):
     if argv[:1] == ["figures"]:
-        from nst.figures import build_parser
-
-        build_parser().parse_args(argv[1:])
+        cli.figures_parser().parse_args(argv[1:])
         return
     if argv[:1] == ["weights"]:  # run for real, into a cache of the test's own
         monkeypatch.setenv("NST_CACHE", str(tmp_path))
