@@ -279,7 +279,7 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
         write_results(results, paths, args, state)
         if animation and frames:
             state.written.append(save_animation(animation, frames))
-    stopped = [r.stopped for r in results if r is not None and r.stopped]
+    stopped = [r.stopped for r in results if r is not None and not r.complete]
     if "interrupted" in stopped or None in results:
         return signals.status
     return DURING_RUN if stopped else 0

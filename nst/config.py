@@ -168,8 +168,8 @@ class Config:
     """Compile each step with XLA (True) or run TensorFlow's own kernels
     (False); ``None``: whichever `nst.paths` measured faster here."""
     time_limit: float | None = None
-    """End the run after this many seconds of steps (from the first), with
-    the best image so far (``Result.stopped`` says so); ``None``: no limit."""
+    """End the run after this many seconds of steps, with the best image so
+    far (coarse to fine: at the scale reached; ``Result.stopped`` says so)."""
     max_pixels: int = MAX_PIXELS
     """Input images with more pixels are refused (a decompression-bomb guard)."""
     device: str = "auto"
@@ -215,7 +215,7 @@ class Config:
         check_choice("style_loss", self.style_loss, STYLE_LOSSES)
         check_real("ema", self.ema, 0, 1, high_inclusive=False)
         if self.ema and self.optimizer == "lbfgs":
-            raise ConfigError("ema averages Adam's iterates; L-BFGS's are its line search's: use --optimizer adam")
+            raise ConfigError("ema averages Adam's iterates, not L-BFGS's: use --optimizer adam or --ema 0")
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
         if self.pooling_op is not None:

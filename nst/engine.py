@@ -54,7 +54,8 @@ class Engine:
         """The terms and the gradient of the (scaled) total with respect to the pixels."""
         self.optimizer: tf.keras.optimizers.Optimizer | None = None
         self.step: Callable[[], tf.Tensor] | None = None
-        """One compiled Adam update (evaluate, step, clip to [0, 1]): the terms at the image it evaluated."""
+        """One compiled Adam update (evaluate, step, clip to [0, 1], with
+        ``ema`` average): the terms at the image it evaluated."""
         if config.optimizer == "adam":
             self.optimizer, self.step = _adam_program(problem, config)
         self.lock = threading.Lock()

@@ -142,7 +142,8 @@ class LiveRun:
 
     def proceed(self, steps: int) -> None:
         """After the run has ended (or was stopped), do ``steps`` more from
-        where it was: the same image, targets, weights and Adam state."""
+        where it was: the same image (with ``ema``, the average it ended
+        with), targets, weights and Adam state; a ``time_limit`` counts anew."""
         if self.running:
             raise RuntimeError("the run is still going: stop it or wait for its end first")
         if not self.engine.lock.acquire(blocking=False):
@@ -166,6 +167,7 @@ class LiveRun:
                 values.pop()
             book.step_times.pop()
         book.stopped = None
+        book.restart_clock()
         self._stop.clear()
         self._running.set()
         self._result = None

@@ -17,9 +17,13 @@ can be reproduced. The authors' own code (`GATYS`) uses the tutorial's
 forms with each style term divided by N_l^2; unlike the report's, its
 alpha/beta does not depend on the image size (both terms are means).
 
-Each form is written over sums (`LossForm`): the content term from
-``sum (F - P)^2``, E_l from a Gram matrix summed over M positions, and a
-rule for A. Tiles (`nst.tiles`) and regions (`nst.regions`) change only how
+crowsonkb's ``SCALED`` form makes each term ``sum d^2 / sum |d|``, so that
+its weights hold at any size; any form can take the Wasserstein-2 style
+term instead of its Gram matrices (`form_of`, `nst.wasserstein`).
+
+Each form is written over sums (`LossForm`): the content term from sums
+over positions (``sum (F - P)^2``, and for the scaled form ``sum |F - P|``),
+E_l from a Gram matrix summed over M positions, and a rule for A. Tiles (`nst.tiles`) and regions (`nst.regions`) change only how
 the sums are made, so every form works with both; `combine` weighs the
 terms into the total and is the only objective, whole image or tiled.
 """
@@ -71,7 +75,8 @@ def _per_matrix(m: tf.Tensor | int, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(m, dtype)[..., None, None]
 
 
-# Each loss form over sums: the content term from ``sum (F - P)^2``, the
+# Each loss form over sums: the content term from its content sums
+# (`squared_sums`: ``[sum (F - P)^2]``; `squared_and_absolute`), the
 # style term E from a Gram matrix G summed over M positions (its target A,
 # N channels), and the target rule that makes A from a style image's Gram
 # sum over its own M_s positions for an output of M. Tiles (`nst.tiles`)

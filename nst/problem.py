@@ -3,8 +3,9 @@ optimiser works through (`nst.optimizers`), computed on the whole image
 here and tile by tile in `nst.tiles` (`TiledProblem`, the same interface).
 
 A problem holds its state in variables: the images, the best image seen
-for each with its loss (kept on the device as the run goes, so stopping
-early loses nothing), the targets and the weights. Its compiled functions
+for each with its loss (with ``config.ema``, the average of the iterates;
+kept on the device as the run goes, so stopping early loses nothing), the
+targets and the weights. Its compiled functions
 read them, so a new run of the same shape assigns its own start, targets
 and weights (`assign`) and compiles nothing (`nst.engine`).
 """
@@ -35,7 +36,8 @@ def compile_step(fn: Callable, *args: Any, jit_compile: bool) -> Callable:
 
 class Problem:
     """The batch of images being optimised at one scale, its objective, and
-    the best image seen for each with its loss (tracked on the device).
+    the best image seen for each with its loss (with ``config.ema``, the
+    average of the iterates), tracked on the device.
 
     Under a strategy with several replicas, every replica holds the whole
     batch (it is small next to VGG19's activations) and evaluates its equal
@@ -66,7 +68,8 @@ class Problem:
             # weight that the start still has in it (Adam's bias correction).
             self.average = tf.Variable(start, trainable=False, name="average_image", aggregation=first)
             self._moving = tf.Variable(start * (1.0 - config.ema), trainable=False, aggregation=first)
-            self._start_weight = tf.Variable(config.ema, trainable=False, dtype=tf.float32, aggregation=first)
+            self._start_weight = tf.Variable(tf.fill([self.batch, 1, 1, 1], float(config.ema)), trainable=False,
+                                             aggregation=first)  # fmt: skip
             # Targets and weights are variables too, read by the compiled
             # steps: a live run (`nst.live`) changes the weights between
             # steps, and a new run on the same graph assigns its own.
@@ -97,7 +100,7 @@ class Problem:
         for variable in (self.image, self.best, self.evaluated, self.average):
             variable.assign(start)
         self._moving.assign(start * (1.0 - self.config.ema))
-        self._start_weight.assign(self.config.ema)
+        self._start_weight.assign(tf.fill([self.batch, 1, 1, 1], float(self.config.ema)))
         self.best_loss.assign(tf.fill([self.batch], math.inf))
         for variable, value in zip(tf.nest.flatten(self.targets), tf.nest.flatten(targets)):
             variable.assign(value)
@@ -146,11 +149,12 @@ class Problem:
         """Take the current images into the moving average of the iterates
         (``config.ema``, crowsonkb's): ``m = d m + (1 - d) x``, started at
         ``(1 - d) x_0``, and the average ``m / (1 - d^(k+1))``, in which the
-        weights of x_0 ... x_k sum to 1. A pixel that is not finite is left out."""
+        weights of x_0 ... x_k sum to 1. An image that is not finite is left out."""
         d = self.config.ema
         moving = d * self._moving + (1.0 - d) * self.image
-        self._moving.assign(tf.where(tf.math.is_finite(moving), moving, self._moving))
-        self._start_weight.assign(self._start_weight * d)
+        finite = tf.reduce_all(tf.math.is_finite(moving), axis=[1, 2, 3], keepdims=True)
+        self._moving.assign(tf.where(finite, moving, self._moving))
+        self._start_weight.assign(tf.where(finite, self._start_weight * d, self._start_weight))
         self.average.assign(self._moving / (1.0 - self._start_weight))
 
     def _remember(self, values: tf.Tensor) -> tf.Tensor:

@@ -61,7 +61,8 @@ class Result:
     """The outcome of `stylize`."""
 
     image: np.ndarray
-    """The image after the last step, (height, width, 3) floats in [0, 1]."""
+    """The image after the last step (with ``ema``, the average), (height,
+    width, 3) floats in [0, 1]."""
     best_image: np.ndarray
     """The lowest-loss image seen (the one to keep); with ``ema``, the
     average of the iterates (evaluated last: its loss is ``best_loss``
@@ -98,6 +99,11 @@ class Result:
     """The images the network was normalised over (`nst.normalize`), if it was."""
 
     @property
+    def complete(self) -> bool:
+        """Whether the run ended as asked: after every step, or at its ``time_limit``."""
+        return self.stopped is None or self.stopped.startswith(TIME_LIMIT)
+
+    @property
     def start_loss(self) -> float | None:
         """The loss at the start of the last scale (``None`` if none was computed)."""
         sizes = self.history.get("size", [])
@@ -131,6 +137,10 @@ class Result:
                 f"stopped={self.stopped!r}, device={self.device!r})")  # fmt: skip
 
 
+#: How `Result.stopped` starts when ``time_limit`` ended a run: an end asked for, not a failure.
+TIME_LIMIT = "time limit"
+
+
 class EarlyEnd(Exception):
     """The run ends before its last step, for the reason its message gives,
     with the best image so far: the loss became NaN or infinite, or
@@ -159,14 +169,14 @@ class Recorder:
         """The `nst.problem.Problem` of the scale running (its variables hold the images)."""
         self.adam: list[dict[str, Any]] | None = None
         """Adam's state per image when it stopped (`nst.optimizers.adam_record`)."""
-        self.start = self.last = 0.0
+        self.start = self.last = self.clock = 0.0
 
     def begin_scale(self, index: int, size: int, problem: Any, present: list[Callable]) -> None:
         """A scale starts: ``problem`` holds its images, ``present`` makes each job's output of them."""
         if self.problem is not None:
             self.offset += self.schedule[index - 1][1]
         else:
-            self.start = time.perf_counter()
+            self.start = self.clock = time.perf_counter()
         self.index, self.size, self.problem, self.present = index, size, problem, present
         self.scale_starts.append(len(self.step_times))
         self.last = time.perf_counter()
@@ -189,10 +199,14 @@ class Recorder:
             if self.callback is not None and (k % self.every == 0 or k == self.schedule[self.index][1]):
                 read = functools.partial(self._read, j)
                 self.callback(Progress(step, self.total_steps, losses, now - self.start, self.index, job.index, read))
-        limit = self.jobs[0].config.time_limit
-        if limit is not None and now - self.start >= limit:
-            raise EarlyEnd(f"time limit: {limit:g} s of steps at step {self.offset + k}")
+        limit, last = self.jobs[0].config.time_limit, (self.index, k) == (len(self.schedule) - 1, self.schedule[-1][1])
+        if limit is not None and now - self.clock >= limit and not last:
+            raise EarlyEnd(f"{TIME_LIMIT}: {limit:g} s of steps at step {self.offset + k}")
         self.last = time.perf_counter()
+
+    def restart_clock(self) -> None:
+        """Count ``time_limit`` from now (a live run continued: `nst.live`)."""
+        self.clock = time.perf_counter()
 
     def _read(self, j: int) -> np.ndarray:
         """The image a callback shows: the current one, or with ``ema`` the average so far."""

@@ -182,7 +182,7 @@ def stylize_video(
                 job = Job(frame, styles, masks=masks, style_masks=style_masks, previous=link)
                 outputs = _run([job], later, batch, count, callback, callback_every)
             for (index, frame), out in zip(batch, outputs):
-                if out is None or out.stopped:
+                if out is None or not out.complete:
                     result.stopped = out.stopped if out is not None else "interrupted"
                     return _finish(result, times, t0)
                 meta = {**out.metadata(), **record, "frame": index, "frames": count}

@@ -12,12 +12,12 @@ from conftest import BLOCK13_LAYERS, IMAGES
 from test_tiles import assert_tiled_equals_untiled, tile_problems
 
 import nst
-from nst import engine, optimize, optimizers, options, paths, scene
+from nst import cli, engine, optimize, optimizers, options, paths, scene
 from nst.backend import tf
 from nst.config import ConfigError
 from nst.device import current as current_device
 from nst.features import L2_SCALE, Extractor, extractor_for
-from nst.images import load_image
+from nst.images import load_image, read_metadata
 from nst.losses import SCALED, form_of, gram_matrix, mean_total_variation
 from nst.wasserstein import W2_EPSILON, moment_features
 
@@ -282,3 +282,26 @@ def test_the_command_line_takes_each_part_of_the_recipe():
     assert (config.padding, config.pooling, config.init) == ("replicate", "l2", "style-mean")
     recipe = options.settings(options.build_parser().parse_args(["a.jpg", "b.jpg", "--preset", "scale-free"]))
     assert recipe.scale_warm_start and recipe.ema == 0.99 and recipe.scales == "auto"
+
+
+def test_a_time_limit_ends_the_run_with_its_best_image(block13_weights, content_image, style_image):
+    result = nst.stylize(content_image, style_image, weights=str(block13_weights), size=48, steps=50, seed=0,
+                         time_limit=1e-9, **BLOCK13_LAYERS)  # fmt: skip
+    assert result.stopped.startswith("time limit: 1e-09 s of steps at step 0")
+    assert len(result.history["total"]) == 1 and result.best_loss == result.history["total"][0]
+    with pytest.raises(ConfigError, match="time_limit must be a finite number > 0"):
+        nst.Config(time_limit=0).validate()
+
+
+def test_a_run_that_ends_at_its_time_limit_ends_as_asked(tmp_path, block13_weights):
+    if not IMAGES.is_dir():
+        pytest.skip("needs the sample images of ../shared")
+    out = tmp_path / "timed.png"
+    argv = [str(IMAGES / "tubingen.jpg"), str(IMAGES / "starry_night.jpg"), "-o", str(out), "--size", "32",
+            "--steps", "50", "--time-limit", "1e-9", "--weights", str(block13_weights), "--quiet", "--style-layers",
+            *BLOCK13_LAYERS["style_layers"], "--content-layers", *BLOCK13_LAYERS["content_layers"]]  # fmt: skip
+    assert cli.main(argv) == 0  # not a failure: the end asked for
+    assert read_metadata(out)["stopped"].startswith("time limit")
+    done = nst.stylize(IMAGES / "tubingen.jpg", IMAGES / "starry_night.jpg", weights=str(block13_weights), size=32,
+                       steps=2, time_limit=1e-9, scales=(16, 32), **BLOCK13_LAYERS)  # fmt: skip
+    assert done.stopped.startswith("time limit") and done.complete and done.best_image.shape[1] == 16
