@@ -172,9 +172,12 @@ class Figures:
         """alpha/beta of ``config`` as the paper would state it (see `ratio`)."""
         return config.content_weight / config.style_weight / self.ratio_scale
 
-    def title(self, what: str, config: Config | None = None) -> str:
+    def title(self, what: str, config: Config | None = None, runs: str | None = None) -> str:
+        """The figure's title: ``what``, then the size, ``runs`` (default: the
+        steps and optimiser), the weights and the layers."""
         c = config or self.base
-        lines = [what, f"{c.size} px, {c.steps} {c.optimizer} steps, {describe_weights(c.weights)}",
+        runs = runs or f"{c.steps} {c.optimizer} steps"
+        lines = [what, f"{c.size} px, {runs}, {describe_weights(c.weights)}",
                  f"content {' '.join(c.content_layers)}, style {_layer_range(c.style_layers)}"]  # fmt: skip
         if self.partial:
             lines.append("only VGG19 blocks 1-3 (partial weights): α/β shown are the paper's, used x0.1")
@@ -334,7 +337,8 @@ class Figures:
         for ax, (name, result) in zip(axes[0][1:], panels):
             steps, took = int(result.history["step"][-1]), result.history["time"][-1]
             _show(ax, result.best_image, f"{name}: {RECIPES[name]}\n{steps} steps in {took:.0f} s")
-        fig.suptitle(self.title(f"Three recipes, the same wall time ({seconds:.0f} s of steps each)"), fontsize=9)
+        fig.suptitle(self.title("Three recipes in the same wall time", runs=f"{seconds:.0f} s of steps each"),
+                     fontsize=9)  # fmt: skip
         return fig
 
     # -- all of them -------------------------------------------------------------

@@ -106,6 +106,8 @@ def test_titles_say_the_settings_and_runs_are_shared(made):
     assert f"{SIZE} px, 3 adam steps" in title and f"content {content}" in title
     if WEIGHTS != "random":
         assert "only VGG19 blocks 1-3" in title and figures.partial
+    recipes = figures.recipes()._suptitle.get_text()  # runs of the same time, not of the same steps
+    assert "s of steps each" in recipes and "adam steps" not in recipes
     # report, networks' first, color's plain run, init's content start, loss's Adam and progress are one run.
     layers = len(image_axes(figures.ratio_layers())) // 4
     distinct = 1 + len(PAPER_STYLES) + 4 * layers + 2 + 2 + (1 + len(figures.settings.seeds)) + 2 + 1 + 3  # (regions: 2)
