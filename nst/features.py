@@ -45,7 +45,8 @@ L2_SCALE = 0.78
 class Pool2x2(tf.keras.layers.Layer):
     """VGG19's 2 x 2, stride 2 pooling, 'max', 'avg' or 'l2' (`L2_SCALE`
     x each window's L2 norm), as a reshape and a reduction: the values of
-    Keras' pooling layers (an odd last row or column is dropped, as theirs do). XLA compiles Keras' max pooling gradient
+    Keras' pooling layers (an odd last row or column is dropped, as theirs
+    do). XLA compiles Keras' max pooling gradient
     (select-and-scatter) with three index arrays the size of its input, 0.5
     GiB more per step at 512 px and ~4% slower; a reduction's gradient is one
     elementwise pass. Where a window's maximum is tied, the reduction splits

@@ -23,9 +23,10 @@ term instead of its Gram matrices (`form_of`, `nst.wasserstein`).
 
 Each form is written over sums (`LossForm`): the content term from sums
 over positions (``sum (F - P)^2``, and for the scaled form ``sum |F - P|``),
-E_l from a Gram matrix summed over M positions, and a rule for A. Tiles (`nst.tiles`) and regions (`nst.regions`) change only how
-the sums are made, so every form works with both; `combine` weighs the
-terms into the total and is the only objective, whole image or tiled.
+E_l from a Gram matrix summed over M positions, and a rule for A. Tiles
+(`nst.tiles`) and regions (`nst.regions`) change only how the sums are
+made, so every form works with both; `combine` weighs the terms into the
+total and is the only objective, whole image or tiled.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ here and tile by tile in `nst.tiles` (`TiledProblem`, the same interface).
 A problem holds its state in variables: the images, the best image seen
 for each with its loss (with ``config.ema``, the average of the iterates;
 kept on the device as the run goes, so stopping early loses nothing), the
-targets and the weights. Its compiled functions
-read them, so a new run of the same shape assigns its own start, targets
-and weights (`assign`) and compiles nothing (`nst.engine`).
+targets and the weights. Its compiled functions read them, so a new run
+of the same shape assigns its own start, targets and weights (`assign`)
+and compiles nothing (`nst.engine`).
 """
 
 from __future__ import annotations
