@@ -45,7 +45,7 @@ def main() -> None:
         style = tf.constant(np.square(rng.standard_normal(shape)).astype(np.float32) * 30)
         times = {}
         for name, form, jit in (("gram", SCALED, False), ("w2", w2, False), ("w2 xla", w2, True)):
-            target = form.style_target(style, 1)
+            target = form.prepare(form.style_target(style, 1))
 
             @tf.function(jit_compile=jit)
             def step(form=form, target=target):

@@ -37,7 +37,7 @@ from typing import NamedTuple
 from nst.backend import tf
 from nst.config import Config
 from nst.features import Features
-from nst.wasserstein import moment_features, w2_style
+from nst.wasserstein import moment_features, prepared_target, w2_style
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
@@ -180,7 +180,9 @@ class LossForm(NamedTuple):
       own M_s positions (or a style mask's mass), for an output of M;
     - ``tv(image)``: the total variation;
     - ``statistics(F)``: what the Gram matrices are taken of (W2's moments
-      need a channel of ones, `moment_features`).
+      need a channel of ones, `moment_features`);
+    - ``prepare(A)``: what a target becomes once blended, before the run
+      (W2 takes its covariance's square root here once, `prepared_target`).
     """
 
     content_of: Callable[[tf.Tensor, int, int], tf.Tensor]
@@ -189,13 +191,14 @@ class LossForm(NamedTuple):
     tv: Callable[[tf.Tensor], tf.Tensor]
     content_sums: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] = squared_sums
     statistics: Callable[[tf.Tensor], tf.Tensor] = tf.identity
+    prepare: Callable[[tf.Tensor], tf.Tensor] = tf.identity
 
     def content(self, features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         """The content term of ``features`` against ``target`` (P), per batch element."""
         return self.content_of(self.content_sums(features, target), features.shape[-1], _positions(features))
 
     def style(self, features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
-        """E_l of ``features`` against A (made by `style_target` for their size)."""
+        """E_l of ``features`` against A (made by `style_target` for their size, then `prepare`)."""
         features = self.statistics(features)
         return self.style_of(gram_matrix(features), target_gram, features.shape[-1], _positions(features))
 
@@ -232,7 +235,8 @@ def form_of(config: Config) -> LossForm:
     """``config``'s loss form, its style terms W2's (`w2_style`) if ``config.style_loss`` says so."""
     form = LOSS_FORMS[config.loss_form]
     if config.style_loss == "w2":
-        form = form._replace(style_of=w2_style, target_of=_normalised_target, statistics=moment_features)
+        form = form._replace(style_of=w2_style, target_of=_normalised_target, statistics=moment_features,
+                             prepare=prepared_target)
     return form
 
 
@@ -331,7 +335,7 @@ def make_targets(content: Features, style: Features, config: Config) -> Targets:
     positions = [int(f.shape[1]) * int(f.shape[2]) for f in content.style]
     return Targets(
         content=[tf.constant(f) for f in content.content],
-        style=[form.style_target(f, m) for f, m in zip(style.style, positions)],
+        style=[form.prepare(form.style_target(f, m)) for f, m in zip(style.style, positions)],
     )
 
 

@@ -7,7 +7,8 @@
   positions or mass it sums over, by the loss form's rule
   (`nst.losses.LossForm.target_of`): blended over the style images, or with
   regions, one A_r per region, rescaled to the region's mass, beside the
-  regions' masks at each style layer;
+  regions' masks at each style layer; then made ready for the run
+  (`nst.losses.LossForm.prepare`: W2 takes the covariance's root here, once);
 - for a video frame, the warped previous output, its consistency and the
   temporal weight.
 
@@ -56,12 +57,12 @@ def targets_for(extractor: Extractor, scene: Scene, blend: tuple[float, ...], co
         style = []
         for i, guide in enumerate(guides):
             mass = np.square(guide).sum(axis=(1, 2))
-            style.append(tf.stack([form.target_of(*sums[i], mass[r]) for r, sums in enumerate(per_style)], axis=1))
+            style.append(form.prepare(tf.stack([form.target_of(*sums[i], mass[r]) for r, sums in enumerate(per_style)], 1)))
         targets = Targets(content, style, masks=[tf.constant(g[None]) for g in guides])
     else:
         positions = [(height // geometry.stride(layer)) * (width // geometry.stride(layer))
                      for layer in config.style_layers]  # fmt: skip
-        style = [sum(b * form.target_of(*sums[i], m) for b, sums in zip(blend, per_style))
+        style = [form.prepare(sum(b * form.target_of(*sums[i], m) for b, sums in zip(blend, per_style)))
                  for i, m in enumerate(positions)]  # fmt: skip
         targets = Targets(content, style)
     if scene.previous is not None:  # a video frame (nst.video)

@@ -57,20 +57,33 @@ def gaussian(moments: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return mean, covariance + W2_EPSILON * tf.eye(n, dtype=moments.dtype)
 
 
+def prepared_target(moments: tf.Tensor) -> tf.Tensor:
+    """The style's moments (`moment_features`' Gram matrix divided by its
+    mass, blended if need be) made ready for `w2_style`, once per run: the
+    covariance block replaced by the covariance's square root, taken here
+    in float64 since the target is a constant. The mean stays in the last
+    column; ``tr(S_s)`` is the root's squared Frobenius norm."""
+    mean, covariance = gaussian(tf.cast(moments, tf.float64))
+    top = tf.concat([root(covariance), mean[..., :, None]], axis=-1)
+    bottom = tf.concat([mean[..., None, :], tf.ones_like(mean[..., :1])[..., None, :]], axis=-1)
+    return tf.cast(tf.concat([top, bottom], axis=-2), moments.dtype)
+
+
 def w2_style(gram: tf.Tensor, target: tf.Tensor, n: int, m: tf.Tensor | int) -> tf.Tensor:
     """The Wasserstein-2 style term (crowsonkb/style-transfer-pytorch's
     later loss) from `moment_features`' Gram matrix ``gram`` summed over M
-    positions (or a region's mass) and the target moments (the style's,
-    divided by its mass): with the means mu and covariances Sigma (`gaussian`),
+    positions (or a region's mass) and the style's `prepared_target`: with
+    the means mu and covariances Sigma (`gaussian`),
     ``(|mu_x - mu_s|^2 + tr(S_x + S_s - 2 (S_s^1/2 S_x S_s^1/2)^1/2)) / N``,
     the squared W2 distance between the two Gaussians per channel. (``n``,
     the form's N, counts the ones channel: N is one less.) The square roots
     are taken by eigendecompositions in float64 (`root_trace`)."""
     # In float64: the covariances' products reach condition numbers of 1e9.
     mean, covariance = gaussian(tf.cast(gram / tf.cast(m, gram.dtype)[..., None, None], tf.float64))
-    target_mean, target_covariance = gaussian(tf.cast(target, tf.float64))
-    target_root = tf.stop_gradient(root(target_covariance))  # the target's: a constant
+    k = gram.shape[-1] - 1
+    target = tf.cast(target, tf.float64)
+    target_root, target_mean = target[..., :k, :k], target[..., :k, k]
     cross = root_trace(target_root @ covariance @ target_root)
-    traces = tf.linalg.trace(covariance) + tf.linalg.trace(target_covariance)
+    traces = tf.linalg.trace(covariance) + tf.reduce_sum(tf.square(target_root), axis=[-2, -1])
     w2 = tf.reduce_sum(tf.square(mean - target_mean), axis=-1) + traces - 2.0 * cross
-    return tf.cast(w2, gram.dtype) / float(gram.shape[-1] - 1)
+    return tf.cast(w2, gram.dtype) / float(k)
