@@ -4,6 +4,7 @@
 # and:
 #   make studio                    the studio notebook as a web app (Voila), http://localhost:8866
 #   make repository REPO=owner/name  point the Colab badges and install cells at a GitHub repository
+#   make docs                      the docs site into site/ (mkdocs build --strict); make docs-serve serves it
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED := ../shared
@@ -26,7 +27,7 @@ REPOSITORY := $(shell sed -n 's/^REPOSITORY = "\(.*\)"/\1/p' nst/__init__.py)
 DEMO_SIZE ?= 256
 DEMO_STEPS ?= 300
 
-.PHONY: demo test studio repository
+.PHONY: demo test studio repository docs docs-serve
 # The main job needs the runtime only; the tests add their tools (pytest,
 # Jupyter, Voila, Playwright, Hypothesis, grimp and Colab's ipywidgets 7.7);
 # the studio adds Voila and a Jupyter kernel.
@@ -49,6 +50,11 @@ $(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
 		"widgetsnbextension>=3.6,<4" "jupyterlab_widgets>=1.1,<2"
 	touch $@
 
+# The docs site's tools (requirements-docs.txt); nothing else needs them.
+$(VENV)/.docs: $(VENV)/.runtime requirements-docs.txt
+	$(PY) -m pip install -q -r requirements-docs.txt
+	touch $@
+
 $(VENV)/.studio: $(VENV)/.runtime
 	$(PY) -m pip install -q $$(grep -E '^(voila|ipykernel)' requirements-dev.txt)
 	touch $@
@@ -65,6 +71,15 @@ studio: $(VENV)/.studio
 	mkdir -p $(NST_OUTPUT_DIR)
 	$(VENV)/bin/voila notebooks/studio.ipynb --Voila.config_file_paths=notebooks
 
+# --strict: a broken link or anchor, a page left out of the nav, or an API
+# reference that does not resolve fails the build. (NO_MKDOCS_2_WARNING
+# quiets Material's notice about its successor.)
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 repository:
 	@test -n "$(REPO)" || { echo "usage: make repository REPO=owner/name"; exit 2; }
-	sed -i 's|$(REPOSITORY)|$(REPO)|g' README.md nst/__init__.py notebooks/*.ipynb
+	sed -i 's|$(REPOSITORY)|$(REPO)|g' README.md nst/__init__.py notebooks/*.ipynb docs/*.md mkdocs.yml

@@ -105,9 +105,10 @@ def stylize_many(
 
     Args:
         jobs: the runs; each job's settings override the shared ones.
-        config, **overrides: the shared settings, as for `stylize`.
+        config: the shared settings, as for `stylize`.
         callback: as for `stylize`, once per job at each report;
             ``progress.job`` is the job's index in ``jobs``.
+        **overrides: shared `Config` fields, as for `stylize`.
 
     Returns:
         A `Result` per job, in order. If the user interrupts, the batch that

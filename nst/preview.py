@@ -42,8 +42,8 @@ class LivePreview:
     """Callable progress display; pass it as ``callback=`` to `nst.stylize`.
 
     Args:
-        content, style: the inputs, shown beside the output (optional; a
-            list of styles shows the first).
+        content: the photo, shown beside the output (optional).
+        style: the painting, shown too (optional; of a list, the first).
         every: refresh the current image every ``every`` steps (and at the end).
         plot_every: redraw the loss curves every ``plot_every`` steps.
         width: display width of each image, CSS pixels.

@@ -57,7 +57,8 @@ class Studio(Controls):
     Args:
         config: starting settings (default: the 'report' preset); every
             slider starts at its value.
-        content, style: the starting inputs (sample names, paths, URLs...).
+        content: the starting photo (a sample name, path, URL...).
+        style: the starting painting, the same kinds.
         **overrides: `Config` fields applied to ``config``, e.g.
             ``preset="blocks1-3", weights="vgg19.npz", size=256``.
     """

@@ -118,7 +118,7 @@ def stylize_video(
 
     Args:
         clip: a video file (.mp4, .webm, ...), an animated GIF or a folder of frames.
-        style, masks, style_masks: as for `nst.stylize` (masks cover every frame).
+        style: one style image or several to blend, as for `nst.stylize`.
         output: a video file (it gets the clip's sound), a .gif, or a folder
             (one PNG per frame). The frames' PNGs are written, as each is
             done, into `frames_folder(output)`.
@@ -130,6 +130,9 @@ def stylize_video(
             frames' steps, flow, frame rate, frame count).
         callback: called as ``callback(frame_progress)`` during each frame's
             run (every ``callback_every`` steps) and once it is written.
+        callback_every: how many steps between calls.
+        masks: regions, as for `nst.stylize`; they cover every frame.
+        style_masks: the part of each style image to take its style from.
         resume: go on from the frames already in the frames folder (made with
             the same settings); without it, such frames are an error.
         **overrides: any `Config` or `VideoConfig` field.

@@ -41,7 +41,7 @@ VOILA_CONFIG = STUDIO.parent  # voila.json, as `make studio` uses it
 
 def _missing() -> str | None:
     if not CHROMIUM.is_file():
-        return "no /usr/bin/chromium: install Debian's chromium package (see README, Tests)"
+        return "no /usr/bin/chromium: install Debian's chromium package (see docs/architecture.md, Tests)"
     for module in ("playwright.sync_api", "voila"):
         try:
             __import__(module)

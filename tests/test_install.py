@@ -71,9 +71,11 @@ def planned_commands(target: str, tmp_path: Path) -> str:
 
 
 def test_the_main_job_installs_the_runtime_only_and_the_tests_add_their_tools(tmp_path):
-    demo, test, studio = (planned_commands(target, tmp_path) for target in ("demo", "test", "studio"))
+    demo, test, studio, docs = (planned_commands(t, tmp_path) for t in ("demo", "test", "studio", "docs"))
     assert "-r requirements.txt" in demo and "nst --demo" in demo
     assert "requirements-dev" not in demo and "ipywidgets7" not in demo
+    assert "requirements-docs" not in demo + test + studio  # the site's tools are the site's alone
+    assert "-r requirements-docs.txt" in docs and "mkdocs build --strict" in docs
     assert "-r requirements.txt" in test and "-r requirements-dev.txt" in test and "ipywidgets7" in test
     assert "-m pytest" in test
     assert "-r requirements-dev.txt" not in studio and "grep -E '^(voila|ipykernel)'" in studio
