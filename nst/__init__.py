@@ -11,7 +11,8 @@
     nst.stylize_video("clip.mp4", "painting.jpg", "out.mp4", size=256)
 
 `Config`, `preset` and `PRESETS` hold the settings and their defaults;
-`stylize`, `stylize_many`, `grid`, `Job`, `Result`, `Progress` and `stylize_video` load TensorFlow on first use, so that
+`Job` and `grid` describe runs; `stylize`, `stylize_many`, `batch` (many pictures into a folder, resumable),
+`Result`, `Progress` and `stylize_video` load TensorFlow when they are used, so that
 importing `nst` (and `nst --help`) stays fast.
 """
 
@@ -39,12 +40,12 @@ if "tensorflow" not in _sys.modules:
 
 from nst.config import PRESETS, Config, ConfigError, preset
 
-_LAZY = {"stylize": "nst.optimize", "stylize_many": "nst.optimize", "grid": "nst.scene", "Job": "nst.scene",
-         "Result": "nst.record", "Progress": "nst.record", "stylize_video": "nst.video"}  # fmt: skip
+_LAZY = {"stylize": "nst.optimize", "stylize_many": "nst.optimize", "grid": "nst.jobs", "Job": "nst.jobs",
+         "Result": "nst.record", "Progress": "nst.record", "stylize_video": "nst.video", "batch": "nst.many"}  # fmt: skip
 _MODULES = {"clips", "color", "controls", "device", "engine", "features", "flow", "geometry", "images", "live",
             "losses", "normalize", "optimize", "optimizers", "options", "preview", "problem", "record", "regions",
             "scene", "studio", "targets", "tiles", "video", "weights", "paths", "cache", "presets",
-            "wasserstein"}  # fmt: skip
+            "wasserstein", "jobs", "many"}  # fmt: skip
 
 
 def __getattr__(name: str):
@@ -58,6 +59,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "PRESETS", "REPOSITORY", "Config", "ConfigError", "Job", "Progress", "Result", "__version__", "grid", "preset",
+    "PRESETS", "REPOSITORY", "Config", "ConfigError", "Job", "Progress", "Result", "__version__", "batch", "grid", "preset",
     "stylize", "stylize_many", "stylize_video",
 ]  # fmt: skip

@@ -43,8 +43,21 @@ from nst.images import (
     require_side,
     save_image,
 )
+from nst.jobs import Job
 from nst.normalize import stats_images
-from nst.options import DEMO, MIN_CHECK_SIZE, build_parser, resume, settings, sweep, video_parser, video_settings
+from nst.many import pending, plan
+from nst.options import (
+    DEMO,
+    MIN_CHECK_SIZE,
+    batch_parser,
+    build_parser,
+    contents,
+    resume,
+    settings,
+    sweep,
+    video_parser,
+    video_settings,
+)
 from nst.resources import auto_tile, check_memory
 from nst.weights import (
     WEIGHTS_ENV,
@@ -71,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     tolerant_output()
-    command = "nst " + argv[0] if argv[:1] in (["figures"], ["video"], ["weights"]) else "nst"
+    command = "nst " + argv[0] if argv[:1] in (["figures"], ["video"], ["weights"], ["batch"]) else "nst"
     state = argparse.Namespace(running=False, written=[])
     with Signals() as signals, plain_warnings(command):
         try:
@@ -81,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return weights(argv[1:])
             if command == "nst video":
                 return video(video_parser().parse_args(argv[1:]), signals, state)
+            if command == "nst batch":
+                return many(batch_parser().parse_args(argv[1:]), signals, state)
             parser = build_parser()
             args = parser.parse_args(argv)
             if args.demo:
@@ -164,6 +179,51 @@ def video(args: argparse.Namespace, signals: Signals, state: argparse.Namespace)
     return 0
 
 
+def many(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -> int:
+    """``nst batch``: plan every job, skip those done (before TensorFlow
+    loads), run the rest (`nst.batch`); 1 if any failed, with where they are listed."""
+    config = settings(args)
+    runs = sweep(args, config) or [("", {}, config)]
+    styles = [s.split("+") if "+" in s and not Path(s).exists() else s for s in args.styles]
+    masks = args.masks or args.mask_map
+    jobs = [Job(c, s, changes, masks, args.style_masks) for c in contents(args.content) for s in styles
+            for _, changes, _ in runs]  # fmt: skip
+    todo = pending(plan(jobs, args.output, config))
+    if not todo:
+        print(f"nst batch: all {len(jobs)} jobs are done in {args.output} ({args.output}/batch.jsonl)")
+        return 0
+    for _, _, run_config in runs:
+        check_weights(run_config.weights, run_config.content_layers + run_config.style_layers)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tqdm.auto import tqdm
+
+    from nst.many import batch
+
+    bar = tqdm(total=len(todo), unit="job", disable=args.quiet, dynamic_ncols=True, leave=False)
+
+    def progress(name: str, p: Any) -> None:
+        bar.set_postfix_str(f"{name}: step {p.step}/{p.steps}, loss {p.losses['total']:.3g}")
+
+    def ended(name: str, status: str) -> None:
+        bar.update(1)
+        if status == "done":
+            state.written.append(Path(args.output) / f"{name}.png")
+
+    state.running = True
+    try:
+        report = batch(jobs, args.output, config=config, callback=progress, callback_every=10, on_job=ended)
+    finally:
+        bar.close()
+    done = len(jobs) - len(report.failures)
+    print(f"nst batch: {len(report.results)} written, {len(report.skipped)} already done, into {args.output}")
+    if report.failures:
+        first = next(iter(report.failures.values()))
+        print(f"nst batch: {len(report.failures)} of {len(jobs)} jobs failed ({done} done), the first: {first}; "
+              f"every one is listed in {report.log}", file=sys.stderr)  # fmt: skip
+        return DURING_RUN
+    return 0
+
+
 def figures_parser() -> argparse.ArgumentParser:
     """The options of ``nst figures`` (loads `nst.figures`, and so TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -237,7 +297,6 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     from tqdm.auto import tqdm
 
     from nst.optimize import stylize, stylize_many
-    from nst.scene import Job
 
     total = sum(steps for _, steps in config.schedule)
     every_run = [run_config for _, _, run_config in runs] or [config]

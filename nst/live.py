@@ -48,7 +48,8 @@ from nst.images import ImageSource
 from nst.losses import Weights
 from nst.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
 from nst.record import EarlyEnd, Progress, Recorder, Result
-from nst.scene import Job, Prepared, Previous, resize, settings
+from nst.jobs import Job, Previous, settings
+from nst.scene import Prepared, resize
 from nst.targets import for_job
 
 #: The settings a running run takes from `LiveRun.set`.
@@ -70,7 +71,7 @@ def start(
     """Start a run in a background thread and return its handle at once.
 
     Arguments as for `nst.stylize` (regions too; ``previous``: a video
-    frame's, see `nst.scene.Job`). The callback runs in that thread.
+    frame's, see `nst.jobs.Job`). The callback runs in that thread.
     """
     t0 = time.perf_counter()
     config = settings(config, overrides)

@@ -38,7 +38,8 @@ from nst.losses import Targets, Weights
 from nst.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
 from nst.record import EarlyEnd, Progress, Recorder, Result
 from nst.resources import check_memory, estimate_bytes
-from nst.scene import Job, Prepared, grid, resize, settings
+from nst.jobs import Job, grid, settings
+from nst.scene import Prepared, resize
 from nst.targets import for_job
 
 __all__ = ["Job", "Progress", "Result", "grid", "stylize", "stylize_many"]

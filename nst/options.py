@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import itertools
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage="nst CONTENT STYLE [STYLE ...] [-o OUT.png] [options]\n"
         "       nst --demo | --resume OUT.png [options]\n"
         "       nst video CLIP STYLE [STYLE ...] [-o OUT.mp4] [options]   (see nst video --help)\n"
+        "       nst batch CONTENT ... --styles STYLE ... -o OUTDIR [options]   (see nst batch --help)\n"
         "       nst figures [--out DIR] [options]   (see nst figures --help)\n"
         "       nst weights [install PATH [--link]]   (which VGG19 weights runs use; install a file for offline use)",
         description="Neural style transfer (Gatys et al. 2016): render CONTENT in the style of STYLE. "
@@ -325,6 +327,57 @@ def video_parser() -> argparse.ArgumentParser:
     add_settings(parser, skip=("--steps",))
     add_switches(parser)
     return parser
+
+
+def batch_parser() -> argparse.ArgumentParser:
+    """``nst batch``'s options: the contents, the styles, the output folder, sweeps and a still run's settings."""
+    parser = Parser(
+        prog="nst batch",
+        usage="nst batch CONTENT [CONTENT ...] --styles STYLE [STYLE ...] -o OUTDIR [--sweep OPTION=V1,V2,...] "
+        "[options]",
+        description="Many pictures: one run per content, style and sweep value, each written to "
+        "OUTDIR/<content>--<style>[--<option>-<value>].png with its settings inside; OUTDIR/batch.jsonl lists every "
+        "job and its status. The same command again skips the jobs already done with the same inputs and "
+        "settings. Runs of one output shape share one compiled engine. A job that fails is recorded and the "
+        "others go on.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("content", nargs="+", help="content images: files, folders (the images in them), globs "
+                        "('photos/*.jpg'; quoted), URLs or sample:NAME")  # fmt: skip
+    parser.add_argument("--styles", nargs="+", required=True, metavar="STYLE", help="style images, a job each; "
+                        "A.jpg+B.jpg blends several in one job (weighed by --style-blend)")  # fmt: skip
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="the folder the PNGs and "
+                        "batch.jsonl go into (made if missing)")  # fmt: skip
+    parser.add_argument("--sweep", action="append", metavar="OPTION=V1,V2,...", help="a job per value, e.g. "
+                        "--sweep style-weight=1e3,1e4 (repeat for a grid)")  # fmt: skip
+    add_settings(parser)
+    add_switches(parser)
+    return parser
+
+
+#: What a folder given to `nst batch` is taken to hold: its files with these suffixes.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def contents(given: list[str]) -> list[str]:
+    """``nst batch``'s content images: each file as it is, a folder's images
+    (sorted), a glob's matches (sorted); URLs and samples as given. A folder
+    without images or a glob that matches nothing is an error."""
+    found = []
+    for item in given:
+        if Path(item).is_dir():
+            images = sorted(str(p) for p in Path(item).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise ConfigError(f"{item}: a folder without images ({', '.join(IMAGE_SUFFIXES)})")
+            found += images
+        elif glob.has_magic(item) and not Path(item).exists():
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise ConfigError(f"{item}: no file matches")
+            found += matches
+        else:
+            found.append(item)
+    return found
 
 
 def video_settings(args: argparse.Namespace) -> VideoConfig:

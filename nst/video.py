@@ -29,7 +29,7 @@ stylised from its own content as a still, and they run as batches, one
 frame per replica (`nst.stylize_many`).
 
 The frames and the temporal target reach the optimisers through the same
-interface as a still's: a job's `nst.scene.Previous` puts the warped frame
+interface as a still's: a job's `nst.jobs.Previous` puts the warped frame
 into each scale's scene (the start), and the targets carry it
 (`Targets.temporal`), which only the objective reads.
 """
@@ -64,7 +64,7 @@ from nst.flow import came_into_view, consistency, optical_flow, warp
 from nst.images import ImageError, ImageSource, load_image, save_image
 from nst.optimize import stylize_many
 from nst.record import Progress
-from nst.scene import Job, Previous, settings
+from nst.jobs import Job, Previous, settings
 
 
 @dataclass(frozen=True)

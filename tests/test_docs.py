@@ -69,12 +69,12 @@ def page_folder(tmp_path, monkeypatch):
     if SHARED.is_dir():
         (tmp_path / "shared").symlink_to(SHARED)  # the pages' ../shared
     monkeypatch.chdir(folder)
-    real = nst.scene.settings
+    real = nst.jobs.settings
 
     def cut(c):  # what a run would do, at 32 px for 2 steps on random weights
         return c.replace(size=32, steps=2, scales=(28, 32) if c.scales else None, scale_steps=None, weights="random")
 
-    for module in (nst.optimize, nst.live, video):  # each module's own name for nst.scene.settings
+    for module in (nst.optimize, nst.live, video):  # each module's own name for nst.jobs.settings
         monkeypatch.setattr(module, "settings", lambda config, overrides: cut(real(config, overrides)))
     command_line = cli.settings  # and the command line's, so that what it records is what runs
     monkeypatch.setattr(cli, "settings", lambda args: cut(command_line(args)))
@@ -129,11 +129,19 @@ def styled_two_regions(ns: dict, printed: str) -> None:
     assert read_metadata("out.png")["masks"] == ["sky.png", "town.png"]
 
 
+def wrote_a_folder(ns: dict, printed: str) -> None:
+    report = ns["report"]
+    names = ["photo--a--style-weight-1000", "photo--a--style-weight-10000", "photo--a+b--style-weight-1000",
+             "photo--a+b--style-weight-10000"]  # fmt: skip
+    assert sorted(report.results) == sorted(names) and not report.skipped and not report.failures
+    assert all(read_metadata(f"styled/{name}.png")["batch"]["name"] == name for name in names)
+
+
 #: What each Python block says it produces, found by a line it has.
 PRODUCES = {'result.save("out.png")': saved_a_png, 'preset="tutorial"': saved_with_settings,
             "LivePreview(": made_the_preview, "nst.live.start(": steered, 'save_animation("run.gif"': animated,
             "stylize_video(": made_a_video, "stylize_many(": ran_every_job,
-            'masks=["sky.png", "town.png"]': styled_two_regions}  # fmt: skip
+            'masks=["sky.png", "town.png"]': styled_two_regions, "nst.batch(": wrote_a_folder}  # fmt: skip
 
 
 @pytest.mark.parametrize("page, code", PYTHON, ids=[f"{page.name}-python-{i}" for i, (page, _) in enumerate(PYTHON)])
@@ -195,7 +203,7 @@ def test_shell_blocks_run_as_written(page, page_folder, monkeypatch, capsys):
         code = cli.main(argv)
         assert code == 0, f"{page.name}: {' '.join(words)}: {capsys.readouterr().err}"
         out = output_of(argv)
-        if out and "--sweep" in argv:  # one PNG per run, named for its values
+        if out and "--sweep" in argv and argv[0] != "batch":  # one PNG per run, named for its values
             assert list(Path(out).parent.glob(f"{Path(out).stem}-*.png")), " ".join(words)
         elif out:
             assert os.path.exists(out) and (Path(out).is_file() or any(Path(out).iterdir())), " ".join(words)

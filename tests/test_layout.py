@@ -17,7 +17,7 @@ LAYERS = [
     {"__main__"},
     {"cli"},
     {"figures", "studio", "options"},
-    {"video", "controls"},
+    {"video", "controls", "many"},
     {"live"},
     {"optimize"},
     {"paths"},
@@ -28,7 +28,7 @@ LAYERS = [
     {"problem"},
     {"losses"},
     {"features", "scene"},
-    {"regions", "device", "normalize", "record", "preview", "flow", "resources", "failure", "wasserstein"},
+    {"regions", "device", "normalize", "record", "preview", "flow", "resources", "failure", "wasserstein", "jobs"},
     {"clips", "color", "weights"},
     {"images"},
     {"nst"},  # the package itself: __version__, REPOSITORY
