@@ -1,0 +1,179 @@
+"""The scale-free recipe against the report's, on the paper's network
+(8-bit weights) and real images, in one run:
+
+- finish: the time to a finished 512 px image with each preset's own
+  settings (`report`, `gatys`, `scale-free`), each one `nst` command as a
+  user types it, timed from the shell (import, weights, compile, steps,
+  saving).
+- sizes: the same settings at 256, 512 and 1024 px, for `scale-free` and
+  for `report`; each output is brought to 256 px (the same scale relative
+  to the picture) and measured there by two style statistics:
+
+  - stroke frequency: the power-weighted mean spatial frequency of what
+    the stylisation added (the output's luminance minus the photo's), in
+    cycles per picture width. The same number at every size means strokes
+    of the same size relative to the picture.
+  - Gram distance: the mean over the paper's five style layers of
+    ``mean (G/M - A)^2 / N^2`` (the authors' code's style term, which
+    neither preset optimises at this scale) between the output and the
+    painting, both at 256 px. Lower: more like the painting at this scale.
+
+  It also writes sizes.png: the outputs side by side, all shown at the same
+  width, to look at.
+
+    NST_IMAGES=../shared/images python benchmarks/recipe_sizes.py \\
+        --weights ../shared/weights/vgg19_imagenet_8bit.npz --out /tmp/recipe-sizes
+    ... --only sizes --sizes-steps 100     # one section
+
+Sizes run with ``--steps`` given (``--sizes-steps``; scale-free takes twice
+that at its first scale), the same at every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONTENT, STYLE = "tubingen.jpg", "starry_night.jpg"
+PRESETS = ("report", "gatys", "scale-free")
+SIZES = (256, 512, 1024)
+COMMON = 256  # the size every output is measured at
+
+
+def cpu_name() -> str:
+    """The CPU's model name and whether it has AVX-512 (what speed figures depend on)."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+        info = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        flags = info.get("Flags", "").split()
+        return f"{info.get('Model name', platform.processor())}, {os.cpu_count()} cores, " \
+               f"avx512f {'avx512f' in flags}, avx512_bf16 {'avx512_bf16' in flags}"  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor()
+
+
+def run_nst(images: Path, weights: str, preset: str, size: int, out: Path, *extra: str) -> float:
+    """One ``nst`` command; returns its wall seconds as seen from the shell."""
+    command = [sys.executable, "-m", "nst", str(images / CONTENT), str(images / STYLE), "-o", str(out),
+               "--preset", preset, "--size", str(size), "--weights", weights, "--quiet", *extra]  # fmt: skip
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    return image @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def stroke_frequency(output: np.ndarray, photo: np.ndarray) -> float:
+    """The power-weighted mean frequency of ``output - photo`` (luminance), in cycles per picture width."""
+    added = luminance(output) - luminance(photo)
+    power = np.abs(np.fft.fft2(added - added.mean())) ** 2
+    h, w = added.shape
+    # Frequencies in cycles per pixel, times the width in pixels: cycles per picture width on both axes.
+    fy, fx = np.meshgrid(np.fft.fftfreq(h) * w, np.fft.fftfreq(w) * w, indexing="ij")
+    return float((np.hypot(fx, fy) * power).sum() / power.sum())
+
+
+def gram_distance(extractor, image: np.ndarray, painting: np.ndarray) -> float:
+    """The mean over the style layers of ``mean (G/M - A)^2 / N^2`` between two images."""
+    from nst.backend import tf
+    from nst.losses import GATYS
+
+    ours, theirs = (extractor(tf.constant(x[None])).style for x in (image, painting))
+    terms = [float(GATYS.style(f, GATYS.style_target(s, 1))[0]) for f, s in zip(ours, theirs)]
+    return float(np.mean(terms))
+
+
+def finish(images: Path, weights: str, out: Path) -> list[dict]:
+    rows = []
+    for preset in PRESETS:
+        png = out / f"finish-{preset}-512.png"
+        seconds = run_nst(images, weights, preset, 512, png)
+        rows.append({"preset": preset, "seconds": seconds, "png": str(png)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def sizes(images: Path, weights: str, out: Path, steps: int) -> list[dict]:
+    from nst.config import preset as make_preset
+    from nst.features import extractor_for
+    from nst.images import load_image
+
+    runs = []
+    for preset in ("scale-free", "report"):
+        for size in SIZES:
+            png = out / f"size-{preset}-{size}.png"
+            seconds = run_nst(images, weights, preset, size, png, "--steps", str(steps))
+            runs.append({"preset": preset, "size": size, "seconds": seconds, "png": str(png)})
+            print(json.dumps(runs[-1]), flush=True)
+    extractor = extractor_for(make_preset("report", weights=weights, size=COMMON))
+    photo, painting = load_image(images / CONTENT, COMMON), load_image(images / STYLE, COMMON)
+    for run in runs:
+        output = load_image(run["png"], COMMON)
+        run["stroke_frequency"] = stroke_frequency(output, photo)
+        run["gram_distance"] = gram_distance(extractor, output, painting)
+    return runs
+
+
+def sheet(runs: list[dict], out: Path, steps: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nst.images import load_image
+
+    presets = sorted({r["preset"] for r in runs}, key=["scale-free", "report"].index)
+    figure, axes = plt.subplots(len(presets), len(SIZES), figsize=(4 * len(SIZES), 3.3 * len(presets)), dpi=150,
+                                squeeze=False)  # fmt: skip
+    for row, preset in zip(axes, presets):
+        for ax, run in zip(row, (r for r in runs if r["preset"] == preset)):
+            ax.imshow(load_image(run["png"]))
+            ax.set_title(f"{preset}, {run['size']} px\nstrokes {run['stroke_frequency']:.1f} cycles/width, "
+                         f"Gram {run['gram_distance']:.3g}", fontsize=9)  # fmt: skip
+            ax.axis("off")
+    figure.suptitle(f"The same settings at three sizes, all shown at one width ({steps} steps a scale; "
+                    "scale-free: 2x at 128 px; 8-bit weights)", fontsize=10)  # fmt: skip
+    figure.tight_layout()
+    figure.savefig(out / "sizes.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, help="the 8-bit VGG19 file (all 16 convolutions)")
+    parser.add_argument("--images", default=os.environ.get("NST_IMAGES", "../shared/images"))
+    parser.add_argument("--out", default="/tmp/recipe-sizes")
+    parser.add_argument("--only", nargs="+", choices=("finish", "sizes"), default=["finish", "sizes"])
+    parser.add_argument("--sizes-steps", type=int, default=100)
+    args = parser.parse_args()
+    out, images = Path(args.out), Path(args.images)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"CPU: {cpu_name()}", flush=True)
+    results: dict = {"cpu": cpu_name()}
+    if "finish" in args.only:
+        results["finish"] = finish(images, args.weights, out)
+        print("| preset | 512 px, its own settings, one `nst` command |\n| --- | --- |")
+        for row in results["finish"]:
+            print(f"| `{row['preset']}` | {row['seconds'] / 60:.1f} min |")
+    if "sizes" in args.only:
+        results["sizes"] = sizes(images, args.weights, out, args.sizes_steps)
+        sheet(results["sizes"], out, args.sizes_steps)
+        print("| preset | size | run | stroke frequency (cycles / width) | Gram distance at 256 px |")
+        print("| --- | --- | --- | --- | --- |")
+        for run in results["sizes"]:
+            print(f"| `{run['preset']}` | {run['size']} px | {run['seconds'] / 60:.1f} min | "
+                  f"{run['stroke_frequency']:.1f} | {run['gram_distance']:.3g} |")  # fmt: skip
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
