@@ -103,15 +103,21 @@ def finish(images: Path, weights: str, out: Path) -> list[dict]:
     return rows
 
 
-def sizes(images: Path, weights: str, out: Path, steps: int) -> list[dict]:
+def sizes(images: Path, weights: str, out: Path, steps: int, presets=("scale-free", "report"), sizes_=SIZES,
+          reuse: bool = False, measure_only: bool = False) -> list[dict]:  # fmt: skip
     from nst.config import preset as make_preset
     from nst.features import extractor_for
     from nst.images import load_image
 
     runs = []
-    for preset in ("scale-free", "report"):
-        for size in SIZES:
+    for preset in presets:
+        for size in sizes_:
             png = out / f"size-{preset}-{size}.png"
+            if (reuse or measure_only) and png.is_file():  # made by an earlier run with the same --sizes-steps
+                runs.append({"preset": preset, "size": size, "seconds": None, "png": str(png)})
+                continue
+            if measure_only:
+                continue
             seconds = run_nst(images, weights, preset, size, png, "--steps", str(steps))
             runs.append({"preset": preset, "size": size, "seconds": seconds, "png": str(png)})
             print(json.dumps(runs[-1]), flush=True)
@@ -124,7 +130,8 @@ def sizes(images: Path, weights: str, out: Path, steps: int) -> list[dict]:
     return runs
 
 
-def sheet(runs: list[dict], out: Path, steps: int) -> None:
+def sheet(runs: list[dict], out: Path, steps: int | str) -> None:
+    """sizes.png: the outputs by preset and size, all shown at one width; ``steps`` as the title says them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,16 +140,20 @@ def sheet(runs: list[dict], out: Path, steps: int) -> None:
     from nst.images import load_image
 
     presets = sorted({r["preset"] for r in runs}, key=["scale-free", "report"].index)
-    figure, axes = plt.subplots(len(presets), len(SIZES), figsize=(4 * len(SIZES), 3.3 * len(presets)), dpi=150,
+    columns = max(sum(r["preset"] == p for r in runs) for p in presets)
+    figure, axes = plt.subplots(len(presets), columns, figsize=(4 * columns, 3.3 * len(presets)), dpi=150,
                                 squeeze=False)  # fmt: skip
     for row, preset in zip(axes, presets):
+        for ax in row:
+            ax.axis("off")  # a row with fewer sizes leaves its last panels empty
         for ax, run in zip(row, (r for r in runs if r["preset"] == preset)):
             ax.imshow(load_image(run["png"]))
             ax.set_title(f"{preset}, {run['size']} px\nstrokes {run['stroke_frequency']:.1f} cycles/width, "
                          f"Gram {run['gram_distance']:.3g}", fontsize=9)  # fmt: skip
-            ax.axis("off")
-    figure.suptitle(f"The same settings at three sizes, all shown at one width ({steps} steps a scale; "
-                    "scale-free: 2x at 128 px; 8-bit weights)", fontsize=10)  # fmt: skip
+    steps = f"{steps} steps a scale; scale-free: 2x at 128 px" if isinstance(steps, int) else steps
+    figure.suptitle(f"The same settings at each size, all shown at one width ({steps}; 8-bit weights)",
+                    fontsize=10, y=0.995)  # fmt: skip
+    figure.subplots_adjust(hspace=0.3)
     figure.tight_layout()
     figure.savefig(out / "sizes.png")
 
@@ -154,6 +165,10 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/recipe-sizes")
     parser.add_argument("--only", nargs="+", choices=("finish", "sizes"), default=["finish", "sizes"])
     parser.add_argument("--sizes-steps", type=int, default=100)
+    parser.add_argument("--presets", nargs="+", default=["scale-free", "report"], help="the sizes section's")
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), help="the sizes section's")
+    parser.add_argument("--reuse", action="store_true", help="sizes: keep the PNGs already in --out")
+    parser.add_argument("--measure-only", action="store_true", help="sizes: run nothing, measure the PNGs in --out")
     args = parser.parse_args()
     out, images = Path(args.out), Path(args.images)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,12 +180,14 @@ def main() -> None:
         for row in results["finish"]:
             print(f"| `{row['preset']}` | {row['seconds'] / 60:.1f} min |")
     if "sizes" in args.only:
-        results["sizes"] = sizes(images, args.weights, out, args.sizes_steps)
+        results["sizes"] = sizes(images, args.weights, out, args.sizes_steps, args.presets, args.sizes, args.reuse,
+                                 args.measure_only)  # fmt: skip
         sheet(results["sizes"], out, args.sizes_steps)
         print("| preset | size | run | stroke frequency (cycles / width) | Gram distance at 256 px |")
         print("| --- | --- | --- | --- | --- |")
         for run in results["sizes"]:
-            print(f"| `{run['preset']}` | {run['size']} px | {run['seconds'] / 60:.1f} min | "
+            took = f"{run['seconds'] / 60:.1f} min" if run["seconds"] else "(earlier run)"
+            print(f"| `{run['preset']}` | {run['size']} px | {took} | "
                   f"{run['stroke_frequency']:.1f} | {run['gram_distance']:.3g} |")  # fmt: skip
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
