@@ -22,6 +22,7 @@ output, and stops.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,8 +33,8 @@ from typing import Any
 
 from nst.config import Config
 from nst.images import ImageError, ImageSource, load_image, open_image, read_metadata, require_side, write_atomic
-from nst.record import TIME_LIMIT
 from nst.jobs import Job, listed, settings
+from nst.record import TIME_LIMIT
 
 #: At most this many images run as one batch: on a CPU a larger batch
 #: saves nothing more (a sweep of 4 at 256 px took 0.81x its runs one
@@ -87,8 +88,16 @@ def name_of(job: Job) -> str:
 
 def _digest(source: ImageSource) -> str:
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        stat = Path(source).stat()
+        return _file_digest(str(Path(source).resolve()), stat.st_mtime_ns, stat.st_size)
     return str(source)  # a URL or a sample: its name is what it is
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """A file's SHA-256, read once per version of it (a style shared by a
+    thousand jobs is hashed once; a file that changes is hashed again)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def key_of(job: Job, config: Config) -> str:
@@ -240,7 +249,7 @@ def batch(
         try:
             named = callback and (lambda progress: callback(ready[progress.job].name, progress))
             results = stylize_many([p.job for p in ready], config=base, callback=named, callback_every=callback_every)
-        except (ImageError, ValueError, RuntimeError, MemoryError) as e:  # the group's, e.g. out of memory
+        except Exception as e:  # the group's (out of memory, TensorFlow's errors): its jobs fail, the rest go on
             for item in ready:
                 failed(item, f"{type(e).__name__}: {e}")
             continue
