@@ -45,7 +45,7 @@ _LAZY = {"stylize": "nst.optimize", "stylize_many": "nst.optimize", "grid": "nst
 _MODULES = {"clips", "color", "controls", "device", "engine", "features", "flow", "geometry", "images", "live",
             "losses", "normalize", "optimize", "optimizers", "options", "preview", "problem", "record", "regions",
             "scene", "studio", "targets", "tiles", "video", "weights", "paths", "cache", "presets",
-            "wasserstein", "jobs", "many"}  # fmt: skip
+            "wasserstein", "jobs", "many", "cluster"}  # fmt: skip
 
 
 def __getattr__(name: str):

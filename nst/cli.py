@@ -32,6 +32,7 @@ from nst.config import (
     ConfigError,
 )
 from nst.cache import cache_dir
+from nst.cluster import require_ray
 from nst.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, end, plain_warnings, tolerant_output
 from nst.images import (
     ImageError,
@@ -181,7 +182,12 @@ def video(args: argparse.Namespace, signals: Signals, state: argparse.Namespace)
 
 def many(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -> int:
     """``nst batch``: plan every job, skip those done (before TensorFlow
-    loads), run the rest (`nst.batch`); 1 if any failed, with where they are listed."""
+    loads), run the rest (`nst.batch`, on a Ray cluster with --cluster); 1
+    if any failed, with where they are listed."""
+    if args.cluster:
+        require_ray()
+    if args.worker_cpus is not None and args.worker_cpus < 1:
+        raise ConfigError(f"--worker-cpus {args.worker_cpus}: give 1 or more")
     config = settings(args)
     runs = sweep(args, config) or [("", {}, config)]
     styles = [s.split("+") if "+" in s and not Path(s).exists() else s for s in args.styles]
@@ -205,13 +211,14 @@ def many(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) 
         bar.set_postfix_str(f"{name}: step {p.step}/{p.steps}, loss {p.losses['total']:.3g}")
 
     def ended(name: str, status: str) -> None:
-        bar.update(1)
-        if status == "done":
+        bar.update(status != "interrupted")
+        if status != "failed":
             state.written.append(Path(args.output) / f"{name}.png")
 
     state.running = True
     try:
-        report = batch(jobs, args.output, config=config, callback=progress, callback_every=10, on_job=ended)
+        report = batch(jobs, args.output, config=config, cluster=args.cluster, worker_cpus=args.worker_cpus,
+                       callback=progress, callback_every=10, on_job=ended)
     finally:
         bar.close()
     done = len(jobs) - len(report.failures)

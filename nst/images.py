@@ -50,6 +50,8 @@ SAMPLES: dict[str, tuple[str, str, str]] = {
 SAMPLE_PREFIX = "sample:"
 #: $NST_IMAGES set to this asks for drawn stand-ins of the samples.
 SYNTHETIC = "synthetic"
+#: An address rather than a path: https://..., s3://..., gs://... (`download`).
+ADDRESS = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")
 #: What a failed download of a URL the user gave says to do.
 _DOWNLOAD_ADVICE = "Check the address or download it and give the file."
 
@@ -61,9 +63,10 @@ class ImageError(ValueError):
 def load_image(source: ImageSource, size: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Load an image as float32 RGB in [0, 1], shape (height, width, 3).
 
-    ``source`` is a file path, an http(s) URL (downloaded once and cached), a
-    sample name written ``"sample:tubingen"`` (see `SAMPLES`), a PIL image, or
-    an array (height, width[, channels]) of uint8, uint16 or floats in [0, 1].
+    ``source`` is a file path, a URL (http(s), or s3://, gs://, ... with
+    fsspec; downloaded once and cached), a sample name written
+    ``"sample:tubingen"`` (see `SAMPLES`), a PIL image, or an array
+    (height, width[, channels]) of uint8, uint16 or floats in [0, 1].
     EXIF orientation is applied; grey, palette, CMYK and 16-bit images become
     RGB; transparency is composited on white. With ``size``, the longest side
     is resized to ``size`` pixels. Files of more than ``max_pixels`` pixels
@@ -105,7 +108,7 @@ def open_image(source: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image
     text = os.fspath(source)
     if text.startswith(SAMPLE_PREFIX):
         path = sample_path(text[len(SAMPLE_PREFIX) :])
-    elif re.match(r"https?://", text):
+    elif ADDRESS.match(text):
         path = download(text)
     else:
         path = Path(text)
@@ -157,7 +160,7 @@ def check_source(source: ImageSource) -> None:
     there or not readable (URLs, samples and in-memory images pass)."""
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
-        if not (text.startswith(SAMPLE_PREFIX) or re.match(r"https?://", text)):
+        if not (text.startswith(SAMPLE_PREFIX) or ADDRESS.match(text)):
             check_readable(Path(text))
 
 
@@ -352,14 +355,25 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def download(url: str) -> Path:
-    """Fetch ``url`` into the cache once; later calls return the cached file."""
+    """Fetch ``url`` into the cache once; later calls return the cached file.
+    http(s), file and ftp with the standard library; any other scheme
+    (``s3://``, ``gs://``, ``memory://``, ...) through fsspec, if installed."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", url.rsplit("/", 1)[-1].split("?")[0])[-80:] or "download"
     target = cache_dir() / "downloads" / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
     if target.exists():
         return target
     try:
-        with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response:
-            data = response.read()
+        if (scheme := url.split("://", 1)[0].lower()) in ("http", "https", "file", "ftp"):
+            with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response:
+                data = response.read()
+        else:
+            import fsspec
+
+            with fsspec.open(url, "rb") as f:
+                data = f.read()
+    except ImportError as e:  # fsspec, or the scheme's own package (s3fs, gcsfs): fsspec's message names it
+        advice = "pip install fsspec (with s3fs for s3://, gcsfs for gs://)" if "fsspec" in str(e) else e
+        raise ImageError(f"{url}: reading {scheme}:// addresses needs fsspec: {advice}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise ImageError(f"{url}: download failed ({e}). {_DOWNLOAD_ADVICE}") from None
     try:

@@ -13,6 +13,9 @@ as each job ends. Running the same jobs again skips every one whose PNG
 holds the same key and finished, and does so without loading TensorFlow
 when nothing is left (`plan` and `pending` read only files and PNG text).
 
+With ``cluster=`` (``nst batch --cluster``) the same groups run on a Ray
+cluster's workers (`nst.cluster`); planning, skipping and writing stay here.
+
 A job that fails (an unreadable photo, a loss that is no longer finite, a
 group that runs out of memory) is recorded and the others go on. Ctrl-C
 ends the running group as a single run ends (each image's best so far is
@@ -22,15 +25,18 @@ output, and stops.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nst.cluster import Cluster, require_ray
 from nst.config import Config
 from nst.images import ImageError, ImageSource, load_image, open_image, read_metadata, require_side, write_atomic
 from nst.jobs import Job, listed, settings
@@ -159,18 +165,20 @@ def pending(planned: Sequence[Planned]) -> list[Planned]:
 
 
 class Log:
-    """``batch.jsonl``: one line per job (name, output, status, reason), rewritten whole at each change."""
+    """``batch.jsonl``: one line per job (name, output, inputs, settings,
+    status, reason, where it ran, attempts), rewritten whole at each change."""
 
     def __init__(self, out: Path, planned: Sequence[Planned], done: set[str]) -> None:
         self.path = out / LOG
         self.rows = {p.name: {"name": p.name, "output": str(p.output), "content": str(p.job.content),
                               "style": [str(s) for s in listed(p.job.style)], "settings": dict(p.job.settings),
-                              "status": "done" if p.name in done else "pending", "reason": None}
+                              "status": "done" if p.name in done else "pending", "reason": None,
+                              "worker": None, "attempts": 0}
                      for p in planned}  # fmt: skip
         self.write()
 
-    def set(self, name: str, status: str, reason: str | None = None) -> None:
-        self.rows[name].update(status=status, reason=reason)
+    def set(self, name: str, status: str, reason: str | None = None, **more: Any) -> None:
+        self.rows[name].update(status=status, reason=reason, **more)
         self.write()
 
     def write(self) -> None:
@@ -195,11 +203,47 @@ def groups(planned: Sequence[Planned], size: int = GROUP) -> list[list[Planned]]
     return [items[i : i + size] for items in by_shape.values() for i in range(0, len(items), size)]
 
 
+def clear_temporaries(out: Path) -> None:
+    """Remove what a killed batch left half-written (``write_atomic``'s
+    temporary files of processes no longer running)."""
+    for tmp in out.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 3)[-3]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and Path("/proc/self").exists():
+            tmp.unlink(missing_ok=True)
+
+
+def here(
+    ready: Sequence[Sequence[Planned]],
+    config: Config,
+    callback: Callable[[int, Any], Any] | None,
+    every: int,
+    on_start: Callable[[int, str, int], Any],
+) -> Iterator[tuple[int, list | BaseException]]:
+    """Run the groups one after another in this process: yield (index,
+    results or the group's error). After a group that was interrupted, the
+    interrupt goes on."""
+    from nst.optimize import stylize_many  # TensorFlow loads here, once there is work to do
+
+    for index, items in enumerate(ready):
+        on_start(index, f"{socket.gethostname()} pid {os.getpid()}", 1)
+        named = callback and functools.partial(callback, index)
+        try:
+            results = stylize_many([p.job for p in items], config=config, callback=named, callback_every=every)
+        except Exception as e:  # the group's (out of memory, TensorFlow's errors): its jobs fail, the rest go on
+            yield index, e
+            continue
+        yield index, results
+        if any(r is None or r.stopped == "interrupted" for r in results):
+            raise KeyboardInterrupt
+
+
 def batch(
     jobs: Sequence[Job],
     out_dir: str | os.PathLike,
     *,
     config: Config | None = None,
+    cluster: str | None = None,
+    worker_cpus: int | None = None,
     callback: Callable[[str, Any], Any] | None = None,
     callback_every: int = 1,
     on_job: Callable[[str, str], Any] | None = None,
@@ -211,27 +255,39 @@ def batch(
         jobs: the runs, e.g. from `nst.grid`; a job's settings override the shared ones.
         out_dir: the folder for the PNGs and ``batch.jsonl`` (made if missing).
         config: the shared settings (default: the 'report' preset).
+        cluster: None runs here; else a Ray address (see `nst.cluster`):
+            'auto' (the cluster this machine is part of), 'local' (start Ray
+            on this machine now: a worker per GPU), 'HOST:PORT' or
+            'ray://HOST:10001'. Where Ray is already connected, that connection.
+        worker_cpus: on a cluster without GPUs, the CPUs of each worker
+            (default: all of a node's).
         callback: called as ``callback(name, progress)`` with each job's
-            `nst.Progress`, every ``callback_every`` steps (see `nst.stylize`).
-        on_job: called as ``on_job(name, status)`` when a job is done or failed.
+            `nst.Progress`, every ``callback_every`` steps (see `nst.stylize`;
+            on a cluster, about once a second, without ``progress.image()``).
+        on_job: called as ``on_job(name, status)`` when a job is 'done',
+            'failed', or 'interrupted' (its best image so far written).
         **overrides: shared `Config` fields, as for `nst.stylize`.
 
     Returns:
         A `BatchReport`: results by job name, the names skipped, the failures.
         Ctrl-C raises KeyboardInterrupt once the finished outputs are written.
     """
+    if cluster is not None:
+        require_ray()
     base = settings(config, dict(overrides))
     planned = plan(jobs, out_dir, base)
     todo = pending(planned)
+    clear_temporaries(Path(out_dir))
     report = BatchReport(skipped=[p.name for p in planned if p not in todo])
     log = Log(Path(out_dir), planned, set(report.skipped))
     report.log = log.path
 
-    def failed(item: Planned, reason: str) -> None:
-        report.failures[item.name] = reason
-        log.set(item.name, "failed", reason)
-        if on_job:
-            on_job(item.name, "failed")
+    def ended(item: Planned, status: str, reason: str | None = None) -> None:
+        if status == "failed":
+            report.failures[item.name] = reason
+        log.set(item.name, status, reason)
+        if on_job and (status != "pending" or reason):
+            on_job(item.name, reason if status == "pending" else status)
 
     runnable = []
     for item in todo:  # what a single run checks before it starts, before TensorFlow loads
@@ -239,36 +295,42 @@ def batch(
             _check(item, base)
             runnable.append(item)
         except (ImageError, OSError, ValueError) as e:
-            failed(item, str(e))
-    if not runnable:
+            ended(item, "failed", str(e))
+    ready = groups(runnable)
+    if not ready:
         return report
 
-    from nst.optimize import stylize_many  # TensorFlow loads here, once there is work to do
+    def progress(index: int, p: Any) -> None:
+        callback(ready[index][p.job].name, p)
 
-    for ready in groups(runnable):
-        try:
-            named = callback and (lambda progress: callback(ready[progress.job].name, progress))
-            results = stylize_many([p.job for p in ready], config=base, callback=named, callback_every=callback_every)
-        except Exception as e:  # the group's (out of memory, TensorFlow's errors): its jobs fail, the rest go on
-            for item in ready:
-                failed(item, f"{type(e).__name__}: {e}")
-            continue
-        interrupted = False
-        for item, result in zip(ready, results):
-            if result is None:  # interrupted before it started
-                interrupted = True
-                continue
-            result.sources["batch"] = {"key": item.key, "name": item.name}
-            result.save(item.output)
-            if result.stopped == "interrupted":
-                interrupted = True
-            elif not result.complete:
-                failed(item, f"stopped early: {result.stopped}")
-            else:
-                report.results[item.name] = result
-                log.set(item.name, "done")
-                if on_job:
-                    on_job(item.name, "done")
-        if interrupted:
-            raise KeyboardInterrupt
+    def started(index: int, where: str, attempt: int) -> None:
+        for item in ready[index]:
+            log.set(item.name, "running", worker=where, attempts=attempt)
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: [log.set(n, "pending") for n, row in log.rows.items() if row["status"] == "running"])
+        if cluster is None:
+            runs = here(ready, base, callback and progress, callback_every, started)
+        else:
+            ray = stack.enter_context(Cluster(cluster, worker_cpus))
+            work = [(items[0].shape, [p.job for p in items]) for items in ready]
+            runs = ray.run(work, base, on_start=started, on_progress=callback and progress)
+        stack.enter_context(contextlib.closing(runs))  # its workers end before Ray does
+        for index, outcome in runs:
+            results = outcome if isinstance(outcome, list) else [outcome] * len(ready[index])
+            for item, result in zip(ready[index], results):
+                if isinstance(result, BaseException):
+                    ended(item, "failed", f"{type(result).__name__}: {result}")
+                elif result is None:  # interrupted before it started
+                    ended(item, "pending")
+                else:
+                    result.sources["batch"] = {"key": item.key, "name": item.name}
+                    result.save(item.output)
+                    if result.stopped == "interrupted":
+                        ended(item, "pending", "interrupted")
+                    elif not result.complete:
+                        ended(item, "failed", f"stopped early: {result.stopped}")
+                    else:
+                        report.results[item.name] = result
+                        ended(item, "done")
     return report

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import glob
 import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -350,6 +351,12 @@ def batch_parser() -> argparse.ArgumentParser:
                         "batch.jsonl go into (made if missing)")  # fmt: skip
     parser.add_argument("--sweep", action="append", metavar="OPTION=V1,V2,...", help="a job per value, e.g. "
                         "--sweep style-weight=1e3,1e4 (repeat for a grid)")  # fmt: skip
+    parser.add_argument("--cluster", metavar="ADDRESS", default=os.environ.get("RAY_ADDRESS") or None,
+                        help="run the jobs on a Ray cluster (pip install 'nst[ray]'): auto (the one this machine "
+                        "is in), local (start Ray here: a worker per GPU), HOST:PORT or ray://HOST:10001 "
+                        "(default: $RAY_ADDRESS; unset: here, without Ray)")  # fmt: skip
+    parser.add_argument("--worker-cpus", type=int, metavar="N", help="on a cluster without GPUs, the CPUs of each "
+                        "worker (default: all of a node's)")  # fmt: skip
     add_settings(parser)
     add_switches(parser)
     return parser

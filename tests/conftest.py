@@ -15,6 +15,10 @@ for _var, _sub in {"KERAS_HOME": "keras", "NST_CACHE": "cache", "MPLCONFIGDIR": 
     os.environ[_var] = str(_SANDBOX / _sub)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.pop("NST_VGG19_WEIGHTS", None)
+# The Ray clusters tests start (test_cluster, the docs' cluster commands) authenticate with a token of this
+# session, not one written under $HOME; set before Ray is imported, which reads them once.
+os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=os.urandom(16).hex(), RAY_USAGE_STATS_ENABLED="0")
+os.environ.pop("RAY_ADDRESS", None)
 
 import numpy as np
 import pytest

@@ -4,6 +4,7 @@ failures recorded, nothing run twice."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -116,7 +117,7 @@ def test_ctrl_c_keeps_the_finished_outputs_and_the_rest_stay_pending(folder):
 
     with pytest.raises(KeyboardInterrupt):
         nst.batch(jobs, "out", callback=interrupt, **TINY)
-    assert statuses(folder / "out") == {"a--s1": ("done", None), "b--s1": ("pending", None)}
+    assert statuses(folder / "out") == {"a--s1": ("done", None), "b--s1": ("pending", "interrupted")}
     assert read_metadata(folder / "out" / "b--s1.png")["stopped"] == "interrupted"  # its best so far, as a run's
     report = nst.batch(jobs, "out", **TINY)
     assert list(report.results) == ["b--s1"] and report.skipped == ["a--s1"]
@@ -128,3 +129,14 @@ def test_contents_that_name_nothing_are_refused(folder):
     for given, message in [("empty", "a folder without images"), ("photos/*.png", "no file matches")]:
         with pytest.raises(ConfigError, match=message):
             cli.many(cli.batch_parser().parse_args([given, "--styles", "s1.jpg", "-o", "out"]), None, None)
+
+
+def test_what_a_killed_batch_left_half_written_is_cleared_and_nothing_else(folder):
+    jobs = nst.grid(["photos/a.jpg"], ["s1.jpg"])
+    nst.batch(jobs, "out", **TINY)
+    dead = folder / "out" / ".a--s1.png.4194305.0123abcd.tmp"  # above Linux's largest pid: no such process
+    alive = folder / "out" / f".a--s1.png.{os.getpid()}.4567cdef.tmp"  # a batch writing now
+    for path in (dead, alive):
+        path.write_bytes(b"half a PNG")
+    assert nst.batch(jobs, "out", **TINY).skipped == ["a--s1"]
+    assert not dead.exists() and alive.exists()

@@ -2,7 +2,7 @@
 API reference lists every public name.
 
 Each page runs in a folder of its own where the file names the pages use
-(photo.jpg, painting.jpg, a.jpg, b.jpg, starry_night.jpg, masks, a short
+(photo.jpg, painting.jpg, a.jpg, b.jpg, starry_night.jpg, photos/, masks, a short
 clip, folders of frames, and ``../shared`` where this checkout has it) are
 small copies of the sample images. The one change, stated here: every run
 is cut to 32 px, 2 steps and random weights (offline, and to keep the
@@ -15,12 +15,15 @@ suite quick); nothing else is changed.
   output it names. ``make TARGET`` must name a target of the Makefile. Set-up
   lines (``pip install``, ``source``, ``export``) are not run here: the
   install is `tests/test_install.py`'s business, and the suite runs in the
-  venv they make.
+  venv they make. Nor are ``ray start``/``ray stop``: a command for a Ray
+  cluster runs on one that Ray starts for it here (``--cluster local``;
+  `tests/test_cluster.py` starts clusters of separate processes).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shlex
@@ -41,14 +44,15 @@ BLOCKS = [(page, kind, code) for page in PAGES for kind, code in FENCE.findall(p
 PYTHON = [(page, code) for page, kind, code in BLOCKS if kind == "python"]
 #: The pages' file names, and the samples they stand for.
 FILES = {"photo.jpg": "tubingen", "painting.jpg": "starry_night", "a.jpg": "starry_night", "b.jpg": "the_scream",
-         "starry_night.jpg": "starry_night"}  # fmt: skip
+         "starry_night.jpg": "starry_night", "photos/tubingen.jpg": "tubingen",
+         "photos/shipwreck.jpg": "shipwreck"}  # fmt: skip
 EIGHT_BIT = SHARED / "weights" / "vgg19_imagenet_8bit.npz"
 
 
 @pytest.fixture
 def page_folder(tmp_path, monkeypatch):
     folder = tmp_path / "work"
-    folder.mkdir()
+    (folder / "photos").mkdir(parents=True)
     for name, sample in FILES.items():
         with Image.open(sample_path(sample)) as im:
             im.convert("RGB").resize((64, 48)).save(folder / name)
@@ -74,7 +78,7 @@ def page_folder(tmp_path, monkeypatch):
     def cut(c):  # what a run would do, at 32 px for 2 steps on random weights
         return c.replace(size=32, steps=2, scales=(28, 32) if c.scales else None, scale_steps=None, weights="random")
 
-    for module in (nst.optimize, nst.live, video):  # each module's own name for nst.jobs.settings
+    for module in (nst.optimize, nst.live, video, nst.many):  # each module's own name for nst.jobs.settings
         monkeypatch.setattr(module, "settings", lambda config, overrides: cut(real(config, overrides)))
     command_line = cli.settings  # and the command line's, so that what it records is what runs
     monkeypatch.setattr(cli, "settings", lambda args: cut(command_line(args)))
@@ -137,11 +141,19 @@ def wrote_a_folder(ns: dict, printed: str) -> None:
     assert all(read_metadata(f"styled/{name}.png")["batch"]["name"] == name for name in names)
 
 
+def ran_on_ray(ns: dict, printed: str) -> None:
+    names = [f"photo--{s}--style-weight-{w}" for s in "ab" for w in (1000, 10000)]
+    assert sorted(ns["report"].results) == names and not ns["report"].failures
+    rows = [json.loads(line) for line in Path("on-ray/batch.jsonl").read_text().splitlines()]
+    assert all(row["status"] == "done" and f"pid {os.getpid()}" not in row["worker"] for row in rows)  # elsewhere
+
+
 #: What each Python block says it produces, found by a line it has.
 PRODUCES = {'result.save("out.png")': saved_a_png, 'preset="tutorial"': saved_with_settings,
             "LivePreview(": made_the_preview, "nst.live.start(": steered, 'save_animation("run.gif"': animated,
             "stylize_video(": made_a_video, "stylize_many(": ran_every_job,
-            'masks=["sky.png", "town.png"]': styled_two_regions, "nst.batch(": wrote_a_folder}  # fmt: skip
+            'masks=["sky.png", "town.png"]': styled_two_regions, 'nst.batch(jobs, "styled"': wrote_a_folder,
+            'cluster="local"': ran_on_ray}  # fmt: skip
 
 
 @pytest.mark.parametrize("page, code", PYTHON, ids=[f"{page.name}-python-{i}" for i, (page, _) in enumerate(PYTHON)])
@@ -161,7 +173,7 @@ def shell_lines(page: Path) -> list[list[str]]:
             for line in code.replace("\\\n", " ").splitlines() if shlex.split(line, comments=True)]  # fmt: skip
 
 
-SETUP = {"pip", "source", "export"}
+SETUP = {"pip", "source", "export", "ray"}
 SHELL_PAGES = [page for page in PAGES if shell_lines(page)]
 
 
@@ -198,6 +210,8 @@ def test_shell_blocks_run_as_written(page, page_folder, monkeypatch, capsys):
                 cli.main(argv)
             assert done.value.code == 0 and "usage: nst" in capsys.readouterr().out
             continue
+        if "--cluster" in argv:  # a cluster of this machine's own, for this command
+            argv[argv.index("--cluster") + 1] = "local"
         if argv[:2] == ["weights", "install"]:  # into the test's own cache, from the real file where it is
             argv = [*argv[:2], str((page_folder / argv[2]).resolve())] + argv[3:]
         code = cli.main(argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -165,6 +166,19 @@ def test_download_is_cached(tmp_path, monkeypatch):
     source.unlink()
     assert images.download(source.as_uri()) == first and first.is_file()
     assert first.parent == tmp_path / "downloads"
+
+
+def test_addresses_of_other_schemes_are_read_through_fsspec(tmp_path, monkeypatch):
+    import fsspec  # in requirements-dev.txt
+    monkeypatch.setenv("NST_CACHE", str(tmp_path))
+    with fsspec.open("memory://bucket/photo.png", "wb") as f:  # as s3:// or gs:// would hold it
+        f.write(save_image(tmp_path / "photo.png", gradient()).read_bytes())
+    assert np.array_equal(load_image("memory://bucket/photo.png"), load_image(tmp_path / "photo.png"))
+    with pytest.raises(ImageError, match="memory://bucket/gone.png: download failed"):
+        load_image("memory://bucket/gone.png")
+    monkeypatch.setitem(sys.modules, "fsspec", None)  # as if not installed
+    with pytest.raises(ImageError, match=r"s3://bucket/a.jpg: reading s3:// addresses needs fsspec: pip install"):
+        load_image("s3://bucket/a.jpg")
 
 
 def test_animation_gif_has_every_frame_at_the_last_size(tmp_path):

@@ -18,7 +18,7 @@ LAYERS = [
     {"cli"},
     {"figures", "studio", "options"},
     {"video", "controls", "many"},
-    {"live"},
+    {"live", "cluster"},
     {"optimize"},
     {"paths"},
     {"optimizers"},

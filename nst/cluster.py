@@ -1,0 +1,368 @@
+"""Ray: `nst batch` on many machines (``--cluster ADDRESS``, ``cluster=``).
+
+The driver (the ``nst batch`` process) plans, skips and writes, as it does
+locally (`nst.many`); this module runs the groups of jobs on Ray workers:
+
+- one worker actor per GPU (``num_gpus=1``), or on a cluster without GPUs,
+  one per ``worker_cpus`` CPUs of each node (default: one per node, all its
+  CPUs). Each keeps its compiled engines (`nst.engine`) warm, and is handed
+  a group of the shape it ran last where one is waiting;
+- inputs travel as bytes (Ray's object store, each file once), so workers
+  need no shared disk; URLs (http(s), or s3://, gs://, ... with fsspec)
+  travel as addresses, for each worker to fetch.
+  A weights file travels the same way; 'imagenet' is downloaded by each node;
+- results come back to the driver, which writes each PNG atomically, so no
+  output is written twice or half-written;
+- a worker that dies (a pre-empted node, Ray's out-of-memory killer,
+  ``kill -9``) is replaced and its group is run again elsewhere, up to
+  `ATTEMPTS` times; a group that raises fails as it would locally;
+- Ctrl-C asks every running worker to end its group as a single run ends
+  (its best images so far), waits up to `GRACE_S` for them, then stops.
+
+Workers need nst and TensorFlow installed (``pip install 'nst[ray]'`` in
+the cluster's image); the driver needs only Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import os
+import signal
+import socket
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from nst.config import Config, ConfigError
+from nst.images import ADDRESS, SAMPLE_PREFIX, ImageSource, describe, sample_path
+from nst.jobs import Job, listed
+from nst.record import Progress, Result
+from nst.weights import resolve_weights
+
+#: Tries a group gets when its worker dies under it (then its jobs fail).
+ATTEMPTS = 3
+#: Seconds Ctrl-C waits for the running groups' best images.
+GRACE_S = 60.0
+#: Seconds between progress reports from the running workers.
+POLL_S = 1.0
+INSTALL = "pip install 'nst[ray]'"
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot run the batch (no worker could start, and why)."""
+
+
+def require_ray() -> None:
+    """Refuse at once, with the pip command, where Ray is not installed."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"running on a Ray cluster needs Ray, which is not installed here: {INSTALL}")
+
+
+def local_file(source: ImageSource) -> Path | None:
+    """The file on this machine that ``source`` names (a path, a sample), or None (a URL, an array)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    text = os.fspath(source)
+    if text.startswith(SAMPLE_PREFIX):
+        return sample_path(text[len(SAMPLE_PREFIX) :])
+    return Path(text) if not ADDRESS.match(text) and Path(text).is_file() else None
+
+
+def sources(job: Job) -> list[ImageSource]:
+    """Every image a job reads."""
+    return [job.content, *listed(job.style), *listed(job.masks), *listed(job.style_masks)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parcel:
+    """A group as it travels: its jobs named as on the driver, the shared
+    settings, and each local file (by its name there) as a digest, a file
+    name and a reference to its bytes in Ray's object store."""
+
+    jobs: list[Job]
+    config: Config
+    files: dict[str, tuple[str, str, Any]]
+    weights: dict[int, str]
+    """Per job index, the driver's weights file (travelling in ``files``)."""
+
+
+class Worker:
+    """A Ray actor: runs parcels with `nst.stylize_many`, one at a time,
+    keeping its engines warm; answers `progress` and `interrupt` meanwhile."""
+
+    def __init__(self, cpus: int | None) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        if cpus:  # a CPU worker uses its share of the node, not every core
+            tf.config.threading.set_intra_op_parallelism_threads(cpus)
+            tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
+        self.folder = Path(tempfile.mkdtemp(prefix="nst-worker-"))
+        self.latest: tuple | None = None
+        self.stopping = False
+
+    def where(self) -> str:
+        """The host and process it runs in."""
+        return f"{socket.gethostname()} pid {os.getpid()}"
+
+    def run(self, parcel: Parcel) -> list[Result | None]:
+        """The group's results, named and set as on the driver."""
+        import ray
+
+        from nst.optimize import stylize_many
+
+        here, back = {}, {}
+        for name, (digest, filename, ref) in parcel.files.items():
+            path = self.folder / digest[:24] / filename
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(ray.get(ref))
+            here[name], back[str(path)] = str(path), name
+
+        def moved(source: Any) -> Any:
+            if isinstance(source, (list, tuple)):
+                return [moved(s) for s in source]
+            return here.get(describe(source), source) if source is not None else None
+
+        jobs = [dataclasses.replace(job, content=moved(job.content), style=moved(job.style), masks=moved(job.masks),
+                                    style_masks=moved(job.style_masks),
+                                    settings={**job.settings, **({"weights": here[parcel.weights[i]]}
+                                                                 if i in parcel.weights else {})})
+                for i, job in enumerate(parcel.jobs)]  # fmt: skip
+        self.stopping, self.latest = False, None
+        try:
+            results = stylize_many(jobs, config=parcel.config, callback=self.report)
+        except Exception as e:  # the group's own error, its paths as the driver knows them
+            if _plain(e):
+                raise type(e)(renamed(str(e), back)) from None
+            raise
+        for i, result in enumerate(results):
+            if result is not None:
+                result.sources = renamed(result.sources, back)
+                if i in parcel.weights:
+                    result.config = result.config.replace(weights=resolve_weights(parcel.weights[i]))
+        return results
+
+    def report(self, progress: Progress) -> None:
+        self.latest = (progress.step, progress.steps, progress.losses, progress.elapsed, progress.scale, progress.job)
+        if self.stopping:
+            raise KeyboardInterrupt
+
+    def progress(self) -> tuple | None:
+        """The running group's last report: step, steps, losses, elapsed, scale, job."""
+        return self.latest
+
+    def interrupt(self) -> None:
+        """End the running group at its next report, as Ctrl-C ends a run."""
+        self.stopping = True
+
+
+def _plain(e: Exception) -> bool:
+    """Whether ``e`` can be made again from its message alone."""
+    try:
+        return type(e)(str(e)).args == e.args
+    except Exception:
+        return False
+
+
+def renamed(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with each worker path in ``names`` (in strings, lists and dicts) put back as the driver named it."""
+    if isinstance(value, str):
+        for path, name in names.items():
+            value = value.replace(path, name)
+        return value
+    if isinstance(value, dict):
+        return {k: renamed(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [renamed(v, names) for v in value]
+    return value
+
+
+def _unavailable() -> Any:
+    raise RuntimeError("the image of a job running on a Ray worker comes back only when its group ends")
+
+
+class Cluster:
+    """A Ray connection and its workers, for one batch (a context manager)."""
+
+    def __init__(self, address: str, worker_cpus: int | None = None) -> None:
+        require_ray()
+        token = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+        if address != "local" and "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or
+                                                                          Path(token).is_file()):  # fmt: skip
+            # Where a cluster's token is at hand, use it, as `ray start` does (Ray reads this once, on import).
+            os.environ["RAY_AUTH_MODE"] = "token"
+        import ray
+
+        self.ray, self.worker_cpus = ray, worker_cpus
+        self.started = not ray.is_initialized()
+        if self.started:
+            handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR",
+                     **({"include_dashboard": False} if address == "local" else {}))  # fmt: skip
+            for number, handler in handlers.items():  # keep the command's signal rules (`nst.failure.Signals`)
+                if handler is not None:
+                    signal.signal(number, handler)
+        self.actor = ray.remote(max_concurrency=2)(Worker)
+        self.refs: dict[str, Any] = {}
+        self.uses: dict[str, int] = {}
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+    def shapes(self) -> list[dict[str, Any]]:
+        """The options of each worker to start: one per GPU, else per ``worker_cpus`` CPUs of each node."""
+        gpus = int(self.ray.cluster_resources().get("GPU", 0))
+        if gpus:
+            return [{"num_gpus": 1, "num_cpus": 1}] * gpus
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options = []
+        for node in self.ray.nodes():
+            cpus = int(node["Resources"].get("CPU", 0)) if node["Alive"] else 0
+            each = min(self.worker_cpus or cpus, cpus)
+            for _ in range(cpus // each if each else 0):
+                options.append({"num_cpus": each, "scheduling_strategy":
+                                NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)})  # fmt: skip
+        if not options:
+            raise ClusterError("the Ray cluster has no GPU and no CPU for workers (ray status shows its resources)")
+        return options
+
+    def start(self, options: dict[str, Any]) -> tuple[Any, Any]:
+        """A worker and the reference that resolves to where it runs once it has started."""
+        worker = self.actor.options(**options).remote(None if options.get("num_gpus") else options["num_cpus"])
+        return worker, worker.where.remote()
+
+    def parcel(self, jobs: Sequence[Job], config: Config) -> Parcel:
+        """``jobs`` ready to travel: each local file's bytes put in the object store once."""
+        files, weights = {}, {}
+        for i, job in enumerate(jobs):
+            named = {describe(s): local_file(s) for s in sources(job)}
+            chosen = resolve_weights(config.replace(**job.settings).weights)
+            if chosen not in ("random", "imagenet"):
+                named[chosen] = Path(chosen)
+                weights[i] = chosen
+            for name, path in named.items():
+                if path is not None and name not in files:
+                    data = path.read_bytes()
+                    digest = hashlib.sha256(data).hexdigest()
+                    if digest not in self.refs:
+                        self.refs[digest] = self.ray.put(data)
+                    self.uses[digest] = self.uses.get(digest, 0) + 1
+                    files[name] = (digest, path.name, self.refs[digest])
+        return Parcel(list(jobs), config, files, weights)
+
+    def release(self, parcel: Parcel) -> None:
+        """Let the object store free the bytes no waiting group needs."""
+        for digest, _, _ in parcel.files.values():
+            self.uses[digest] -= 1
+            if not self.uses[digest]:
+                del self.refs[digest], self.uses[digest]
+
+    def run(
+        self,
+        groups: Sequence[tuple[Any, Sequence[Job]]],
+        config: Config,
+        *,
+        on_start: Callable[[int, str, int], Any] | None = None,
+        on_progress: Callable[[int, Progress], Any] | None = None,
+    ) -> Iterator[tuple[int, list[Result | None] | BaseException]]:
+        """Run each (shape, jobs) group on the workers; yield (index, results
+        or the group's error) as each ends. ``on_start(index, where, attempt)``
+        is called as a group is handed out, ``on_progress(index, progress)``
+        about once a second per running group."""
+        ray, errors = self.ray, self.ray.exceptions
+        parcels: dict[int, Parcel] = {}  # made as each group is first handed out, dropped as it ends
+        queue, attempts = list(range(len(groups))), [0] * len(groups)
+        options = self.shapes()
+        starting = {}
+        for opts in options:
+            worker, ref = self.start(opts)
+            starting[ref] = (worker, opts)
+        idle: list[tuple[Any, str, dict, Any]] = []  # worker, where, options, last shape
+        busy: dict[Any, tuple[Any, str, dict, int]] = {}
+        failures: list[str] = []
+        try:
+            while queue or busy:
+                while idle and queue:
+                    worker, where, opts, last = idle.pop()
+                    index = next((i for i in queue if groups[i][0] == last), queue[0])
+                    queue.remove(index)
+                    attempts[index] += 1
+                    if on_start:
+                        on_start(index, where, attempts[index])
+                    if index not in parcels:
+                        parcels[index] = self.parcel(groups[index][1], config)
+                    busy[worker.run.remote(parcels[index])] = (worker, where, opts, index)
+                if not (busy or starting):
+                    raise ClusterError(f"no Ray worker could start: {failures[-1] if failures else 'no resources'}"
+                                       f" (workers need nst and TensorFlow: {INSTALL} on every node)")  # fmt: skip
+                ready, _ = ray.wait([*starting, *busy], num_returns=1, timeout=POLL_S)
+                if not ready:
+                    self._poll(busy, on_progress)
+                    continue
+                (ref,) = ready
+                if ref in starting:
+                    worker, opts = starting.pop(ref)
+                    try:
+                        idle.append((worker, ray.get(ref), opts, None))
+                    except errors.RayError as e:
+                        failures.append(_cause(e))
+                    continue
+                worker, where, opts, index = busy.pop(ref)
+                try:
+                    results = ray.get(ref)
+                except errors.RayTaskError as e:  # the group raised: it fails, the worker goes on
+                    idle.append((worker, where, opts, None))
+                    self.release(parcels.pop(index))
+                    yield index, e.cause if isinstance(e.cause, BaseException) else e
+                    continue
+                except errors.RayError as e:  # the worker died: a new one, and the group again (elsewhere)
+                    ray.kill(worker)
+                    new, new_ref = self.start(opts)
+                    starting[new_ref] = (new, opts)
+                    if attempts[index] < ATTEMPTS:
+                        queue.insert(0, index)
+                        continue
+                    self.release(parcels.pop(index))
+                    yield index, ClusterError(f"its worker died {ATTEMPTS} times (last {where}: {_cause(e)})")
+                    continue
+                idle.append((worker, where, opts, groups[index][0]))
+                self.release(parcels.pop(index))
+                yield index, results
+        except KeyboardInterrupt:
+            for worker, *_ in busy.values():
+                worker.interrupt.remote()
+            done, _ = ray.wait(list(busy), num_returns=len(busy), timeout=GRACE_S) if busy else ([], [])
+            for ref in done:
+                try:
+                    yield busy[ref][3], ray.get(ref)
+                except errors.RayError:
+                    pass
+            raise
+        finally:
+            for worker, *_ in [*idle, *busy.values(), *starting.values()]:
+                ray.kill(worker)
+
+    def _poll(self, busy: dict[Any, tuple], on_progress: Callable[[int, Progress], Any] | None) -> None:
+        if not (on_progress and busy):
+            return
+        running = list(busy.values())
+        try:
+            answers = self.ray.get([worker.progress.remote() for worker, *_ in running])
+        except self.ray.exceptions.RayError:  # a worker died: its group's own reference says so
+            return
+        for (_, _, _, index), latest in zip(running, answers):
+            if latest is not None:
+                on_progress(index, Progress(*latest, _read_image=_unavailable))
+
+
+def _cause(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
