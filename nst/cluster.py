@@ -7,15 +7,16 @@ locally (`nst.many`); this module runs the groups of jobs on Ray workers:
   one per ``worker_cpus`` CPUs of each node (default: one per node, all its
   CPUs). Each keeps its compiled engines (`nst.engine`) warm, and is handed
   a group of the shape it ran last where one is waiting;
-- inputs travel as bytes (Ray's object store, each file once), so workers
-  need no shared disk; URLs (http(s), or s3://, gs://, ... with fsspec)
-  travel as addresses, for each worker to fetch.
-  A weights file travels the same way; 'imagenet' is downloaded by each node;
+- inputs travel as bytes (Ray's object store, each file once a batch), so
+  workers need no shared disk; so do a weights file and an ``init`` image.
+  URLs (http(s), or s3://, gs://, ... with fsspec) travel as addresses, for
+  each worker to fetch; 'imagenet' weights are downloaded by each node;
 - results come back to the driver, which writes each PNG atomically, so no
   output is written twice or half-written;
 - a worker that dies (a pre-empted node, Ray's out-of-memory killer,
-  ``kill -9``) is replaced and its group is run again elsewhere, up to
-  `ATTEMPTS` times; a group that raises fails as it would locally;
+  ``kill -9``) is replaced and its group is run again on the next free
+  worker, `ATTEMPTS` tries in all; a group that raises fails as it would
+  locally;
 - Ctrl-C asks every running worker to end its group as a single run ends
   (its best images so far), waits up to `GRACE_S` for them, then stops.
 
@@ -29,30 +30,33 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import re
+import shutil
 import signal
 import socket
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from nst.config import Config, ConfigError
+from nst.config import INITS, Config, ConfigError
+from nst.failure import ClusterError
 from nst.images import ADDRESS, SAMPLE_PREFIX, ImageSource, describe, sample_path
 from nst.jobs import Job, listed
 from nst.record import Progress, Result
 from nst.weights import resolve_weights
 
-#: Tries a group gets when its worker dies under it (then its jobs fail).
+#: Tries a group gets in all when workers die under it (then its jobs fail).
 ATTEMPTS = 3
 #: Seconds Ctrl-C waits for the running groups' best images.
 GRACE_S = 60.0
 #: Seconds between progress reports from the running workers.
 POLL_S = 1.0
+#: Seconds without a worker, all still waiting for the cluster's resources, before giving up.
+START_S = 600.0
 INSTALL = "pip install 'nst[ray]'"
-
-
-class ClusterError(RuntimeError):
-    """The cluster cannot run the batch (no worker could start, and why)."""
 
 
 def require_ray() -> None:
@@ -71,22 +75,32 @@ def local_file(source: ImageSource) -> Path | None:
     return Path(text) if not ADDRESS.match(text) and Path(text).is_file() else None
 
 
-def sources(job: Job) -> list[ImageSource]:
-    """Every image a job reads."""
-    return [job.content, *listed(job.style), *listed(job.masks), *listed(job.style_masks)]
+def files_of(job: Job, config: Config) -> tuple[dict[str, Path | None], dict[str, str]]:
+    """The files ``job`` reads, by their names here (None: it travels as its
+    name), and its settings that name one of them (weights, init)."""
+    named = {describe(s): local_file(s) for s in [job.content, *listed(job.style), *listed(job.masks),
+                                                  *listed(job.style_masks)]}  # fmt: skip
+    c, by_setting = config.replace(**job.settings), {}
+    weights = resolve_weights(c.weights)
+    if weights not in ("random", "imagenet"):
+        by_setting["weights"], named[weights] = weights, Path(weights)
+    if c.init not in INITS and (init := local_file(c.init)) is not None:
+        by_setting["init"] = c.init
+        named[c.init] = init
+    return named, by_setting
 
 
 @dataclasses.dataclass(frozen=True)
 class Parcel:
     """A group as it travels: its jobs named as on the driver, the shared
-    settings, and each local file (by its name there) as a digest, a file
-    name and a reference to its bytes in Ray's object store."""
+    settings, each local file (by its name there) as a digest, a file name
+    and a reference to its bytes in Ray's object store, and per job index
+    the settings that name one of those files."""
 
     jobs: list[Job]
     config: Config
     files: dict[str, tuple[str, str, Any]]
-    weights: dict[int, str]
-    """Per job index, the driver's weights file (travelling in ``files``)."""
+    settings: dict[int, dict[str, str]]
 
 
 class Worker:
@@ -100,7 +114,12 @@ class Worker:
         if cpus:  # a CPU worker uses its share of the node, not every core
             tf.config.threading.set_intra_op_parallelism_threads(cpus)
             tf.config.threading.set_inter_op_parallelism_threads(min(cpus, 2))
-        self.folder = Path(tempfile.mkdtemp(prefix="nst-worker-"))
+        base = Path(tempfile.gettempdir())
+        for old in base.glob("nst-worker-*") if Path("/proc/self").exists() else []:  # left by killed workers
+            if not Path(f"/proc/{old.name.rsplit('-', 1)[-1]}").exists():
+                shutil.rmtree(old, ignore_errors=True)
+        self.folder = base / f"nst-worker-{os.getpid()}"
+        self.folder.mkdir(exist_ok=True)
         self.latest: tuple | None = None
         self.stopping = False
 
@@ -109,7 +128,8 @@ class Worker:
         return f"{socket.gethostname()} pid {os.getpid()}"
 
     def run(self, parcel: Parcel) -> list[Result | None]:
-        """The group's results, named and set as on the driver."""
+        """The group's results, named and set as on the driver. Its own
+        error comes back as a `ClusterError` (the driver may lack its type)."""
         import ray
 
         from nst.optimize import stylize_many
@@ -128,44 +148,33 @@ class Worker:
             return here.get(describe(source), source) if source is not None else None
 
         jobs = [dataclasses.replace(job, content=moved(job.content), style=moved(job.style), masks=moved(job.masks),
-                                    style_masks=moved(job.style_masks),
-                                    settings={**job.settings, **({"weights": here[parcel.weights[i]]}
-                                                                 if i in parcel.weights else {})})
+                                    style_masks=moved(job.style_masks), settings={**job.settings, **{
+                                        key: here[name] for key, name in parcel.settings.get(i, {}).items()}})
                 for i, job in enumerate(parcel.jobs)]  # fmt: skip
-        self.stopping, self.latest = False, None
         try:
             results = stylize_many(jobs, config=parcel.config, callback=self.report)
-        except Exception as e:  # the group's own error, its paths as the driver knows them
-            if _plain(e):
-                raise type(e)(renamed(str(e), back)) from None
-            raise
+        except Exception as e:
+            raise ClusterError(renamed(f"{type(e).__name__}: {e}", back)) from None
+        finally:
+            self.stopping, self.latest = False, None
         for i, result in enumerate(results):
             if result is not None:
                 result.sources = renamed(result.sources, back)
-                if i in parcel.weights:
-                    result.config = result.config.replace(weights=resolve_weights(parcel.weights[i]))
+                result.config = result.config.replace(**parcel.settings.get(i, {}))
         return results
 
     def report(self, progress: Progress) -> None:
-        self.latest = (progress.step, progress.steps, progress.losses, progress.elapsed, progress.scale, progress.job)
+        self.latest = progress.fields()
         if self.stopping:
             raise KeyboardInterrupt
 
     def progress(self) -> tuple | None:
-        """The running group's last report: step, steps, losses, elapsed, scale, job."""
+        """The running group's last report (`nst.Progress.fields`)."""
         return self.latest
 
     def interrupt(self) -> None:
         """End the running group at its next report, as Ctrl-C ends a run."""
         self.stopping = True
-
-
-def _plain(e: Exception) -> bool:
-    """Whether ``e`` can be made again from its message alone."""
-    try:
-        return type(e)(str(e)).args == e.args
-    except Exception:
-        return False
 
 
 def renamed(value: Any, names: dict[str, str]) -> Any:
@@ -179,10 +188,6 @@ def renamed(value: Any, names: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [renamed(v, names) for v in value]
     return value
-
-
-def _unavailable() -> Any:
-    raise RuntimeError("the image of a job running on a Ray worker comes back only when its group ends")
 
 
 class Cluster:
@@ -207,8 +212,8 @@ class Cluster:
                 if handler is not None:
                     signal.signal(number, handler)
         self.actor = ray.remote(max_concurrency=2)(Worker)
-        self.refs: dict[str, Any] = {}
-        self.uses: dict[str, int] = {}
+        self.sent: dict[str, tuple[str, str, Any]] = {}
+        self.needed: Counter[str] = Counter()
 
     def __enter__(self) -> Cluster:
         return self
@@ -235,36 +240,27 @@ class Cluster:
             raise ClusterError("the Ray cluster has no GPU and no CPU for workers (ray status shows its resources)")
         return options
 
-    def start(self, options: dict[str, Any]) -> tuple[Any, Any]:
-        """A worker and the reference that resolves to where it runs once it has started."""
-        worker = self.actor.options(**options).remote(None if options.get("num_gpus") else options["num_cpus"])
-        return worker, worker.where.remote()
-
     def parcel(self, jobs: Sequence[Job], config: Config) -> Parcel:
-        """``jobs`` ready to travel: each local file's bytes put in the object store once."""
-        files, weights = {}, {}
+        """``jobs`` ready to travel: each local file's bytes put in the object store once a batch."""
+        files, settings = {}, {}
         for i, job in enumerate(jobs):
-            named = {describe(s): local_file(s) for s in sources(job)}
-            chosen = resolve_weights(config.replace(**job.settings).weights)
-            if chosen not in ("random", "imagenet"):
-                named[chosen] = Path(chosen)
-                weights[i] = chosen
+            named, by_setting = files_of(job, config)
+            if by_setting:
+                settings[i] = by_setting
             for name, path in named.items():
-                if path is not None and name not in files:
+                if path is not None and name not in self.sent:
                     data = path.read_bytes()
-                    digest = hashlib.sha256(data).hexdigest()
-                    if digest not in self.refs:
-                        self.refs[digest] = self.ray.put(data)
-                    self.uses[digest] = self.uses.get(digest, 0) + 1
-                    files[name] = (digest, path.name, self.refs[digest])
-        return Parcel(list(jobs), config, files, weights)
+                    self.sent[name] = (hashlib.sha256(data).hexdigest(), path.name, self.ray.put(data))
+                if path is not None:
+                    files[name] = self.sent[name]
+        return Parcel(list(jobs), config, files, settings)
 
     def release(self, parcel: Parcel) -> None:
-        """Let the object store free the bytes no waiting group needs."""
-        for digest, _, _ in parcel.files.values():
-            self.uses[digest] -= 1
-            if not self.uses[digest]:
-                del self.refs[digest], self.uses[digest]
+        """Let the object store free the bytes no group still to run needs."""
+        for name in parcel.files:
+            self.needed[name] -= 1
+            if self.needed[name] <= 0:
+                self.sent.pop(name, None)
 
     def run(
         self,
@@ -279,31 +275,44 @@ class Cluster:
         is called as a group is handed out, ``on_progress(index, progress)``
         about once a second per running group."""
         ray, errors = self.ray, self.ray.exceptions
-        parcels: dict[int, Parcel] = {}  # made as each group is first handed out, dropped as it ends
+        for _, jobs in groups:
+            self.needed.update({name for job in jobs for name in files_of(job, config)[0]})
         queue, attempts = list(range(len(groups))), [0] * len(groups)
-        options = self.shapes()
-        starting = {}
-        for opts in options:
-            worker, ref = self.start(opts)
-            starting[ref] = (worker, opts)
-        idle: list[tuple[Any, str, dict, Any]] = []  # worker, where, options, last shape
+        parcels: dict[int, Parcel] = {}  # made as each group is first handed out, dropped as it ends
+        workers, starting, failures = [], {}, []
+
+        def start(opts: dict[str, Any]) -> None:
+            worker = self.actor.options(**opts).remote(None if opts.get("num_gpus") else opts["num_cpus"])
+            workers.append(worker)
+            starting[worker.where.remote()] = (worker, opts)
+
+        for opts in self.shapes():
+            start(opts)
+        idle: list[tuple[Any, str, dict, Any]] = []  # worker, where, options, the shape it ran last
         busy: dict[Any, tuple[Any, str, dict, int]] = {}
-        failures: list[str] = []
+        alone = time.monotonic()  # since when no worker has been up
         try:
             while queue or busy:
                 while idle and queue:
                     worker, where, opts, last = idle.pop()
                     index = next((i for i in queue if groups[i][0] == last), queue[0])
                     queue.remove(index)
+                    try:
+                        parcels[index] = parcels.get(index) or self.parcel(groups[index][1], config)
+                    except (OSError, ValueError, RuntimeError) as e:  # an input gone since it was checked
+                        idle.append((worker, where, opts, last))
+                        yield index, e
+                        continue
                     attempts[index] += 1
                     if on_start:
                         on_start(index, where, attempts[index])
-                    if index not in parcels:
-                        parcels[index] = self.parcel(groups[index][1], config)
                     busy[worker.run.remote(parcels[index])] = (worker, where, opts, index)
-                if not (busy or starting):
-                    raise ClusterError(f"no Ray worker could start: {failures[-1] if failures else 'no resources'}"
-                                       f" (workers need nst and TensorFlow: {INSTALL} on every node)")  # fmt: skip
+                if busy or idle:
+                    alone = time.monotonic()
+                elif not starting or time.monotonic() - alone > START_S:
+                    waited = f"none started in {START_S / 60:.0f} min (ray status shows what the cluster has)"
+                    raise ClusterError(f"no Ray worker could run: {failures[-1] if failures else waited}; workers "
+                                       f"need nst and TensorFlow ({INSTALL} on every node)")  # fmt: skip
                 ready, _ = ray.wait([*starting, *busy], num_returns=1, timeout=POLL_S)
                 if not ready:
                     self._poll(busy, on_progress)
@@ -316,39 +325,42 @@ class Cluster:
                     except errors.RayError as e:
                         failures.append(_cause(e))
                     continue
-                worker, where, opts, index = busy.pop(ref)
+                worker, where, opts, index = busy[ref]
                 try:
                     results = ray.get(ref)
                 except errors.RayTaskError as e:  # the group raised: it fails, the worker goes on
+                    del busy[ref]
                     idle.append((worker, where, opts, None))
                     self.release(parcels.pop(index))
-                    yield index, e.cause if isinstance(e.cause, BaseException) else e
+                    yield index, e.cause if isinstance(e.cause, Exception) else ClusterError(_cause(e))
                     continue
-                except errors.RayError as e:  # the worker died: a new one, and the group again (elsewhere)
+                except errors.RayError as e:  # the worker died: a new one, and the group again
+                    del busy[ref]
                     ray.kill(worker)
-                    new, new_ref = self.start(opts)
-                    starting[new_ref] = (new, opts)
+                    start(opts)
                     if attempts[index] < ATTEMPTS:
                         queue.insert(0, index)
                         continue
                     self.release(parcels.pop(index))
                     yield index, ClusterError(f"its worker died {ATTEMPTS} times (last {where}: {_cause(e)})")
                     continue
+                del busy[ref]
                 idle.append((worker, where, opts, groups[index][0]))
                 self.release(parcels.pop(index))
                 yield index, results
         except KeyboardInterrupt:
             for worker, *_ in busy.values():
                 worker.interrupt.remote()
-            done, _ = ray.wait(list(busy), num_returns=len(busy), timeout=GRACE_S) if busy else ([], [])
+            done = ray.wait(list(busy), num_returns=len(busy), timeout=GRACE_S)[0] if busy else []
             for ref in done:
                 try:
-                    yield busy[ref][3], ray.get(ref)
+                    results = ray.get(ref)
                 except errors.RayError:
-                    pass
+                    continue
+                yield busy[ref][3], results
             raise
         finally:
-            for worker, *_ in [*idle, *busy.values(), *starting.values()]:
+            for worker in workers:
                 ray.kill(worker)
 
     def _poll(self, busy: dict[Any, tuple], on_progress: Callable[[int, Progress], Any] | None) -> None:
@@ -359,10 +371,12 @@ class Cluster:
             answers = self.ray.get([worker.progress.remote() for worker, *_ in running])
         except self.ray.exceptions.RayError:  # a worker died: its group's own reference says so
             return
-        for (_, _, _, index), latest in zip(running, answers):
-            if latest is not None:
-                on_progress(index, Progress(*latest, _read_image=_unavailable))
+        for (_, where, _, index), fields in zip(running, answers):
+            if fields is not None:
+                on_progress(index, Progress.reported(fields, f"a Ray worker ({where})"))
 
 
 def _cause(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    """The last line of a Ray error's message (where the reason is), without colours."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

@@ -30,8 +30,13 @@ from nst.weights import WeightsError
 #: An interrupted run exits with 128 + the signal's number (130, 143).
 BEFORE_RUN, DURING_RUN = 2, 1
 
+class ClusterError(RuntimeError):
+    """From a Ray cluster (`nst.cluster`): it cannot run the batch, or a
+    group failed on a worker; the message says which and why."""
+
+
 #: Failures whose message already names the thing and the fix.
-EXPLAINED = (ImageError, ConfigError, WeightsError, MemoryError, ModuleNotFoundError)
+EXPLAINED = (ImageError, ConfigError, WeightsError, MemoryError, ModuleNotFoundError, ClusterError)
 
 
 def describe(error: BaseException, details: str = "run again with --debug for the details") -> str:

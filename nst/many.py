@@ -38,6 +38,7 @@ from typing import Any
 
 from nst.cluster import Cluster, require_ray
 from nst.config import Config
+from nst.failure import ClusterError
 from nst.images import ImageError, ImageSource, load_image, open_image, read_metadata, require_side, write_atomic
 from nst.jobs import Job, listed, settings
 from nst.record import TIME_LIMIT
@@ -303,6 +304,25 @@ def batch(
     def progress(index: int, p: Any) -> None:
         callback(ready[index][p.job].name, p)
 
+    def keep(item: Planned, result: Any) -> None:
+        """Write a job's outcome: its PNG and its line in the log."""
+        if isinstance(result, ClusterError):
+            ended(item, "failed", str(result))
+        elif isinstance(result, BaseException):
+            ended(item, "failed", f"{type(result).__name__}: {result}")
+        elif result is None:  # interrupted before it started
+            ended(item, "pending")
+        else:
+            result.sources["batch"] = {"key": item.key, "name": item.name}
+            result.save(item.output)
+            if result.stopped == "interrupted":
+                ended(item, "pending", "interrupted")
+            elif not result.complete:
+                ended(item, "failed", f"stopped early: {result.stopped}")
+            else:
+                report.results[item.name] = result
+                ended(item, "done")
+
     def started(index: int, where: str, attempt: int) -> None:
         for item in ready[index]:
             log.set(item.name, "running", worker=where, attempts=attempt)
@@ -316,21 +336,19 @@ def batch(
             work = [(items[0].shape, [p.job for p in items]) for items in ready]
             runs = ray.run(work, base, on_start=started, on_progress=callback and progress)
         stack.enter_context(contextlib.closing(runs))  # its workers end before Ray does
-        for index, outcome in runs:
+        interrupted = False
+        while True:
+            try:  # Ctrl-C while results are written: they are finished first, then the runs hear of it
+                index, outcome = runs.throw(KeyboardInterrupt()) if interrupted else next(runs)
+            except StopIteration:
+                break
+            interrupted = False
             results = outcome if isinstance(outcome, list) else [outcome] * len(ready[index])
             for item, result in zip(ready[index], results):
-                if isinstance(result, BaseException):
-                    ended(item, "failed", f"{type(result).__name__}: {result}")
-                elif result is None:  # interrupted before it started
-                    ended(item, "pending")
-                else:
-                    result.sources["batch"] = {"key": item.key, "name": item.name}
-                    result.save(item.output)
-                    if result.stopped == "interrupted":
-                        ended(item, "pending", "interrupted")
-                    elif not result.complete:
-                        ended(item, "failed", f"stopped early: {result.stopped}")
-                    else:
-                        report.results[item.name] = result
-                        ended(item, "done")
+                while True:
+                    try:
+                        keep(item, result)
+                        break
+                    except KeyboardInterrupt:
+                        interrupted = True
     return report

@@ -55,6 +55,19 @@ class Progress:
         """The current image as a PIL image."""
         return to_pil(self.image())
 
+    def fields(self) -> tuple:
+        """What it says but the image: (step, steps, losses, elapsed, scale, job), to send elsewhere."""
+        return self.step, self.steps, self.losses, self.elapsed, self.scale, self.job
+
+    @classmethod
+    def reported(cls, fields: tuple, where: str) -> Progress:
+        """A progress sent from ``where`` (`fields`), whose image stays there: `image` raises."""
+
+        def unavailable() -> np.ndarray:
+            raise RuntimeError(f"the image of a run on {where} comes back only when its run ends")
+
+        return cls(*fields, _read_image=unavailable)
+
 
 @dataclass
 class Result:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BLOCK13_LAYERS
+from conftest import BLOCK13_LAYERS, BLOCK13_WEIGHTS
 from PIL import Image
 
 import nst
@@ -66,11 +66,18 @@ def test_a_missing_ray_is_named_with_its_pip_command_before_anything_runs(folder
 
 
 def test_a_local_ray_cluster_writes_the_pngs_of_the_local_batch(folder):
-    jobs = nst.grid(["photos/a.jpg", "photos/b.jpg"], ["s1.jpg", "s2.jpg", "s3.jpg"])
-    here = nst.batch(jobs, "here", **TINY)
-    there = nst.batch(jobs, "there", cluster="local", **TINY)
+    Image.new("RGB", (64, 64)).save(folder / "c.jpg")  # a shape of its own: a group of its own
+    Image.new("L", (48, 64)).save(folder / "tall.png")  # not c.jpg's shape: that group fails on the worker
+    jobs = [*nst.grid(["photos/a.jpg", "photos/b.jpg"], ["s1.jpg", "s2.jpg", "s3.jpg"]),
+            nst.Job("c.jpg", "s1.jpg", masks=["tall.png"])]  # fmt: skip
+    # A weights file, where there is one, travels as bytes too; the records must still name it as given here.
+    tiny = {**TINY, "weights": str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"}
+    here = nst.batch(jobs, "here", **tiny)
+    there = nst.batch(jobs, "there", cluster="local", **tiny)
     assert not ray.is_initialized()  # the Ray it started is shut down
     assert sorted(there.results) == sorted(here.results) == NAMES
+    # The group that raised failed as it does here, its reason naming the mask as given, not the worker's copy.
+    assert there.failures == here.failures and "mask 1 tall.png: it is 48 x 64" in there.failures["c--s1"]
     for name in NAMES:
         ours, theirs = read_metadata(f"here/{name}.png"), read_metadata(f"there/{name}.png")
         # Named as on the driver (not the worker's copies of the inputs), with the same settings and key.
@@ -80,9 +87,13 @@ def test_a_local_ray_cluster_writes_the_pngs_of_the_local_batch(folder):
         # Equal here (the worker has this machine's threads); a reduction in another order may round a pixel.
         assert np.abs(load_image(f"there/{name}.png") - load_image(f"here/{name}.png")).max() <= 2 / 255 + 1e-6
     assert {row["attempts"] for row in rows(folder / "there").values()} == {1}
-    assert all(re.search(r"pid \d+$", row["worker"]) for row in rows(folder / "there").values())
-    again = nst.batch(jobs, "there", cluster="local", **TINY)
+    here_pid = f"pid {os.getpid()}"  # the local batch's rows name this process; the cluster's, its workers
+    assert all(row["worker"].endswith(here_pid) for row in rows(folder / "here").values())
+    assert all(re.search(r"pid \d+$", row["worker"]) and not row["worker"].endswith(here_pid)
+               for row in rows(folder / "there").values())  # fmt: skip
+    again = nst.batch(jobs, "there", cluster="local", **tiny)
     assert not again.results and sorted(again.skipped) == NAMES and not ray.is_initialized()
+    assert again.failures == here.failures  # and the failed one fails again
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +183,9 @@ def test_a_driver_killed_mid_batch_goes_on_when_run_again(folder, two_nodes):
     wait_for_row(folder / "out", "done", batch)
     batch.kill()  # SIGKILL: nothing of the driver's runs after this
     batch.communicate()
-    left = [name for name, row in rows(folder / "out").items() if row["status"] != "done"]
+    # What the killed command finished: a PNG that ran to its end (it may have died before its log line).
+    left = [name for name in rows(folder / "out") if not (folder / "out" / f"{name}.png").is_file()
+            or read_metadata(folder / "out" / f"{name}.png")["stopped"] is not None]  # fmt: skip
     assert left, "the batch ended before it was killed"
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
