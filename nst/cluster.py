@@ -44,7 +44,7 @@ from typing import Any
 from nst.config import INITS, Config, ConfigError
 from nst.failure import ClusterError
 from nst.images import ADDRESS, SAMPLE_PREFIX, ImageSource, describe, sample_path
-from nst.jobs import Job, listed
+from nst.jobs import Job
 from nst.record import Progress, Result
 from nst.weights import resolve_weights
 
@@ -78,8 +78,7 @@ def local_file(source: ImageSource) -> Path | None:
 def files_of(job: Job, config: Config) -> tuple[dict[str, Path | None], dict[str, str]]:
     """The files ``job`` reads, by their names here (None: it travels as its
     name), and its settings that name one of them (weights, init)."""
-    named = {describe(s): local_file(s) for s in [job.content, *listed(job.style), *listed(job.masks),
-                                                  *listed(job.style_masks)]}  # fmt: skip
+    named = {describe(s): local_file(s) for s in job.images()}
     c, by_setting = config.replace(**job.settings), {}
     weights = resolve_weights(c.weights)
     if weights not in ("random", "imagenet"):

@@ -30,6 +30,7 @@ from nst.weights import WeightsError
 #: An interrupted run exits with 128 + the signal's number (130, 143).
 BEFORE_RUN, DURING_RUN = 2, 1
 
+
 class ClusterError(RuntimeError):
     """From a Ray cluster (`nst.cluster`): it cannot run the batch, or a
     group failed on a worker; the message says which and why."""

@@ -49,8 +49,12 @@ class Job:
     previous: Previous | None = None
 
     def __post_init__(self) -> None:  # a missing file is reported now, not when its batch starts
-        for source in [self.content, *listed(self.style), *listed(self.masks), *listed(self.style_masks)]:
+        for source in self.images():
             check_source(source)
+
+    def images(self) -> list[ImageSource]:
+        """Every image the job reads: its content, styles, masks and style masks."""
+        return [self.content, *listed(self.style), *listed(self.masks), *listed(self.style_masks)]
 
 
 def listed(sources: Any) -> list:

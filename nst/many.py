@@ -109,7 +109,7 @@ def _file_digest(path: str, mtime_ns: int, size: int) -> str:
 
 def key_of(job: Job, config: Config) -> str:
     """The SHA-256 of the job's inputs (file bytes, else names) and its whole settings."""
-    inputs = [_digest(s) for s in [job.content, *listed(job.style), *listed(job.masks), *listed(job.style_masks)]]
+    inputs = [_digest(s) for s in job.images()]
     text = json.dumps({"inputs": inputs, "settings": config.to_dict()}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
