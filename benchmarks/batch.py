@@ -48,8 +48,20 @@ def ray_overhead(batch: list[str], out: str, jobs: int) -> None:
     temp = tempfile.mkdtemp(prefix="nst-bench-ray-", dir="/tmp")
     mark = f"NST_BENCHMARK_CLUSTER={Path(temp).name}"
     env = {**os.environ, **dict([mark.split("=")])}
-    subprocess.run([ray, "start", "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True, env=env)  # fmt: skip
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--temp-dir={temp}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     try:
         running = timed([*batch, "-o", f"{out}/ray-running", "--cluster", f"127.0.0.1:{port}"])
     finally:  # its processes only (`ray stop` would end every Ray cluster here)
@@ -62,8 +74,10 @@ def ray_overhead(batch: list[str], out: str, jobs: int) -> None:
         shutil.rmtree(temp, ignore_errors=True)
     print("| arm | wall time | per job | overhead per job |\n| --- | --- | --- | --- |")
     print(f"| local `nst batch` (baseline) | {local:.1f} s | {local / jobs:.1f} s | |")
-    for name, wall in [("`--cluster local` (Ray started by the command)", started),
-                       ("`--cluster HOST:PORT` (a Ray cluster already running)", running)]:  # fmt: skip
+    for name, wall in [
+        ("`--cluster local` (Ray started by the command)", started),
+        ("`--cluster HOST:PORT` (a Ray cluster already running)", running),
+    ]:
         extra = (wall - local) / jobs
         share = 100 * extra / (local / jobs)
         print(f"| {name} | {wall:.1f} s | {wall / jobs:.1f} s | {extra:+.1f} s ({share:+.1f}%) |")
@@ -77,21 +91,39 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="the Ray path's overhead against the local batch")
     args = parser.parse_args()
     images = Path(args.images)
-    common = ["--size", str(args.size), "--steps", str(args.steps), "--weights", "random", "--seed", "0",
-              "--quiet", "--no-xla", "--precision", "float32", "--pooling-op", "keras"]  # fmt: skip
+    common = [
+        "--size",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        "--weights",
+        "random",
+        "--seed",
+        "0",
+        "--quiet",
+        "--no-xla",
+        "--precision",
+        "float32",
+        "--pooling-op",
+        "keras",
+    ]
     nst = [sys.executable, "-m", "nst"]
     jobs = [(p, s) for p in PHOTOS for s in STYLES]
-    print(f"CPU: {cpu_name()}; {len(jobs)} jobs, {args.size} px, {args.steps} steps, random weights, one path "
-          "(float32, TensorFlow kernels, Keras pooling) for both", flush=True)  # fmt: skip
-    batch = [*nst, "batch", *(str(images / p) for p in PHOTOS), "--styles", *(str(images / s) for s in STYLES),
-             *common]  # fmt: skip
+    print(
+        f"CPU: {cpu_name()}; {len(jobs)} jobs, {args.size} px, {args.steps} steps, random weights, one path "
+        "(float32, TensorFlow kernels, Keras pooling) for both",
+        flush=True,
+    )
+    batch = [*nst, "batch", *(str(images / p) for p in PHOTOS), "--styles", *(str(images / s) for s in STYLES), *common]
     if args.ray:
         with tempfile.TemporaryDirectory() as out:
             ray_overhead(batch, out, len(jobs))
         return
     with tempfile.TemporaryDirectory() as out:
-        one_by_one = sum(timed([*nst, str(images / p), str(images / s), "-o", f"{out}/{i}.png", *common])
-                         for i, (p, s) in enumerate(jobs))  # fmt: skip
+        one_by_one = sum(
+            timed([*nst, str(images / p), str(images / s), "-o", f"{out}/{i}.png", *common])
+            for i, (p, s) in enumerate(jobs)
+        )
         once = timed([*batch, "-o", f"{out}/batch"])
         again = timed([*batch, "-o", f"{out}/batch"])
     print("| arm | wall time | jobs per hour |\n| --- | --- | --- |")

@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> None:
 
     base = runs["adam"]
     target = min(base[0])  # Adam's best objective after all its steps
-    print(f"{args.size} px, preset {args.preset}, {args.content} in the style of {args.style}. Best objective "
-          f"after k full-size steps (ratio to Adam's); full-size steps and seconds (from the first step, "
-          f"compilation included) until Adam's final best {target:.3g} is reached; wall time of the whole run.\n")  # fmt: skip
+    print(
+        f"{args.size} px, preset {args.preset}, {args.content} in the style of {args.style}. Best objective "
+        f"after k full-size steps (ratio to Adam's); full-size steps and seconds (from the first step, "
+        f"compilation included) until Adam's final best {target:.3g} is reached; wall time of the whole run.\n"
+    )
     print("| method | start | " + " | ".join(f"k={k}" for k in checkpoints) + " | to Adam's best | run s | s/step |")
     print("|---" * (len(checkpoints) + 5) + "|")
     for name, (totals, times, timings) in runs.items():
@@ -59,8 +61,11 @@ def main(argv: list[str] | None = None) -> None:
         cells = [f"{v:.3g} ({v / min(base[0][: k + 1]):.2f})" for v, k in zip(best, checkpoints)]
         reach = next((k for k in range(len(totals)) if totals[k] <= target), None)
         reached = f"{reach} steps, {times[reach]:.1f} s" if reach is not None else "not reached"
-        print(f"| {name} | {totals[0]:.3g} | " + " | ".join(cells)
-              + f" | {reached} | {timings['total']:.1f} | {timings['step']:.3f} |")  # fmt: skip
+        print(
+            f"| {name} | {totals[0]:.3g} | "
+            + " | ".join(cells)
+            + f" | {reached} | {timings['total']:.1f} | {timings['step']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import edge_texture, pan  # noqa: E402
 
 import nst  # noqa: E402
-from nst.images import load_image, save_image  # noqa: E402
+from nst.io.images import load_image, save_image  # noqa: E402
 
 
 def cpu() -> str:
@@ -44,8 +44,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--steps", type=int, default=None, help="steps per later frame (default: nst video's)")
     parser.add_argument("--first-frame-steps", type=int, default=200)
-    parser.add_argument("--stills", action="store_true",
-                        help="each frame on its own (temporal weight 0, the first frame's steps): the reference")
+    parser.add_argument(
+        "--stills",
+        action="store_true",
+        help="each frame on its own (temporal weight 0, the first frame's steps): the reference",
+    )
     parser.add_argument("--keep", help="a folder to keep the frames in")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -59,11 +62,14 @@ def main() -> None:
         if args.stills:
             extra.update(temporal_weight=0)
         started = time.perf_counter()
-        result = nst.stylize_video(clip, "sample:starry_night", out, size=args.size, weights=args.weights, seed=0,
-                                   **extra)  # fmt: skip
+        result = nst.stylize_video(
+            clip, "sample:starry_night", out, size=args.size, weights=args.weights, seed=0, **extra
+        )
         total = time.perf_counter() - started
-        print(f"{args.frames}-frame pan at {args.size} px, {nst.__version__}, {cpu()}: {total:.0f} s "
-              f"(first frame {result.timings['first_frame']:.1f} s, later {result.timings['frame']:.1f} s each)")
+        print(
+            f"{args.frames}-frame pan at {args.size} px, {nst.__version__}, {cpu()}: {total:.0f} s "
+            f"(first frame {result.timings['first_frame']:.1f} s, later {result.timings['frame']:.1f} s each)"
+        )
         print("frame  right  bottom")
         for i, path in enumerate(result.frames):
             right, bottom = edge_texture(load_image(path))

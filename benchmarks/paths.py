@@ -10,7 +10,7 @@ run in a fresh process whose clock starts after `import tensorflow`:
 
 - plain: `plain.py`'s Keras loop (float32, no XLA, Keras' pooling);
 - nst, first run: default settings and an empty $NST_CACHE, so it measures
-  its paths before its first step (`nst.paths`; included in its time);
+  its paths before its first step (`nst.core.execution`; included in its time);
 - nst, later run: the same, with the path that first run remembered;
 - nst, float32 + XLA: the path nst took on every machine before it measured;
 - nst, float32 + TensorFlow kernels + Keras pooling: the plain loop's
@@ -60,12 +60,18 @@ def child(kind: str, network: str, size: int, steps: int, out: str, settings: di
         sys.path.insert(0, str(HERE))
         from plain import Plain
 
-        import nst.images  # only to read the same images at the same size (no TensorFlow in it)
+        import nst.io.images  # only to read the same images at the same size (no TensorFlow in it)
 
         config = nst.preset(preset)
-        loop = Plain(nst.images.load_image(CONTENT, size), nst.images.load_image(STYLE, size),
-                     style_layers=config.style_layers, content_layers=config.content_layers,
-                     weights=dict(np.load(weights)), alpha=config.content_weight, beta=config.style_weight)  # fmt: skip
+        loop = Plain(
+            nst.io.images.load_image(CONTENT, size),
+            nst.io.images.load_image(STYLE, size),
+            style_layers=config.style_layers,
+            content_layers=config.content_layers,
+            weights=dict(np.load(weights)),
+            alpha=config.content_weight,
+            beta=config.style_weight,
+        )
         for _ in range(steps):
             float(loop.step())
             times.append(time.perf_counter() - t0)
@@ -89,14 +95,22 @@ def objective(network: str, size: int, images: list[str]) -> list[float]:
     import numpy as np
 
     sys.path.insert(0, str(HERE))
-    import nst
     from plain import Plain
+
+    import nst
 
     preset, weights, _ = NETWORKS[network]
     config = nst.preset(preset)
-    content, style = nst.images.load_image(CONTENT, size), nst.images.load_image(STYLE, size)
-    loop = Plain(content, style, style_layers=config.style_layers, content_layers=config.content_layers,
-                 weights=dict(np.load(weights)), alpha=config.content_weight, beta=config.style_weight)  # fmt: skip
+    content, style = nst.io.images.load_image(CONTENT, size), nst.io.images.load_image(STYLE, size)
+    loop = Plain(
+        content,
+        style,
+        style_layers=config.style_layers,
+        content_layers=config.content_layers,
+        weights=dict(np.load(weights)),
+        alpha=config.content_weight,
+        beta=config.style_weight,
+    )
     return [float(loop.objective(np.load(image)[None])) for image in images]
 
 
@@ -105,8 +119,10 @@ def run(kind: str, network: str, size: int, steps: int, folder: str, cache: str,
     env = dict(os.environ, NST_CACHE=cache)
     done = subprocess.run(
         [sys.executable, __file__, "--child", kind, network, str(size), str(steps), out, json.dumps(settings)],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if done.returncode:
         raise RuntimeError(f"{kind} {network} {size}: {done.stderr[-2000:]}")
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "image": out}
@@ -144,12 +160,16 @@ def main() -> None:
                 scores = objective(network, size, [r["image"] for r in runs.values()])
             base = runs["plain Keras loop"]
             for (name, r), score in zip(runs.items(), scores):
-                rows.append(f"| {size} | {name} | {r['total']:.1f} ({r['total'] / base['total']:.2f}) | "
-                            f"{r['step']:.3f} ({r['step'] / base['step']:.2f}) | {score:.4g} "
-                            f"({score / scores[0] - 1:+.2%}) | {r['path']} |")  # fmt: skip
+                rows.append(
+                    f"| {size} | {name} | {r['total']:.1f} ({r['total'] / base['total']:.2f}) | "
+                    f"{r['step']:.3f} ({r['step'] / base['step']:.2f}) | {score:.4g} "
+                    f"({score / scores[0] - 1:+.2%}) | {r['path']} |"
+                )
         print(f"{NETWORKS[network][2]}: {args.steps} Adam steps; ratios to the plain loop\n")
-        print("| size | run | s to the last step (ratio) | s per later step (ratio) | objective, float32 "
-              "(vs plain) | path |")
+        print(
+            "| size | run | s to the last step (ratio) | s per later step (ratio) | objective, float32 "
+            "(vs plain) | path |"
+        )
         print("|---|---|---|---|---|---|")
         print("\n".join(rows) + "\n", flush=True)
 

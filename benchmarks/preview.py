@@ -1,5 +1,5 @@
 """What a live preview costs per refresh: encoding the image for an
-`ipywidgets.Image` (what `nst.preview` does) against redrawing a matplotlib
+`ipywidgets.Image` (what `nst.ui.preview` does) against redrawing a matplotlib
 figure of it (what a plt.imshow preview does), measured in the same run.
 
     python benchmarks/preview.py --size 512
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nst.preview import encode
+from nst.ui.preview import encode
 
 
 def seconds(fn, repeat: int) -> float:

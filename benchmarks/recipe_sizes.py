@@ -54,16 +54,33 @@ def cpu_name() -> str:
         lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
         info = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
         flags = info.get("Flags", "").split()
-        return f"{info.get('Model name', platform.processor())}, {os.cpu_count()} cores, " \
-               f"avx512f {'avx512f' in flags}, avx512_bf16 {'avx512_bf16' in flags}"  # fmt: skip
+        return (
+            f"{info.get('Model name', platform.processor())}, {os.cpu_count()} cores, "
+            f"avx512f {'avx512f' in flags}, avx512_bf16 {'avx512_bf16' in flags}"
+        )
     except (OSError, subprocess.CalledProcessError):
         return platform.processor()
 
 
 def run_nst(images: Path, weights: str, preset: str, size: int, out: Path, *extra: str) -> float:
     """One ``nst`` command; returns its wall seconds as seen from the shell."""
-    command = [sys.executable, "-m", "nst", str(images / CONTENT), str(images / STYLE), "-o", str(out),
-               "--preset", preset, "--size", str(size), "--weights", weights, "--quiet", *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nst",
+        str(images / CONTENT),
+        str(images / STYLE),
+        "-o",
+        str(out),
+        "--preset",
+        preset,
+        "--size",
+        str(size),
+        "--weights",
+        weights,
+        "--quiet",
+        *extra,
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True)
     return time.perf_counter() - started
@@ -85,8 +102,8 @@ def stroke_frequency(output: np.ndarray, photo: np.ndarray) -> float:
 
 def gram_distance(extractor, image: np.ndarray, painting: np.ndarray) -> float:
     """The mean over the style layers of ``mean (G/M - A)^2 / N^2`` between two images."""
-    from nst.backend import tf
-    from nst.losses import GATYS
+    from nst.base.backend import tf
+    from nst.core.losses import GATYS
 
     ours, theirs = (extractor(tf.constant(x[None])).style for x in (image, painting))
     terms = [float(GATYS.style(f, GATYS.style_target(s, 1))[0]) for f, s in zip(ours, theirs)]
@@ -103,11 +120,19 @@ def finish(images: Path, weights: str, out: Path) -> list[dict]:
     return rows
 
 
-def sizes(images: Path, weights: str, out: Path, steps: int, presets=("scale-free", "report"), sizes_=SIZES,
-          reuse: bool = False, measure_only: bool = False) -> list[dict]:  # fmt: skip
-    from nst.config import preset as make_preset
-    from nst.features import extractor_for
-    from nst.images import load_image
+def sizes(
+    images: Path,
+    weights: str,
+    out: Path,
+    steps: int,
+    presets=("scale-free", "report"),
+    sizes_=SIZES,
+    reuse: bool = False,
+    measure_only: bool = False,
+) -> list[dict]:
+    from nst.base.config import preset as make_preset
+    from nst.core.features import extractor_for
+    from nst.io.images import load_image
 
     runs = []
     for preset in presets:
@@ -137,22 +162,27 @@ def sheet(runs: list[dict], out: Path, steps: int | str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nst.images import load_image
+    from nst.io.images import load_image
 
     presets = sorted({r["preset"] for r in runs}, key=["scale-free", "report"].index)
     columns = max(sum(r["preset"] == p for r in runs) for p in presets)
-    figure, axes = plt.subplots(len(presets), columns, figsize=(4 * columns, 3.3 * len(presets)), dpi=150,
-                                squeeze=False)  # fmt: skip
+    figure, axes = plt.subplots(
+        len(presets), columns, figsize=(4 * columns, 3.3 * len(presets)), dpi=150, squeeze=False
+    )
     for row, preset in zip(axes, presets):
         for ax in row:
             ax.axis("off")  # a row with fewer sizes leaves its last panels empty
         for ax, run in zip(row, (r for r in runs if r["preset"] == preset)):
             ax.imshow(load_image(run["png"]))
-            ax.set_title(f"{preset}, {run['size']} px\nstrokes {run['stroke_frequency']:.1f} cycles/width, "
-                         f"Gram {run['gram_distance']:.3g}", fontsize=9)  # fmt: skip
+            ax.set_title(
+                f"{preset}, {run['size']} px\nstrokes {run['stroke_frequency']:.1f} cycles/width, "
+                f"Gram {run['gram_distance']:.3g}",
+                fontsize=9,
+            )
     steps = f"{steps} steps a scale; scale-free: 2x at 128 px" if isinstance(steps, int) else steps
-    figure.suptitle(f"The same settings at each size, all shown at one width ({steps}; 8-bit weights)",
-                    fontsize=10, y=0.995)  # fmt: skip
+    figure.suptitle(
+        f"The same settings at each size, all shown at one width ({steps}; 8-bit weights)", fontsize=10, y=0.995
+    )
     figure.subplots_adjust(hspace=0.3)
     figure.tight_layout()
     figure.savefig(out / "sizes.png")
@@ -180,15 +210,18 @@ def main() -> None:
         for row in results["finish"]:
             print(f"| `{row['preset']}` | {row['seconds'] / 60:.1f} min |")
     if "sizes" in args.only:
-        results["sizes"] = sizes(images, args.weights, out, args.sizes_steps, args.presets, args.sizes, args.reuse,
-                                 args.measure_only)  # fmt: skip
+        results["sizes"] = sizes(
+            images, args.weights, out, args.sizes_steps, args.presets, args.sizes, args.reuse, args.measure_only
+        )
         sheet(results["sizes"], out, args.sizes_steps)
         print("| preset | size | run | stroke frequency (cycles / width) | Gram distance at 256 px |")
         print("| --- | --- | --- | --- | --- |")
         for run in results["sizes"]:
             took = f"{run['seconds'] / 60:.1f} min" if run["seconds"] else "(earlier run)"
-            print(f"| `{run['preset']}` | {run['size']} px | {took} | "
-                  f"{run['stroke_frequency']:.1f} | {run['gram_distance']:.3g} |")  # fmt: skip
+            print(
+                f"| `{run['preset']}` | {run['size']} px | {took} | "
+                f"{run['stroke_frequency']:.1f} | {run['gram_distance']:.3g} |"
+            )
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
 

@@ -56,9 +56,23 @@ def measure(tree: Path, code: str, settings: dict, calls: int = 1) -> dict:
     images = SHARED / "images"
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code, json.dumps(settings), str(calls), str(images / "tubingen.jpg"),
-         str(images / "starry_night.jpg")], capture_output=True, text=True, env=env, check=True, cwd=tree,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            code,
+            json.dumps(settings),
+            str(calls),
+            str(images / "tubingen.jpg"),
+            str(images / "starry_night.jpg"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=tree,
+    )
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(out["file"]).is_relative_to(tree), out["file"]  # the tree asked for, not an installed nst
     return out
@@ -81,12 +95,20 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--no-step", action="store_true", help="skip the 512 px step")
     args = parser.parse_args()
-    small = {"size": 64, "steps": 3, "weights": str(SHARED / "weights" / "vgg19_imagenet_block1_to_block3.npz"),
-             "style_layers": ["block1_conv1", "block2_conv1", "block3_conv1"], "content_layers": ["block3_conv2"]}  # fmt: skip
+    small = {
+        "size": 64,
+        "steps": 3,
+        "weights": str(SHARED / "weights" / "vgg19_imagenet_block1_to_block3.npz"),
+        "style_layers": ["block1_conv1", "block2_conv1", "block3_conv1"],
+        "content_layers": ["block3_conv2"],
+    }
     with tempfile.TemporaryDirectory() as folder:
         other = Path(folder) / "other"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.against],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.against],
+            check=True,
+            capture_output=True,
+        )
         try:
             trees = {"this tree": ROOT, args.against: other}
             print(f"{cpu()}; {args.calls} calls of 64 px, 3 steps, blocks 1-3 weights, each mode in a fresh process\n")
@@ -99,10 +121,14 @@ def main() -> None:
                     seconds, maps = zip(*rows)
                     later[mode, name] = statistics.median(seconds[2:])
                     growth = (maps[-1] - maps[1]) / (len(maps) - 2)
-                    print(f"| {mode} | {name} | {seconds[0]:.2f} | {later[mode, name]:.3f} | {maps[1]} | {growth:.1f} |")
+                    print(
+                        f"| {mode} | {name} | {seconds[0]:.2f} | {later[mode, name]:.3f} | {maps[1]} | {growth:.1f} |"
+                    )
             for mode in args.modes:
-                print(f"\n{mode}: a later call takes {later[mode, 'this tree'] / later[mode, args.against]:.2f}x "
-                      f"the time it takes on {args.against}")  # fmt: skip
+                print(
+                    f"\n{mode}: a later call takes {later[mode, 'this tree'] / later[mode, args.against]:.2f}x "
+                    f"the time it takes on {args.against}"
+                )
             if not args.no_step:
                 eightbit = SHARED / "weights" / "vgg19_imagenet_8bit.npz"
                 settings = {"size": 512, "steps": 12, "preset": "report", "weights": str(eightbit)}
@@ -111,9 +137,11 @@ def main() -> None:
                     for name, tree in trees.items():
                         steps[name].append(measure(tree, STEP, settings)["step"])
                 mine, theirs = (statistics.median(steps[name]) for name in trees)
-                print(f"\n512 px, report preset, 8-bit weights, median s/step of 2 runs each: this tree {mine:.3f} "
-                      f"({steps['this tree']}), {args.against} {theirs:.3f} ({steps[args.against]}): "
-                      f"{mine / theirs:.2f}x")  # fmt: skip
+                print(
+                    f"\n512 px, report preset, 8-bit weights, median s/step of 2 runs each: this tree {mine:.3f} "
+                    f"({steps['this tree']}), {args.against} {theirs:.3f} ({steps[args.against]}): "
+                    f"{mine / theirs:.2f}x"
+                )
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], capture_output=True)
 

@@ -60,9 +60,9 @@ import nst
 import tensorflow as tf
 from tutorial import Tutorial
 
-from nst.config import PAPER_STYLE_LAYERS, VideoConfig
-from nst.geometry import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS
-from nst.images import load_image
+from nst.base.config import PAPER_STYLE_LAYERS, VideoConfig
+from nst.base.geometry import VGG19_BLOCK_CHANNELS, VGG19_CONV_LAYERS
+from nst.io.images import load_image
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_imagenet_block1_to_block3.npz"
 EIGHTBIT_WEIGHTS = SHARED_WEIGHTS.with_name("vgg19_imagenet_8bit.npz")
@@ -120,8 +120,9 @@ def plain_step_time(content: np.ndarray, style: np.ndarray, steps: int) -> float
     with tempfile.TemporaryDirectory() as folder:
         images = Path(folder) / "images.npz"
         np.savez(images, content=content, style=style)
-        done = subprocess.run([sys.executable, "-c", code, str(steps), str(images)], capture_output=True, text=True,
-                              check=True, env=env)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(steps), str(images)], capture_output=True, text=True, check=True, env=env
+        )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -140,14 +141,29 @@ def section_steps(sizes: tuple[int, ...], repeats: int, steps: int) -> dict:
         b, u, t, r = (statistics.median(x) for x in (base, plain, tut, rep))
         out[size] = {"baseline": b, "plain": u, "nst_tutorial": t, "nst_report": r}
         h, w = content.shape[:2]
-        rows.append([f"{w}x{h}", f"{b:.3f}", f"{u:.3f}", f"{t:.3f} ({t / b:.2f} / {t / u:.2f})",
-                     f"{r:.3f} ({r / b:.2f} / {r / u:.2f})"])  # fmt: skip
+        rows.append(
+            [
+                f"{w}x{h}",
+                f"{b:.3f}",
+                f"{u:.3f}",
+                f"{t:.3f} ({t / b:.2f} / {t / u:.2f})",
+                f"{r:.3f} ({r / b:.2f} / {r / u:.2f})",
+            ]
+        )
     print(
         f"Seconds per Adam step, median of {repeats} interleaved repeats of {steps} steps (random weights); "
         f"ratios to the tutorial loop in this process (oneDNN on) / in its own (oneDNN off, as its users run it):\n"
     )
-    table(["size", "tutorial loop, oneDNN on", "tutorial loop, own process", "nst, tutorial preset (ratios)",
-           "nst, report preset (ratios)"], rows)  # fmt: skip
+    table(
+        [
+            "size",
+            "tutorial loop, oneDNN on",
+            "tutorial loop, own process",
+            "nst, tutorial preset (ratios)",
+            "nst, report preset (ratios)",
+        ],
+        rows,
+    )
     return out
 
 
@@ -187,12 +203,22 @@ def section_floor(steps: dict) -> None:
     rows = []
     for size, measured in steps.items():
         h, w = load_image(CONTENT, size).shape[:2]
-        for name, deepest, key in (("tutorial preset", "block5_conv2", "nst_tutorial"),
-                                   ("report preset", "block5_conv1", "nst_report")):  # fmt: skip
+        for name, deepest, key in (
+            ("tutorial preset", "block5_conv2", "nst_tutorial"),
+            ("report preset", "block5_conv1", "nst_report"),
+        ):
             flops = step_flops(h, w, deepest)
             floor = flops / rate
-            rows.append([f"{w}x{h}", name, f"{flops / 1e9:.0f}", f"{floor:.3f}", f"{measured[key]:.3f}",
-                         f"{measured[key] / floor:.2f}"])  # fmt: skip
+            rows.append(
+                [
+                    f"{w}x{h}",
+                    name,
+                    f"{flops / 1e9:.0f}",
+                    f"{floor:.3f}",
+                    f"{measured[key]:.3f}",
+                    f"{measured[key] / floor:.2f}",
+                ]
+            )
     print(f"FLOP floor: measured float32 matmul rate {rate / 1e9:.0f} GFLOP/s (2048x2048, tf.function):\n")
     table(["size", "nst", "GFLOP per step", "floor s", "measured s", "measured / floor"], rows)
 
@@ -212,8 +238,22 @@ def wall(command: list[str], repeats: int = 3) -> float:
 def section_startup() -> None:
     nst_cli = [sys.executable, "-m", "nst"]
     help_s = wall([*nst_cli, "--help"])
-    one = wall([*nst_cli, "--demo", "--weights", "random", "--size", "256", "--steps", "1", "--quiet", "-o",
-                "/tmp/nst-bench-startup.png"], repeats=2)  # fmt: skip
+    one = wall(
+        [
+            *nst_cli,
+            "--demo",
+            "--weights",
+            "random",
+            "--size",
+            "256",
+            "--steps",
+            "1",
+            "--quiet",
+            "-o",
+            "/tmp/nst-bench-startup.png",
+        ],
+        repeats=2,
+    )
     print("Start-up, median wall time from the shell:\n")
     table(["command", "seconds"], [["nst --help", f"{help_s:.2f}"], ["nst --demo, 256 px, 1 step", f"{one:.1f}"]])
 
@@ -226,7 +266,7 @@ sys.path.insert(0, {here!r})
 which, size, tile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) or None
 import nst
 import tensorflow
-from nst.images import load_image
+from nst.io.images import load_image
 # VmHWM (peak) and VmRSS, not getrusage's ru_maxrss: Linux carries ru_maxrss
 # across fork and exec, so a child would report this benchmark's own size.
 def status(key):
@@ -253,8 +293,13 @@ def peak_bytes(which: str, size: int, env: dict[str, str] | None = None, tile: i
     """Peak resident bytes of a 3-step run in a fresh process, its resident
     bytes after importing nst and TensorFlow, and nst's seconds per step."""
     code = MEMORY_CHILD.format(here=str(Path(__file__).resolve().parent), content=CONTENT, style=STYLE)
-    done = subprocess.run([sys.executable, "-c", code, which, str(size), str(tile or 0)], capture_output=True,
-                          text=True, check=True, env={**os.environ, **(env or {})})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, which, str(size), str(tile or 0)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
     return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -262,19 +307,38 @@ def section_memory(sizes: tuple[int, ...]) -> None:
     rows, gib = [], 2**30
     for size in sizes:
         (base, imported, _), (tut, _, _), (rep, _, _), (sys_, _, _) = (
-            peak_bytes("baseline", size), peak_bytes("tutorial", size), peak_bytes("report", size),
+            peak_bytes("baseline", size),
+            peak_bytes("tutorial", size),
+            peak_bytes("report", size),
             peak_bytes("report", size, SYSTEM_ALLOCATOR),
-        )  # fmt: skip
-        rows.append([str(size), f"{base / gib:.2f}", f"{tut / gib:.2f} ({tut / base:.2f})",
-                     f"{rep / gib:.2f} ({rep / base:.2f})", f"{sys_ / gib:.2f} ({sys_ / base:.2f})",
-                     f"{imported / gib:.2f}", f"{(sys_ - imported) / (base - imported):.2f}"])  # fmt: skip
+        )
+        rows.append(
+            [
+                str(size),
+                f"{base / gib:.2f}",
+                f"{tut / gib:.2f} ({tut / base:.2f})",
+                f"{rep / gib:.2f} ({rep / base:.2f})",
+                f"{sys_ / gib:.2f} ({sys_ / base:.2f})",
+                f"{imported / gib:.2f}",
+                f"{(sys_ - imported) / (base - imported):.2f}",
+            ]
+        )
     print(
         "Peak resident memory (GiB) of a 3-step run in a fresh process; the last columns: what a process holds "
         "after `import nst, tensorflow`, and the ratio of the peaks above that (system allocator / baseline):\n"
     )
-    table(["size", "tutorial loop", "nst, tutorial preset (ratio)", "nst, report preset (ratio)",
-           "nst, report, TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (ratio)", "after import", "above import (ratio)"],
-          rows)  # fmt: skip
+    table(
+        [
+            "size",
+            "tutorial loop",
+            "nst, tutorial preset (ratio)",
+            "nst, report preset (ratio)",
+            "nst, report, TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (ratio)",
+            "after import",
+            "above import (ratio)",
+        ],
+        rows,
+    )
 
 
 # -- tiles -----------------------------------------------------------------------------
@@ -291,9 +355,11 @@ def section_tiles(sizes: tuple[int, ...], tile_sizes: tuple[int, ...], untiled_u
             ratio = f" ({step / untiled[2]:.2f}x)" if untiled else ""
             row.append(f"{peak / gib:.2f} GiB, {step:.2f} s{ratio}")
         rows.append(row)
-    print("Tiles: peak resident memory and seconds per step of a 3-step run of the report preset (the paper's "
-          "layers; random weights, the arithmetic does not depend on them), in a fresh process; the ratio is "
-          "to the untiled step:\n")  # fmt: skip
+    print(
+        "Tiles: peak resident memory and seconds per step of a 3-step run of the report preset (the paper's "
+        "layers; random weights, the arithmetic does not depend on them), in a fresh process; the ratio is "
+        "to the untiled step:\n"
+    )
     table(["size", "untiled", *(f"--tile {t}" for t in tile_sizes)], rows)
 
 
@@ -326,9 +392,16 @@ def converge(config: nst.Config, weights: dict, sizes: tuple[int, ...], baseline
         # The tutorial's losses are the report's up to constants: mean (F-P)^2 = 2/(N M) x the report's
         # content loss, and mean (G/M - A/M)^2 = 4 E_l. These weights make its objective the report's.
         n, m = VGG19_BLOCK_CHANNELS[block], (h // 2 ** (block - 1)) * (w // 2 ** (block - 1))
-        baseline = Tutorial(content, style, style_layers=config.style_layers, content_layers=config.content_layers,
-                            weights=weights, content_weight=config.content_weight * n * m / 2,
-                            style_weight=config.style_weight / 4, tv_weight=0.0)  # fmt: skip
+        baseline = Tutorial(
+            content,
+            style,
+            style_layers=config.style_layers,
+            content_layers=config.content_layers,
+            weights=weights,
+            content_weight=config.content_weight * n * m / 2,
+            style_weight=config.style_weight / 4,
+            tv_weight=0.0,
+        )
         start = time.perf_counter()
         losses = [float(baseline.step()) for _ in range(baseline_steps)]
         base_time = time.perf_counter() - start
@@ -343,11 +416,20 @@ def converge(config: nst.Config, weights: dict, sizes: tuple[int, ...], baseline
         h_ = result.history
         reached = next((i for i, v in enumerate(h_["total"]) if v <= target), None)
         nst_time = h_["time"][reached] if reached is not None else float("nan")
-        rows.append([f"{w}x{h}", f"{target:.4g}", f"{base_time:.1f}",
-                     f"{reached} evaluations, {nst_time:.1f} s ({nst_time / base_time:.2f})"
-                     if reached is not None else "not reached"])  # fmt: skip
-    print(f"Time to the baseline's objective after {baseline_steps} steps (the report's objective on {what}; "
-          f"nst: L-BFGS, time from its first step, compilation included):\n")  # fmt: skip
+        rows.append(
+            [
+                f"{w}x{h}",
+                f"{target:.4g}",
+                f"{base_time:.1f}",
+                f"{reached} evaluations, {nst_time:.1f} s ({nst_time / base_time:.2f})"
+                if reached is not None
+                else "not reached",
+            ]
+        )
+    print(
+        f"Time to the baseline's objective after {baseline_steps} steps (the report's objective on {what}; "
+        f"nst: L-BFGS, time from its first step, compilation included):\n"
+    )
     table(["size", "baseline objective", "baseline s", "nst to reach it (ratio)"], rows)
 
 
@@ -366,14 +448,23 @@ def section_coarse(scales: tuple[int, ...], scale_steps: tuple[int, ...]) -> Non
     h, w = content.shape[:2]
     steps = sum(scale_steps)
     at_scale = [result.history["time"][result.history["size"].index(float(s))] for s in scales[1:]]
-    print(f"Coarse to fine to {w}x{h} (report preset, random weights; scales {list(scales)}, steps "
-          f"{list(scale_steps)}), total time of the `stylize` call:\n")  # fmt: skip
-    table(["run", "seconds"], [
-        [f"nst, {steps} steps over {len(scales)} scales (scales start at {', '.join(f'{t:.0f}' for t in at_scale)} s)",
-         f"{total:.0f}"],
-        [f"tutorial loop, {steps} steps at {w}x{h} ({per_step:.1f} s per step, 3 steps measured)",
-         f"{per_step * steps:.0f} (x{per_step * steps / total:.1f})"],
-    ])  # fmt: skip
+    print(
+        f"Coarse to fine to {w}x{h} (report preset, random weights; scales {list(scales)}, steps "
+        f"{list(scale_steps)}), total time of the `stylize` call:\n"
+    )
+    table(
+        ["run", "seconds"],
+        [
+            [
+                f"nst, {steps} steps over {len(scales)} scales (scales start at {', '.join(f'{t:.0f}' for t in at_scale)} s)",
+                f"{total:.0f}",
+            ],
+            [
+                f"tutorial loop, {steps} steps at {w}x{h} ({per_step:.1f} s per step, 3 steps measured)",
+                f"{per_step * steps:.0f} (x{per_step * steps / total:.1f})",
+            ],
+        ],
+    )
 
 
 # -- sweep ------------------------------------------------------------------------------
@@ -391,14 +482,21 @@ def section_sweep(size: int, steps: int) -> None:
     start = time.perf_counter()
     nst.stylize_many(jobs, **settings)
     together = time.perf_counter() - start
-    print(f"A sweep of {len(jobs)} style weights, {size} px, {steps} steps each (blocks 1-3, random weights), "
-          f"wall time including compilation:\n")  # fmt: skip
-    table(["how", "seconds"], [["one after another (`stylize` x 4)", f"{apart:.1f}"],
-                               ["one batch (`stylize_many`)", f"{together:.1f} ({together / apart:.2f})"]])  # fmt: skip
+    print(
+        f"A sweep of {len(jobs)} style weights, {size} px, {steps} steps each (blocks 1-3, random weights), "
+        f"wall time including compilation:\n"
+    )
+    table(
+        ["how", "seconds"],
+        [
+            ["one after another (`stylize` x 4)", f"{apart:.1f}"],
+            ["one batch (`stylize_many`)", f"{together:.1f} ({together / apart:.2f})"],
+        ],
+    )
 
 
 def section_regions(sizes: tuple[int, ...], steps: int, border_size: int, border_steps: int) -> None:
-    from nst.features import extractor_for
+    from nst.core.features import extractor_for
 
     rows = []
     for size in sizes:
@@ -407,8 +505,9 @@ def section_regions(sizes: tuple[int, ...], steps: int, border_size: int, border
         left = np.zeros(photo.shape[:2], np.float32)
         left[:, : photo.shape[1] // 2] = 1
         plain = nst.stylize(CONTENT, STYLE, steps=steps, **settings).timings["step"]
-        masked = nst.stylize(CONTENT, [STYLE, "sample:the_scream"], masks=[left, 1 - left], steps=steps,
-                             **settings).timings["step"]  # fmt: skip
+        masked = nst.stylize(
+            CONTENT, [STYLE, "sample:the_scream"], masks=[left, 1 - left], steps=steps, **settings
+        ).timings["step"]
         rows.append([f"{size} px", f"{plain:.3f}", f"{masked:.3f} ({masked / plain:.2f})"])
     print(f"Seconds per step, paper's layers, random weights, median of {steps} steps:\n")
     table(["size", "no regions", "two regions (ratio)"], rows)
@@ -444,18 +543,20 @@ def section_regions(sizes: tuple[int, ...], steps: int, border_size: int, border
         scores = np.maximum.accumulate((scores - ends[0]) / (ends[1] - ends[0]))
         quarter, three = (float(np.interp(q, scores, centres)) for q in (0.25, 0.75))
         rows.append([mode, f"{ends[0]:.2f} / {ends[1]:.2f}", f"{quarter:.0f} -> {three:.0f}", f"{three - quarter:.0f}"])
-    print(f"\nThe border between two regions (Tübingen, {paintings[0]} left, {paintings[1]} right, {border_size} px, "
-          f"{border_steps} Adam steps, blocks 1-3, exact weights). A strip's score is its distance to the left "
-          f"painting's statistics over the sum of its distances to both (levels: far left / far right); the columns "
-          f"over which it goes from a quarter to three quarters of the way from one level to the other (border at "
-          f"{width // 2} px):\n")  # fmt: skip
+    print(
+        f"\nThe border between two regions (Tübingen, {paintings[0]} left, {paintings[1]} right, {border_size} px, "
+        f"{border_steps} Adam steps, blocks 1-3, exact weights). A strip's score is its distance to the left "
+        f"painting's statistics over the sum of its distances to both (levels: far left / far right); the columns "
+        f"over which it goes from a quarter to three quarters of the way from one level to the other (border at "
+        f"{width // 2} px):\n"
+    )
     table(["--mask-mode", "score left / right", "columns", "border width (px)"], rows)
 
 
 def section_video(size: int, weights: tuple[float, ...], timing_size: int, frames: int = 8) -> None:
     from synthetic import frame_change, moving_patch, still_region
 
-    from nst.video import stylize_video
+    from nst.modes.video import stylize_video
 
     if not EIGHTBIT_WEIGHTS.is_file():
         print(f"(video: needs {EIGHTBIT_WEIGHTS})")
@@ -468,7 +569,7 @@ def section_video(size: int, weights: tuple[float, ...], timing_size: int, frame
             if not clip.is_dir():
                 clip.mkdir()
                 for t, frame in enumerate(moving_patch(CONTENT, STYLE, frames, size_now)):
-                    nst.images.save_image(clip / f"{t:02d}.png", frame)
+                    nst.io.images.save_image(clip / f"{t:02d}.png", frame)
             out = Path(folder) / f"out-{size_now}-{temporal:g}"
             result = stylize_video(clip, STYLE, out, size=size_now, temporal_weight=temporal, **settings)
             video = np.stack([load_image(p) for p in result.frames])
@@ -476,14 +577,31 @@ def section_video(size: int, weights: tuple[float, ...], timing_size: int, frame
             change, moving = frame_change(video, still), frame_change(video, ~still)
             baseline = change if temporal == 0 and size_now == size else baseline
             ratio = f" ({change / baseline:.2f})" if baseline and size_now == size else ""
-            rows.append([f"{size_now} px", f"{temporal:g}", f"{change:.4f}{ratio}", f"{moving:.4f}",
-                         f"{result.timings['first_frame']:.1f}", f"{result.timings['frame']:.1f}"])  # fmt: skip
+            rows.append(
+                [
+                    f"{size_now} px",
+                    f"{temporal:g}",
+                    f"{change:.4f}{ratio}",
+                    f"{moving:.4f}",
+                    f"{result.timings['first_frame']:.1f}",
+                    f"{result.timings['frame']:.1f}",
+                ]
+            )
     print(
         f"nst video, {frames} frames of the synthetic clip, report preset, 8-bit weights, 200 steps for the first "
         f"frame and 100 for each later one; change = mean |frame t - frame t-1| (ratio to temporal weight 0):\n"
     )
-    table(["size", "temporal weight", "change, still part", "change, moving patch", "first frame (s)",
-           "later frames (s/frame)"], rows)  # fmt: skip
+    table(
+        [
+            "size",
+            "temporal weight",
+            "change, still part",
+            "change, moving patch",
+            "first frame (s)",
+            "later frames (s/frame)",
+        ],
+        rows,
+    )
 
 
 def main() -> None:
@@ -496,8 +614,9 @@ def main() -> None:
     parser.add_argument("--tiles", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--untiled-up-to", type=int, default=1024, help="the largest size also run untiled")
     parser.add_argument("--converge-sizes", nargs="+", type=int, default=[256, 512])
-    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS),
-                        help="the converge section's networks")  # fmt: skip
+    parser.add_argument(
+        "--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS), help="the converge section's networks"
+    )
     parser.add_argument("--scales", nargs="+", type=int, default=[256, 512, 1024])
     parser.add_argument("--scale-steps", nargs="+", type=int, default=[100, 50, 20])
     parser.add_argument("--video-size", type=int, default=128)
@@ -507,8 +626,10 @@ def main() -> None:
     parser.add_argument("--baseline-steps", type=int, default=300)
     args = parser.parse_args()
     only = set(args.only or sections)
-    print(f"nst {nst.__version__}, TensorFlow {tf.__version__}, Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs; {' '.join(sys.argv)}\n")  # fmt: skip
+    print(
+        f"nst {nst.__version__}, TensorFlow {tf.__version__}, Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs; {' '.join(sys.argv)}\n"
+    )
     steps = section_steps(tuple(args.sizes), args.repeats, 5) if only & {"steps", "floor"} else {}
     if "floor" in only:
         section_floor(steps)

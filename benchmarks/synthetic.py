@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nst.images import ImageSource, load_image
+from nst.io.images import ImageSource, load_image
 
 
 def moving_patch(photo: ImageSource, patch: ImageSource, frames: int, size: int, step: int = 3) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""The cost of the Wasserstein-2 style term (`nst.wasserstein.w2_style`)
+"""The cost of the Wasserstein-2 style term (`nst.core.wasserstein.w2_style`)
 against the Gram term of the scaled form, per layer width: one term and
 its gradient with respect to the features, with TensorFlow's kernels and
 with XLA, on features of a 512 px image's VGG19 layers (N channels at
@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from nst.backend import tf
-from nst.cache import cpu
-from nst.config import Config
-from nst.losses import SCALED, form_of
+from nst.base.backend import tf
+from nst.base.cache import cpu
+from nst.base.config import Config
+from nst.core.losses import SCALED, form_of
 
 #: (channels, positions a side) of block1_conv1 ... block5_conv1 for a 512 x 384 output.
 LAYERS = ((64, 512), (128, 256), (256, 128), (512, 64), (512, 32))
@@ -54,8 +54,10 @@ def main() -> None:
                 return loss, tape.gradient(loss, features)
 
             times[name] = _seconds(step)
-        print(f"| {n} | {shape[1]} x {shape[2]} | {times['gram']:.3f} s | {times['w2']:.3f} s | "
-              f"{times['w2 xla']:.3f} s | {times['w2'] / times['gram']:.1f} |")  # fmt: skip
+        print(
+            f"| {n} | {shape[1]} x {shape[2]} | {times['gram']:.3f} s | {times['w2']:.3f} s | "
+            f"{times['w2 xla']:.3f} s | {times['w2'] / times['gram']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -38,14 +38,21 @@ REPOSITORY = "OWNER/nst"
 if "tensorflow" not in _sys.modules:
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from nst.config import PRESETS, Config, ConfigError, preset
+from nst.base.config import PRESETS, Config, ConfigError, preset
 
-_LAZY = {"stylize": "nst.optimize", "stylize_many": "nst.optimize", "grid": "nst.jobs", "Job": "nst.jobs",
-         "Result": "nst.record", "Progress": "nst.record", "stylize_video": "nst.video", "batch": "nst.many"}  # fmt: skip
-_MODULES = {"clips", "color", "controls", "device", "engine", "features", "flow", "geometry", "images", "live",
-            "losses", "normalize", "optimize", "optimizers", "options", "preview", "problem", "record", "regions",
-            "scene", "studio", "targets", "tiles", "video", "weights", "paths", "cache", "presets",
-            "wasserstein", "jobs", "many", "cluster"}  # fmt: skip
+#: The public names that load TensorFlow (or Ray) only when they are used.
+_LAZY = {
+    "stylize": "nst.run.optimize",
+    "stylize_many": "nst.run.optimize",
+    "grid": "nst.io.jobs",
+    "Job": "nst.io.jobs",
+    "Result": "nst.run.record",
+    "Progress": "nst.run.record",
+    "stylize_video": "nst.modes.video",
+    "batch": "nst.modes.batch",
+}
+#: The layers, bottom first (tests/test_layout.py holds them to this order).
+PACKAGES = ("base", "io", "core", "run", "modes", "ui")
 
 
 def __getattr__(name: str):
@@ -53,12 +60,24 @@ def __getattr__(name: str):
 
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _MODULES:  # nst.device, nst.preview, ... without importing each first
+    if name in PACKAGES:  # nst.core.device, nst.ui.preview, ... after a plain `import nst`
         return importlib.import_module(f"nst.{name}")
     raise AttributeError(f"module 'nst' has no attribute {name!r}")
 
 
 __all__ = [
-    "PRESETS", "REPOSITORY", "Config", "ConfigError", "Job", "Progress", "Result", "__version__", "batch", "grid", "preset",
-    "stylize", "stylize_many", "stylize_video",
-]  # fmt: skip
+    "PRESETS",
+    "REPOSITORY",
+    "Config",
+    "ConfigError",
+    "Job",
+    "Progress",
+    "Result",
+    "__version__",
+    "batch",
+    "grid",
+    "preset",
+    "stylize",
+    "stylize_many",
+    "stylize_video",
+]

@@ -1,5 +1,5 @@
 """``python -m nst``: the command line."""
 
-from nst.cli import console
+from nst.ui.cli import console
 
 console()

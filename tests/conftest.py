@@ -9,9 +9,15 @@ from pathlib import Path
 
 # Before TensorFlow, Keras or matplotlib are imported by any test module.
 _SANDBOX = Path(tempfile.mkdtemp(prefix="nst-tests-"))
-for _var, _sub in {"KERAS_HOME": "keras", "NST_CACHE": "cache", "MPLCONFIGDIR": "mpl", "IPYTHONDIR": "ipython",
-                   "JUPYTER_CONFIG_DIR": "jupyter/config", "JUPYTER_DATA_DIR": "jupyter/data",
-                   "JUPYTER_RUNTIME_DIR": "jupyter/runtime"}.items():  # fmt: skip
+for _var, _sub in {
+    "KERAS_HOME": "keras",
+    "NST_CACHE": "cache",
+    "MPLCONFIGDIR": "mpl",
+    "IPYTHONDIR": "ipython",
+    "JUPYTER_CONFIG_DIR": "jupyter/config",
+    "JUPYTER_DATA_DIR": "jupyter/data",
+    "JUPYTER_RUNTIME_DIR": "jupyter/runtime",
+}.items():
     os.environ[_var] = str(_SANDBOX / _sub)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.pop("NST_VGG19_WEIGHTS", None)
@@ -51,7 +57,7 @@ def block13_weights() -> Path:
 
 def _photo(name: str, fallback_seed: int) -> np.ndarray:
     """A real image from ../shared/images if present, else a made-up one."""
-    from nst.images import load_image
+    from nst.io.images import load_image
 
     if (IMAGES / name).is_file():
         return load_image(IMAGES / name, size=128)

@@ -14,10 +14,10 @@ from conftest import BLOCK13_LAYERS
 from PIL import Image
 
 import nst
-from nst import cli
-from nst.many import GROUP, groups, name_of, plan
-from nst.config import ConfigError
-from nst.images import ImageError, load_image, read_metadata, sample_path
+from nst.base.config import ConfigError
+from nst.io.images import ImageError, load_image, read_metadata, sample_path
+from nst.modes.batch import GROUP, groups, name_of, plan
+from nst.ui import cli
 
 TINY = {"size": 32, "steps": 3, "weights": "random", "seed": 0, **BLOCK13_LAYERS}
 FLAGS = ["--size", "32", "--steps", "3", "--weights", "random", "--seed", "0", "--preset", "blocks1-3", "--quiet"]
@@ -27,8 +27,12 @@ FLAGS = ["--size", "32", "--steps", "3", "--weights", "random", "--seed", "0", "
 def folder(tmp_path, monkeypatch):
     """photos/a.jpg, photos/b.jpg (4:3, and 3:4: another output shape), photos/broken.jpg, s1.jpg, s2.jpg."""
     (tmp_path / "photos").mkdir()
-    for name, sample, size in [("photos/a.jpg", "tubingen", (64, 48)), ("photos/b.jpg", "the_scream", (48, 64)),
-                               ("s1.jpg", "starry_night", (64, 48)), ("s2.jpg", "the_scream", (64, 48))]:  # fmt: skip
+    for name, sample, size in [
+        ("photos/a.jpg", "tubingen", (64, 48)),
+        ("photos/b.jpg", "the_scream", (48, 64)),
+        ("s1.jpg", "starry_night", (64, 48)),
+        ("s2.jpg", "the_scream", (64, 48)),
+    ]:
         with Image.open(sample_path(sample)) as im:
             im.convert("RGB").resize(size).save(tmp_path / name)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"not an image")
@@ -43,8 +47,10 @@ def statuses(out) -> dict[str, tuple[str, str | None]]:
 
 def test_names_say_content_style_and_sweep_values(folder):
     jobs = nst.grid(["photos/a.jpg"], ["s1.jpg", ["s1.jpg", "s2.jpg"]], style_weight=[1e3], pooling=["avg"])
-    assert [name_of(j) for j in jobs] == ["a--s1--style-weight-1000--pooling-avg",
-                                          "a--s1+s2--style-weight-1000--pooling-avg"]  # fmt: skip
+    assert [name_of(j) for j in jobs] == [
+        "a--s1--style-weight-1000--pooling-avg",
+        "a--s1+s2--style-weight-1000--pooling-avg",
+    ]
 
 
 def test_two_jobs_that_would_write_one_file_are_refused_before_anything_runs(folder):
@@ -63,8 +69,9 @@ def test_jobs_group_by_output_shape_at_most_a_group_each(folder):
 
 
 def test_a_batch_writes_every_job_records_failures_and_goes_on(folder, capsys):
-    code = cli.main(["batch", "photos/", "--styles", "s1.jpg", "s2.jpg", "-o", "out",
-                     "--sweep", "style-weight=1e3,1e4", *FLAGS])  # fmt: skip
+    code = cli.main(
+        ["batch", "photos/", "--styles", "s1.jpg", "s2.jpg", "-o", "out", "--sweep", "style-weight=1e3,1e4", *FLAGS]
+    )
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "4 of 12 jobs failed" in err and "photos/broken.jpg" in err and "out/batch.jsonl" in err
@@ -85,7 +92,7 @@ def test_running_it_again_skips_what_is_done_without_tensorflow(folder):
     argv = ["batch", "photos/a.jpg", "photos/b.jpg", "--styles", "s1.jpg", "-o", "out", *FLAGS]
     assert cli.main(argv) == 0
     written = {p: p.stat().st_mtime_ns for p in (folder / "out").glob("*.png")}
-    code = f"import sys; from nst import cli; code = cli.main({argv!r}); print(code, 'tensorflow' in sys.modules)"
+    code = f"import sys; from nst.ui import cli; code = cli.main({argv!r}); print(code, 'tensorflow' in sys.modules)"
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert again.stdout.split()[-2:] == ["0", "False"], again.stderr
     assert "all 2 jobs are done" in again.stdout

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 import nst
-from nst.features import get_extractor
-from nst.losses import make_targets, objective
+from nst.core.features import get_extractor
+from nst.core.losses import make_targets, objective
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from tutorial import Tutorial, gram_matrix
@@ -27,13 +27,20 @@ def test_tutorial_gram_is_divided_by_positions():
 
 def test_weighted_tutorial_loss_is_the_reports_objective(block13_weights, content_image, style_image):
     config = nst.preset("blocks1-3", weights=str(block13_weights), size=32)
-    content = nst.images.load_image(content_image, 32)
-    style = nst.images.load_image(style_image, 32)
+    content = nst.io.images.load_image(content_image, 32)
+    style = nst.io.images.load_image(style_image, 32)
     h, w = content.shape[:2]
     n, m = 256, (h // 4) * (w // 4)
-    baseline = Tutorial(content, style, style_layers=config.style_layers, content_layers=config.content_layers,
-                        weights=dict(np.load(block13_weights)), content_weight=config.content_weight * n * m / 2,
-                        style_weight=config.style_weight / 4, tv_weight=0.0)  # fmt: skip
+    baseline = Tutorial(
+        content,
+        style,
+        style_layers=config.style_layers,
+        content_layers=config.content_layers,
+        weights=dict(np.load(block13_weights)),
+        content_weight=config.content_weight * n * m / 2,
+        style_weight=config.style_weight / 4,
+        tv_weight=0.0,
+    )
     image = np.clip(content + np.random.default_rng(0).normal(0, 0.1, content.shape), 0, 1).astype(np.float32)
     extractor = get_extractor(config.style_layers, config.content_layers, config.weights)
     targets = make_targets(extractor(content[None]), extractor(style[None]), config)

@@ -27,13 +27,21 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from PIL import Image
 from conftest import BLOCK13_WEIGHTS
+from PIL import Image
 from test_notebooks import with_parameters
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 STUDIO = Path(__file__).resolve().parents[1] / "notebooks" / "studio.ipynb"
 
 VOILA_CONFIG = STUDIO.parent  # voila.json, as `make studio` uses it
@@ -69,18 +77,31 @@ def voila(tmp_path_factory):
     folder = tmp_path_factory.mktemp("voila")
     weights = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
     size = int(os.environ.get("NST_STUDIO_SIZE", "96"))
-    notebook = with_parameters(nbformat.read(STUDIO, as_version=4),
-                               {"SIZE": size, "STEPS": 400, "WEIGHTS": weights, "PRESET": "blocks1-3"})  # fmt: skip
+    notebook = with_parameters(
+        nbformat.read(STUDIO, as_version=4), {"SIZE": size, "STEPS": 400, "WEIGHTS": weights, "PRESET": "blocks1-3"}
+    )
     nbformat.write(notebook, folder / "studio.ipynb")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with open(folder / "voila.log", "w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "voila", "studio.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-             "--VoilaConfiguration.show_tracebacks=True", f"--Voila.config_file_paths={VOILA_CONFIG}",
-             f"--MappingKernelManager.cull_idle_timeout={IDLE_S}", "--MappingKernelManager.cull_interval=1"],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "voila",
+                "studio.ipynb",
+                "--no-browser",
+                f"--port={port}",
+                "--Voila.ip=127.0.0.1",
+                "--VoilaConfiguration.show_tracebacks=True",
+                f"--Voila.config_file_paths={VOILA_CONFIG}",
+                f"--MappingKernelManager.cull_idle_timeout={IDLE_S}",
+                "--MappingKernelManager.cull_interval=1",
+            ],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.time() + 240  # a loaded machine starts Jupyter's server slowly
             while True:
@@ -110,7 +131,10 @@ def kernels(server: subprocess.Popen) -> list[int]:
     for entry in Path("/proc").iterdir():
         try:
             stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == server.pid and b"ipykernel" in (entry / "cmdline").read_bytes():
+            if (
+                int(stat.rsplit(")", 1)[1].split()[1]) == server.pid
+                and b"ipykernel" in (entry / "cmdline").read_bytes()
+            ):
                 found.append(int(entry.name))
         except (ValueError, OSError):  # not a process, or one that has just ended
             continue
@@ -141,18 +165,24 @@ def seconds_to_first_frame(page, button: str) -> float:
     before = page.get_attribute("img.nst-current", "src")
     clicked = time.monotonic()
     page.click(button)
-    page.wait_for_function("(b) => { const i = document.querySelector('img.nst-current'); return i && i.src !== b; }",
-                           arg=before, timeout=240_000)  # fmt: skip
+    page.wait_for_function(
+        "(b) => { const i = document.querySelector('img.nst-current'); return i && i.src !== b; }",
+        arg=before,
+        timeout=240_000,
+    )
     return time.monotonic() - clicked
 
 
 def wait_stopped(page) -> None:
     # Each widget's state reaches the page on its own: wait for the buttons
     # themselves rather than read them when the message comes.
-    page.wait_for_function("() => document.querySelector('.nst-message').innerText.includes('stopped')"
-                           " && !document.querySelector('.nst-run').disabled"
-                           " && !document.querySelector('.nst-continue').disabled"
-                           " && !document.querySelector('.nst-save').disabled", timeout=120_000)  # fmt: skip
+    page.wait_for_function(
+        "() => document.querySelector('.nst-message').innerText.includes('stopped')"
+        " && !document.querySelector('.nst-run').disabled"
+        " && !document.querySelector('.nst-continue').disabled"
+        " && !document.querySelector('.nst-save').disabled",
+        timeout=120_000,
+    )
 
 
 def test_studio_in_a_browser(voila, tmp_path):
@@ -162,8 +192,9 @@ def test_studio_in_a_browser(voila, tmp_path):
     url, folder, _ = voila
     keep = os.environ.get("NST_STUDIO_SCREENSHOT")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS,
-                                    env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=FLAGS, env={**os.environ, "HOME": str(tmp_path)}
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1300})
             page.goto(url, timeout=60_000)
@@ -219,8 +250,9 @@ def test_a_closed_page_and_a_page_nobody_opened_free_their_kernels(voila, tmp_pa
     assert len(kernels(server)) == 1
     wait_until(lambda: not kernels(server), limit=120)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS,
-                                    env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=FLAGS, env={**os.environ, "HOME": str(tmp_path)}
+        )
         try:
             page = browser.new_page()
             page.goto(url, timeout=60_000)

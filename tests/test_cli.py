@@ -14,8 +14,8 @@ import pytest
 from conftest import BLOCK13_LAYERS, Watched
 from PIL import Image
 
-from nst import cli, options
-from nst.images import load_image, read_metadata, save_image
+from nst.io.images import load_image, read_metadata, save_image
+from nst.ui import cli, options
 
 
 def nst_process(*args: str) -> subprocess.CompletedProcess:
@@ -33,10 +33,35 @@ def pictures(tmp_path_factory, content_image, style_image):
 def test_cli_writes_png_with_settings(pictures, tmp_path, capsys):
     out = tmp_path / "out.png"
     content, style = pictures
-    code = cli.main([content, style, "-o", str(out), "--size", "32", "--steps", "3", "--weights", "random",
-                     "--seed", "1", "--style-weight", "50", "--style-layers", "block1_conv1", "block2_conv1",
-                     "--style-layer-weights", "0.75", "0.25", "--content-layers", "block2_conv2",
-                     "--save-every", "2", "--quiet"])  # fmt: skip
+    code = cli.main(
+        [
+            content,
+            style,
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "--steps",
+            "3",
+            "--weights",
+            "random",
+            "--seed",
+            "1",
+            "--style-weight",
+            "50",
+            "--style-layers",
+            "block1_conv1",
+            "block2_conv1",
+            "--style-layer-weights",
+            "0.75",
+            "0.25",
+            "--content-layers",
+            "block2_conv2",
+            "--save-every",
+            "2",
+            "--quiet",
+        ]
+    )
     assert code == 0
     meta = read_metadata(out)
     assert meta["settings"]["steps"] == 3 and meta["settings"]["style_weight"] == 50.0
@@ -51,10 +76,23 @@ def test_cli_writes_png_with_settings(pictures, tmp_path, capsys):
 
 def test_cli_sweep_writes_one_png_per_run_as_separate_runs_would(pictures, tmp_path, capsys):
     content, style = pictures
-    common = [content, style, "--size", "32", "--steps", "3", "--weights", "random", "--seed", "1", "--quiet",
-              *("--style-layers", "block1_conv1", "block2_conv1", "--content-layers", "block2_conv2")]  # fmt: skip
-    code = cli.main([*common, "-o", str(tmp_path / "grid.png"), "--sweep", "style-weight=10,1e4",
-                     "--sweep", "tv-weight=0,1"])  # fmt: skip
+    common = [
+        content,
+        style,
+        "--size",
+        "32",
+        "--steps",
+        "3",
+        "--weights",
+        "random",
+        "--seed",
+        "1",
+        "--quiet",
+        *("--style-layers", "block1_conv1", "block2_conv1", "--content-layers", "block2_conv2"),
+    ]
+    code = cli.main(
+        [*common, "-o", str(tmp_path / "grid.png"), "--sweep", "style-weight=10,1e4", "--sweep", "tv-weight=0,1"]
+    )
     assert code == 0
     names = [f"grid-style-weight-{b}-tv-weight-{t}.png" for b in ("10", "1e4") for t in ("0", "1")]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
@@ -70,11 +108,42 @@ def test_cli_sweep_writes_one_png_per_run_as_separate_runs_would(pictures, tmp_p
 
 def test_every_control_reaches_the_config():
     args = options.build_parser().parse_args(
-        ["c.png", "s1.png", "s2.png", "--optimizer", "lbfgs", "--lbfgs-memory", "7", "--scales", "128", "256",
-         "--scale-steps", "50", "20", "--style-blend", "0.7", "0.3", "--style-scale", "0.5", "--pooling", "avg",
-         "--preserve-color", "luminance", "--init", "start.png", "--seed", "5", "--style-layer-weights", "1", "0", "0",
-         "0", "0", "--no-xla"]
-    )  # fmt: skip
+        [
+            "c.png",
+            "s1.png",
+            "s2.png",
+            "--optimizer",
+            "lbfgs",
+            "--lbfgs-memory",
+            "7",
+            "--scales",
+            "128",
+            "256",
+            "--scale-steps",
+            "50",
+            "20",
+            "--style-blend",
+            "0.7",
+            "0.3",
+            "--style-scale",
+            "0.5",
+            "--pooling",
+            "avg",
+            "--preserve-color",
+            "luminance",
+            "--init",
+            "start.png",
+            "--seed",
+            "5",
+            "--style-layer-weights",
+            "1",
+            "0",
+            "0",
+            "0",
+            "0",
+            "--no-xla",
+        ]
+    )
     config = options.settings(args)
     assert args.style == ["s1.png", "s2.png"]
     assert (config.optimizer, config.lbfgs_memory, config.pooling, config.preserve_color) == (
@@ -92,10 +161,39 @@ def test_every_control_reaches_the_config():
 def test_cli_blends_styles_coarse_to_fine_with_lbfgs_and_animates(pictures, tmp_path):
     out, gif = tmp_path / "out.png", tmp_path / "run.gif"
     content, style = pictures
-    code = cli.main([content, style, content, "-o", str(out), "--style-blend", "3", "1", "--scales", "16", "32",
-                     "--scale-steps", "2", "2", "--optimizer", "lbfgs", "--weights", "random", "--seed", "1",
-                     "--style-layers", "block1_conv1", "--content-layers", "block2_conv1", "--save-every", "2",
-                     "--animate", str(gif), "--quiet"])  # fmt: skip
+    code = cli.main(
+        [
+            content,
+            style,
+            content,
+            "-o",
+            str(out),
+            "--style-blend",
+            "3",
+            "1",
+            "--scales",
+            "16",
+            "32",
+            "--scale-steps",
+            "2",
+            "2",
+            "--optimizer",
+            "lbfgs",
+            "--weights",
+            "random",
+            "--seed",
+            "1",
+            "--style-layers",
+            "block1_conv1",
+            "--content-layers",
+            "block2_conv1",
+            "--save-every",
+            "2",
+            "--animate",
+            str(gif),
+            "--quiet",
+        ]
+    )
     assert code == 0
     meta = read_metadata(out)
     assert meta["style"] == f"{style} + {content}" and meta["settings"]["scales"] == [16, 32]
@@ -109,9 +207,31 @@ def test_cli_blends_styles_coarse_to_fine_with_lbfgs_and_animates(pictures, tmp_
 def test_same_seed_gives_a_bit_identical_png(pictures, tmp_path):
     outputs = [tmp_path / "a.png", tmp_path / "b.png"]
     for out in outputs:
-        assert cli.main([*pictures, "-o", str(out), "--size", "32", "--steps", "3", "--weights", "random", "--seed",
-                         "9", "--init", "noise", "--style-layers", "block1_conv1", "--content-layers", "block2_conv1",
-                         "--quiet"]) == 0  # fmt: skip
+        assert (
+            cli.main(
+                [
+                    *pictures,
+                    "-o",
+                    str(out),
+                    "--size",
+                    "32",
+                    "--steps",
+                    "3",
+                    "--weights",
+                    "random",
+                    "--seed",
+                    "9",
+                    "--init",
+                    "noise",
+                    "--style-layers",
+                    "block1_conv1",
+                    "--content-layers",
+                    "block2_conv1",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     assert outputs[0].read_bytes() == outputs[1].read_bytes()
 
 
@@ -159,8 +279,10 @@ def test_bad_settings_fail_fast(pictures, args, message, tmp_path):
 
 def test_weights_without_the_layers_needed_are_refused_before_tensorflow(pictures, tmp_path):
     partial = tmp_path / "partial.npz"
-    np.savez(partial, **{"block1_conv1/kernel": np.zeros((3, 3, 3, 64), np.float32),
-                         "block1_conv1/bias": np.zeros(64, np.float32)})  # fmt: skip
+    np.savez(
+        partial,
+        **{"block1_conv1/kernel": np.zeros((3, 3, 3, 64), np.float32), "block1_conv1/bias": np.zeros(64, np.float32)},
+    )
     proc = nst_process(*pictures, "-o", str(tmp_path / "o.png"), "--weights", str(partial))
     assert proc.returncode == 2 and "TF-NOT-LOADED" in proc.stderr
     assert "has no weights for layer block1_conv2, which the chosen layers need" in proc.stderr
@@ -170,9 +292,29 @@ def test_weights_without_the_layers_needed_are_refused_before_tensorflow(picture
 def test_a_run_prints_its_progress_and_summary_once_and_no_tensorflow_banner(pictures, tmp_path):
     """What a terminal or a log shows: no C++ start-up lines from TensorFlow,
     the full bar once (not again when it closes), one summary line."""
-    proc = subprocess.run([sys.executable, "-m", "nst", *pictures, "-o", str(tmp_path / "o.png"), "--size", "32",
-                           "--steps", "5", "--weights", "random", "--style-layers", "block1_conv1",
-                           "--content-layers", "block1_conv2"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nst",
+            *pictures,
+            "-o",
+            str(tmp_path / "o.png"),
+            "--size",
+            "32",
+            "--steps",
+            "5",
+            "--weights",
+            "random",
+            "--style-layers",
+            "block1_conv1",
+            "--content-layers",
+            "block1_conv2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     for banner in ("absl::InitializeLog", "oneDNN custom operations", "cuda"):
         assert banner not in proc.stderr
@@ -196,8 +338,9 @@ def test_bad_weights_are_a_clear_error(pictures, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_weights_install_makes_a_file_the_default_for_later_runs(block13_weights, pictures, tmp_path, monkeypatch,
-                                                                 capsys):
+def test_weights_install_makes_a_file_the_default_for_later_runs(
+    block13_weights, pictures, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("NST_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("NST_VGG19_WEIGHTS", raising=False)
     assert cli.main(["weights"]) == 0 and "nothing installed" in capsys.readouterr().out
@@ -215,7 +358,9 @@ def test_weights_install_makes_a_file_the_default_for_later_runs(block13_weights
     assert cli.main(["weights"]) == 0 and f"installed in {installed.parent}" in capsys.readouterr().out
 
     out = tmp_path / "o.png"  # no --weights, no $NST_VGG19_WEIGHTS: the installed file
-    assert cli.main([*pictures, "-o", str(out), "--preset", "blocks1-3", "--size", "32", "--steps", "1", "--quiet"]) == 0
+    assert (
+        cli.main([*pictures, "-o", str(out), "--preset", "blocks1-3", "--size", "32", "--steps", "1", "--quiet"]) == 0
+    )
     assert read_metadata(out)["settings"]["weights"] == str(installed)
     code = cli.main([*pictures, "-o", str(out), "--size", "32", "--steps", "1", "--quiet"])  # the paper's layers
     assert code == 2 and "has no weights for layer block4_conv1" in capsys.readouterr().err
@@ -234,9 +379,28 @@ def test_weights_install_makes_a_file_the_default_for_later_runs(block13_weights
 def test_cli_real_weights_reach_a_tenth_of_the_objective(block13_weights, pictures, tmp_path):
     """The issue's acceptance check: 128 px, alpha=1, beta=1e3, blocks 1-3, 100 steps."""
     out = tmp_path / "real.png"
-    code = cli.main([*pictures, "-o", str(out), "--size", "128", "--steps", "100", "--weights", str(block13_weights),
-                     "--content-weight", "1", "--style-weight", "1e3", "--style-layers", *BLOCK13_LAYERS["style_layers"],
-                     "--content-layers", *BLOCK13_LAYERS["content_layers"], "--quiet"])  # fmt: skip
+    code = cli.main(
+        [
+            *pictures,
+            "-o",
+            str(out),
+            "--size",
+            "128",
+            "--steps",
+            "100",
+            "--weights",
+            str(block13_weights),
+            "--content-weight",
+            "1",
+            "--style-weight",
+            "1e3",
+            "--style-layers",
+            *BLOCK13_LAYERS["style_layers"],
+            "--content-layers",
+            *BLOCK13_LAYERS["content_layers"],
+            "--quiet",
+        ]
+    )
     assert code == 0
     meta = read_metadata(out)
     assert meta["best_loss"] < 0.1 * meta["start_loss"]
@@ -254,11 +418,31 @@ def test_module_entry_point_runs():
 @pytest.mark.parametrize("signum, status", [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_saves_its_best_image(pictures, tmp_path, signum, status):
     out = tmp_path / "out.png"
-    proc = subprocess.Popen([sys.executable, "-m", "nst", *pictures, "-o", str(out), "--size", "32", "--steps", "100000",
-                             "--weights", "random", "--style-layers", "block1_conv1", "--content-layers", "block1_conv2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            # As from a terminal: a suite started in the background inherits SIGINT ignored.
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nst",
+            *pictures,
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "--steps",
+            "100000",
+            "--weights",
+            "random",
+            "--style-layers",
+            "block1_conv1",
+            "--content-layers",
+            "block1_conv2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a suite started in the background inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     err = Watched(proc, proc.stderr)
     err.wait_for(r"\b([2-9]|\d{2,})/100000")  # the progress bar: a few steps done, the run in its loop
     proc.send_signal(signum)
@@ -271,14 +455,23 @@ def test_interrupted_run_saves_its_best_image(pictures, tmp_path, signum, status
 
 def test_interrupt_before_the_first_step_still_saves(pictures, tmp_path, monkeypatch, capsys):
     """SIGTERM during compilation: no step recorded, the starting image is still written."""
-    import nst.optimize
+    import nst.run.optimize
 
     def interrupted_at_once(content, style, *, config, callback, masks, style_masks):
         start = load_image(content, size=config.size)
-        return nst.optimize.Result(image=start, best_image=start, best_step=0, best_loss=float("inf"), history={},
-                                   timings={"total": 1.0, "step": 0.0}, config=config, sources={}, stopped="interrupted")  # fmt: skip
+        return nst.run.optimize.Result(
+            image=start,
+            best_image=start,
+            best_step=0,
+            best_loss=float("inf"),
+            history={},
+            timings={"total": 1.0, "step": 0.0},
+            config=config,
+            sources={},
+            stopped="interrupted",
+        )
 
-    monkeypatch.setattr(nst.optimize, "stylize", interrupted_at_once)
+    monkeypatch.setattr(nst.run.optimize, "stylize", interrupted_at_once)
     out = tmp_path / "out.png"
     assert cli.main([*pictures, "-o", str(out), "--size", "32", "--weights", "random", "--quiet"]) == 130
     meta = read_metadata(out)
@@ -297,8 +490,18 @@ def test_resume_goes_on_from_a_saved_run(pictures, tmp_path, capsys):
             raise KeyboardInterrupt
 
     content, style = pictures
-    first = nst.stylize(content, style, size=32, steps=6, weights="random", seed=1, style_weight=50.0,
-                        style_layers=("block1_conv1",), content_layers=("block2_conv1",), callback=stop_at_2)  # fmt: skip
+    first = nst.stylize(
+        content,
+        style,
+        size=32,
+        steps=6,
+        weights="random",
+        seed=1,
+        style_weight=50.0,
+        style_layers=("block1_conv1",),
+        content_layers=("block2_conv1",),
+        callback=stop_at_2,
+    )
     saved = first.save(tmp_path / "run.png")
     assert read_metadata(saved)["steps_done"] == 2
     assert cli.main(["--resume", str(saved), "-o", str(tmp_path / "more.png"), "--quiet"]) == 0
@@ -334,14 +537,22 @@ def test_a_short_resume_goes_on_downhill(block13_weights, pictures, tmp_path):
         if progress.step == 150:
             raise KeyboardInterrupt
 
-    first = nst.stylize(pictures[0], pictures[1], preset="blocks1-3", size=64, steps=300, weights=str(block13_weights),
-                        callback=stop_at_150)  # fmt: skip
+    first = nst.stylize(
+        pictures[0],
+        pictures[1],
+        preset="blocks1-3",
+        size=64,
+        steps=300,
+        weights=str(block13_weights),
+        callback=stop_at_150,
+    )
     saved = first.save(tmp_path / "run.png")
     assert read_metadata(saved)["adam"]["iterations"] in (150, 151)  # the update after the last report may have run
     assert cli.main(["--resume", str(saved), "--steps", "5", "-o", str(tmp_path / "more.png"), "--quiet"]) == 0
     meta = read_metadata(tmp_path / "more.png")
     assert meta["best_step"] == 5 and meta["best_loss"] < meta["start_loss"]
     # What a fresh Adam does from the same image: it climbs.
-    fresh = nst.stylize(pictures[0], pictures[1], preset="blocks1-3", size=64, steps=5, weights=str(block13_weights),
-                        init=str(saved))  # fmt: skip
+    fresh = nst.stylize(
+        pictures[0], pictures[1], preset="blocks1-3", size=64, steps=5, weights=str(block13_weights), init=str(saved)
+    )
     assert fresh.history["total"][1] > fresh.history["total"][0]

@@ -24,9 +24,9 @@ from conftest import BLOCK13_LAYERS, BLOCK13_WEIGHTS
 from PIL import Image
 
 import nst
-from nst import cli
-from nst.config import ConfigError
-from nst.images import load_image, read_metadata, sample_path
+from nst.base.config import ConfigError
+from nst.io.images import load_image, read_metadata, sample_path
+from nst.ui import cli
 
 if os.environ.get("CI"):  # in CI nothing may be skipped: Ray is in requirements-dev.txt
     import ray
@@ -42,9 +42,13 @@ NAMES = [f"{c}--{s}" for c in "ab" for s in ("s1", "s2", "s3")]
 def folder(tmp_path, monkeypatch):
     """photos/a.jpg (4:3) and photos/b.jpg (3:4: another shape, another group); s1.jpg, s2.jpg, s3.jpg."""
     (tmp_path / "photos").mkdir()
-    for name, sample, size in [("photos/a.jpg", "tubingen", (64, 48)), ("photos/b.jpg", "the_scream", (48, 64)),
-                               ("s1.jpg", "starry_night", (64, 48)), ("s2.jpg", "the_scream", (64, 48)),
-                               ("s3.jpg", "tubingen", (48, 48))]:  # fmt: skip
+    for name, sample, size in [
+        ("photos/a.jpg", "tubingen", (64, 48)),
+        ("photos/b.jpg", "the_scream", (48, 64)),
+        ("s1.jpg", "starry_night", (64, 48)),
+        ("s2.jpg", "the_scream", (64, 48)),
+        ("s3.jpg", "tubingen", (48, 48)),
+    ]:
         with Image.open(sample_path(sample)) as im:
             im.convert("RGB").resize(size).save(tmp_path / name)
     monkeypatch.chdir(tmp_path)
@@ -68,8 +72,10 @@ def test_a_missing_ray_is_named_with_its_pip_command_before_anything_runs(folder
 def test_a_local_ray_cluster_writes_the_pngs_of_the_local_batch(folder):
     Image.new("RGB", (64, 64)).save(folder / "c.jpg")  # a shape of its own: a group of its own
     Image.new("L", (48, 64)).save(folder / "tall.png")  # not c.jpg's shape: that group fails on the worker
-    jobs = [*nst.grid(["photos/a.jpg", "photos/b.jpg"], ["s1.jpg", "s2.jpg", "s3.jpg"]),
-            nst.Job("c.jpg", "s1.jpg", masks=["tall.png"])]  # fmt: skip
+    jobs = [
+        *nst.grid(["photos/a.jpg", "photos/b.jpg"], ["s1.jpg", "s2.jpg", "s3.jpg"]),
+        nst.Job("c.jpg", "s1.jpg", masks=["tall.png"]),
+    ]
     # A weights file, where there is one, travels as bytes too; the records must still name it as given here.
     tiny = {**TINY, "weights": str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"}
     here = nst.batch(jobs, "here", **tiny)
@@ -89,8 +95,10 @@ def test_a_local_ray_cluster_writes_the_pngs_of_the_local_batch(folder):
     assert {row["attempts"] for row in rows(folder / "there").values()} == {1}
     here_pid = f"pid {os.getpid()}"  # the local batch's rows name this process; the cluster's, its workers
     assert all(row["worker"].endswith(here_pid) for row in rows(folder / "here").values())
-    assert all(re.search(r"pid \d+$", row["worker"]) and not row["worker"].endswith(here_pid)
-               for row in rows(folder / "there").values())  # fmt: skip
+    assert all(
+        re.search(r"pid \d+$", row["worker"]) and not row["worker"].endswith(here_pid)
+        for row in rows(folder / "there").values()
+    )
     again = nst.batch(jobs, "there", cluster="local", **tiny)
     assert not again.results and sorted(again.skipped) == NAMES and not ray.is_initialized()
     assert again.failures == here.failures  # and the failed one fails again
@@ -112,8 +120,16 @@ def two_nodes():
     env = {**os.environ, **dict([mark.split("=")])}
     ray_cli = str(Path(sys.executable).parent / "ray")
     common = ["--num-cpus=1", f"--temp-dir={temp}", "--disable-usage-stats"]
-    head = [ray_cli, "start", "--head", f"--port={ports[0]}", f"--ray-client-server-port={ports[1]}",
-            f"--dashboard-port={ports[2]}", "--include-dashboard=false", *common]  # fmt: skip
+    head = [
+        ray_cli,
+        "start",
+        "--head",
+        f"--port={ports[0]}",
+        f"--ray-client-server-port={ports[1]}",
+        f"--dashboard-port={ports[2]}",
+        "--include-dashboard=false",
+        *common,
+    ]
     try:
         for command in (head, [ray_cli, "start", f"--address=127.0.0.1:{ports[0]}", *common]):
             started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
@@ -130,8 +146,25 @@ def two_nodes():
 
 
 def nst_batch(address: str, *more: str) -> list[str]:
-    return [sys.executable, "-m", "nst", "batch", "photos/", "--styles", "s1.jpg", "s2.jpg", "s3.jpg", "-o", "out",
-            "--cluster", address, "--worker-cpus", "1", *FLAGS, *more]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "nst",
+        "batch",
+        "photos/",
+        "--styles",
+        "s1.jpg",
+        "s2.jpg",
+        "s3.jpg",
+        "-o",
+        "out",
+        "--cluster",
+        address,
+        "--worker-cpus",
+        "1",
+        *FLAGS,
+        *more,
+    ]
 
 
 def wait_for_row(out: Path, status: str, process: subprocess.Popen, limit: float = 180.0) -> dict:
@@ -161,8 +194,9 @@ def complete(out: Path, names: list[str]) -> None:
 
 def test_a_worker_killed_mid_job_is_replaced_and_every_output_is_written_once(folder, two_nodes):
     address, env = two_nodes
-    batch = subprocess.Popen(nst_batch(address, "--steps", "300"), env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    batch = subprocess.Popen(
+        nst_batch(address, "--steps", "300"), env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     running = wait_for_row(folder / "out", "running", batch)
     pid = int(re.search(r"pid (\d+)$", running["worker"]).group(1))
     os.kill(pid, signal.SIGKILL)
@@ -184,8 +218,12 @@ def test_a_driver_killed_mid_batch_goes_on_when_run_again(folder, two_nodes):
     batch.kill()  # SIGKILL: nothing of the driver's runs after this
     batch.communicate()
     # What the killed command finished: a PNG that ran to its end (it may have died before its log line).
-    left = [name for name in rows(folder / "out") if not (folder / "out" / f"{name}.png").is_file()
-            or read_metadata(folder / "out" / f"{name}.png")["stopped"] is not None]  # fmt: skip
+    left = [
+        name
+        for name in rows(folder / "out")
+        if not (folder / "out" / f"{name}.png").is_file()
+        or read_metadata(folder / "out" / f"{name}.png")["stopped"] is not None
+    ]
     assert left, "the batch ended before it was killed"
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -196,9 +234,15 @@ def test_a_driver_killed_mid_batch_goes_on_when_run_again(folder, two_nodes):
 def test_ctrl_c_ends_the_running_groups_as_runs_end_and_keeps_what_is_done(folder, two_nodes):
     address, env = two_nodes
     command = nst_batch(address, "--steps", "2000", "--sweep", "seed=0,1")  # 4 groups for 2 workers: some wait
-    batch = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             # As from a terminal: a suite started in the background inherits SIGINT ignored.
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    batch = subprocess.Popen(
+        command,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # As from a terminal: a suite started in the background inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     running = wait_for_row(folder / "out", "running", batch)
     time.sleep(3)  # into the steps
     batch.send_signal(signal.SIGINT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nst import color
+from nst.io import color
 
 
 def test_yiq_round_trip_and_luminance_weights(content_image):
@@ -39,5 +39,6 @@ def test_match_luminance_and_recombine(content_image, style_image):
     assert brighter.shape == content_image.shape and brighter.min() >= 0 and brighter.max() <= 1
     inside = (brighter > 0) & (brighter < 1)  # unclipped pixels keep the content's I and Q exactly
     inside = inside.all(-1)
-    np.testing.assert_allclose(color.rgb_to_yiq(brighter)[inside][:, 1:], color.rgb_to_yiq(content_image)[inside][:, 1:],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        color.rgb_to_yiq(brighter)[inside][:, 1:], color.rgb_to_yiq(content_image)[inside][:, 1:], atol=1e-5
+    )

@@ -9,7 +9,7 @@ import pytest
 
 import nst
 from nst import PRESETS, Config, ConfigError, preset
-from nst.config import VGG19_CONV_LAYERS
+from nst.base.config import VGG19_CONV_LAYERS
 
 
 def test_defaults_are_the_reports():
@@ -134,8 +134,16 @@ def test_every_setting_refuses_odd_values_with_a_config_error(name, value):
 
 
 INTEGER_FIELDS = {"size", "steps", "lbfgs_memory", "max_pixels", "seed"}
-REAL_FIELDS = {"content_weight", "style_weight", "tv_weight", "learning_rate", "beta_1", "beta_2", "epsilon",
-               "style_scale"}  # fmt: skip
+REAL_FIELDS = {
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "learning_rate",
+    "beta_1",
+    "beta_2",
+    "epsilon",
+    "style_scale",
+}
 
 
 def test_nan_steps_are_refused_before_anything_loads():

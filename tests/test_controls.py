@@ -10,11 +10,12 @@ import tensorflow as tf
 from conftest import BLOCK13_LAYERS, TINY
 
 import nst
-from nst import color, scene
-from nst.device import Device
-from nst.features import get_extractor
-from nst.images import ImageError, load_image, save_image
-from nst.losses import make_targets, objective
+from nst.core import scene
+from nst.core.device import Device
+from nst.core.features import get_extractor
+from nst.core.losses import make_targets, objective
+from nst.io import color
+from nst.io.images import ImageError, load_image, save_image
 
 
 def loss_at(image: np.ndarray, content: np.ndarray, style: np.ndarray, config: nst.Config) -> float:
@@ -165,7 +166,7 @@ def test_a_seed_on_a_gpu_turns_on_op_determinism_and_xla_off(monkeypatch):
     with pytest.warns(UserWarning, match="XLA off"):
         assert scene.repeatable(nst.Config(seed=1), gpu).jit_compile is False
     assert enabled == [True]
-    assert scene.repeatable(nst.Config(), gpu).jit_compile is None  # no seed: untouched (left to nst.paths)
+    assert scene.repeatable(nst.Config(), gpu).jit_compile is None  # no seed: untouched (left to nst.core.execution)
     cpu = Device("CPU", "a test stand-in", tf.distribute.get_strategy(), tf.distribute.get_strategy())
     assert scene.repeatable(nst.Config(seed=1), cpu).jit_compile is None  # bit-identical already
 

@@ -10,8 +10,7 @@ import tensorflow as tf
 from conftest import TINY
 
 import nst
-from nst import device, scene
-
+from nst.core import device, scene
 
 #: What this machine has (a TPU is not looked for: the suite runs on CPUs and GPUs).
 HAS_GPU = bool(tf.config.list_logical_devices("GPU"))

@@ -34,8 +34,10 @@ from conftest import SHARED
 from PIL import Image
 
 import nst
-from nst import cli, clips, video
-from nst.images import load_image, read_metadata, sample_path
+from nst.io import clips
+from nst.io.images import load_image, read_metadata, sample_path
+from nst.modes import video
+from nst.ui import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -43,9 +45,15 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
 BLOCKS = [(page, kind, code) for page in PAGES for kind, code in FENCE.findall(page.read_text())]
 PYTHON = [(page, code) for page, kind, code in BLOCKS if kind == "python"]
 #: The pages' file names, and the samples they stand for.
-FILES = {"photo.jpg": "tubingen", "painting.jpg": "starry_night", "a.jpg": "starry_night", "b.jpg": "the_scream",
-         "starry_night.jpg": "starry_night", "photos/tubingen.jpg": "tubingen",
-         "photos/shipwreck.jpg": "shipwreck"}  # fmt: skip
+FILES = {
+    "photo.jpg": "tubingen",
+    "painting.jpg": "starry_night",
+    "a.jpg": "starry_night",
+    "b.jpg": "the_scream",
+    "starry_night.jpg": "starry_night",
+    "photos/tubingen.jpg": "tubingen",
+    "photos/shipwreck.jpg": "shipwreck",
+}
 EIGHT_BIT = SHARED / "weights" / "vgg19_imagenet_8bit.npz"
 
 
@@ -73,12 +81,17 @@ def page_folder(tmp_path, monkeypatch):
     if SHARED.is_dir():
         (tmp_path / "shared").symlink_to(SHARED)  # the pages' ../shared
     monkeypatch.chdir(folder)
-    real = nst.jobs.settings
+    real = nst.io.jobs.settings
 
     def cut(c):  # what a run would do, at 32 px for 2 steps on random weights
         return c.replace(size=32, steps=2, scales=(28, 32) if c.scales else None, scale_steps=None, weights="random")
 
-    for module in (nst.optimize, nst.live, video, nst.many):  # each module's own name for nst.jobs.settings
+    for module in (
+        nst.run.optimize,
+        nst.run.live,
+        video,
+        nst.modes.batch,
+    ):  # each module's own name for nst.io.jobs.settings
         monkeypatch.setattr(module, "settings", lambda config, overrides: cut(real(config, overrides)))
     command_line = cli.settings  # and the command line's, so that what it records is what runs
     monkeypatch.setattr(cli, "settings", lambda args: cut(command_line(args)))
@@ -135,8 +148,12 @@ def styled_two_regions(ns: dict, printed: str) -> None:
 
 def wrote_a_folder(ns: dict, printed: str) -> None:
     report = ns["report"]
-    names = ["photo--a--style-weight-1000", "photo--a--style-weight-10000", "photo--a+b--style-weight-1000",
-             "photo--a+b--style-weight-10000"]  # fmt: skip
+    names = [
+        "photo--a--style-weight-1000",
+        "photo--a--style-weight-10000",
+        "photo--a+b--style-weight-1000",
+        "photo--a+b--style-weight-10000",
+    ]
     assert sorted(report.results) == sorted(names) and not report.skipped and not report.failures
     assert all(read_metadata(f"styled/{name}.png")["batch"]["name"] == name for name in names)
 
@@ -149,11 +166,18 @@ def ran_on_ray(ns: dict, printed: str) -> None:
 
 
 #: What each Python block says it produces, found by a line it has.
-PRODUCES = {'result.save("out.png")': saved_a_png, 'preset="tutorial"': saved_with_settings,
-            "LivePreview(": made_the_preview, "nst.live.start(": steered, 'save_animation("run.gif"': animated,
-            "stylize_video(": made_a_video, "stylize_many(": ran_every_job,
-            'masks=["sky.png", "town.png"]': styled_two_regions, 'nst.batch(jobs, "styled"': wrote_a_folder,
-            'cluster="local"': ran_on_ray}  # fmt: skip
+PRODUCES = {
+    'result.save("out.png")': saved_a_png,
+    'preset="tutorial"': saved_with_settings,
+    "LivePreview(": made_the_preview,
+    "nst.run.live.start(": steered,
+    'save_animation("run.gif"': animated,
+    "stylize_video(": made_a_video,
+    "stylize_many(": ran_every_job,
+    'masks=["sky.png", "town.png"]': styled_two_regions,
+    'nst.batch(jobs, "styled"': wrote_a_folder,
+    'cluster="local"': ran_on_ray,
+}
 
 
 @pytest.mark.parametrize("page, code", PYTHON, ids=[f"{page.name}-python-{i}" for i, (page, _) in enumerate(PYTHON)])
@@ -169,8 +193,13 @@ def test_python_block_runs_as_written(page, code, page_folder, capsys):
 
 def shell_lines(page: Path) -> list[list[str]]:
     """Each line of ``page``'s shell blocks as words (continuations joined, comments dropped)."""
-    return [shlex.split(line, comments=True) for kind, code in FENCE.findall(page.read_text()) if kind == "bash"
-            for line in code.replace("\\\n", " ").splitlines() if shlex.split(line, comments=True)]  # fmt: skip
+    return [
+        shlex.split(line, comments=True)
+        for kind, code in FENCE.findall(page.read_text())
+        if kind == "bash"
+        for line in code.replace("\\\n", " ").splitlines()
+        if shlex.split(line, comments=True)
+    ]
 
 
 SETUP = {"pip", "source", "export", "ray"}
@@ -234,7 +263,7 @@ def test_the_api_reference_lists_every_public_name():
 
 def _home(name: str) -> str:
     """The module that defines a public constant of nst."""
-    return "nst.presets" if name == "PRESETS" else "nst"
+    return "nst.base.presets" if name == "PRESETS" else "nst"
 
 
 def test_the_readme_links_to_every_page():

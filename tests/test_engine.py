@@ -1,4 +1,4 @@
-"""The engine (nst.engine): a run of a shape already seen compiles nothing,
+"""The engine (nst.core.engine): a run of a shape already seen compiles nothing,
 so a loop of calls in one process keeps its memory mappings flat (XLA never
 gives a compiled program's mappings back, and the kernel allows 65,530)."""
 
@@ -8,7 +8,7 @@ import pytest
 from conftest import BLOCK13_LAYERS
 
 import nst
-from nst import engine
+from nst.core import engine
 
 #: 64 px, 3 Adam steps: the issue's loop.
 SMALL = {"size": 64, "steps": 3, **BLOCK13_LAYERS}
@@ -64,7 +64,7 @@ def test_a_repeated_call_traces_nothing(block13_weights, content_image, style_im
 def test_runs_of_one_shape_at_once_get_engines_of_their_own(block13_weights, content_image, style_image):
     """A live run holds its engine while it runs: a still of the same shape meanwhile gets another."""
     config = nst.Config(weights=str(block13_weights), **{**SMALL, "steps": 10_000})
-    run = nst.live.start(content_image, style_image, config=config)
+    run = nst.run.live.start(content_image, style_image, config=config)
     try:
         still = nst.stylize(content_image, style_image, config=config.replace(steps=3))
         assert still.stopped is None and run.running

@@ -24,15 +24,30 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-import nst.engine
-import nst.optimize
-from nst import cli, images, options, record
-from nst.config import Config, ConfigError
-from nst.images import ImageError, load_image, read_metadata, save_image
-from nst.weights import WeightsError, check_weights, vgg19_shapes
+import nst.core.engine
+import nst.run.optimize
+from nst.base.config import Config, ConfigError
+from nst.core import moments
+from nst.io import images
+from nst.io.images import ImageError, load_image, read_metadata, save_image
+from nst.io.weights import WeightsError, check_weights, vgg19_shapes
+from nst.ui import cli, options
 
-FAST = ["--size", "32", "--steps", "3", "--weights", "random", "--quiet", "--seed", "0",
-        "--style-layers", "block1_conv1", "--content-layers", "block1_conv2"]  # fmt: skip
+FAST = [
+    "--size",
+    "32",
+    "--steps",
+    "3",
+    "--weights",
+    "random",
+    "--quiet",
+    "--seed",
+    "0",
+    "--style-layers",
+    "block1_conv1",
+    "--content-layers",
+    "block1_conv2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +173,11 @@ def damaged_member(path: Path) -> Path:
     """A zip whose table of contents is intact but one member's compressed
     data is not."""
     rng = np.random.default_rng(0)
-    arrays = {f"{layer}/{part}": rng.normal(size=shape).astype(np.float32)
-              for layer, shapes in list(vgg19_shapes().items())[:3] for part, shape in zip(("kernel", "bias"), shapes)}  # fmt: skip
+    arrays = {
+        f"{layer}/{part}": rng.normal(size=shape).astype(np.float32)
+        for layer, shapes in list(vgg19_shapes().items())[:3]
+        for part, shape in zip(("kernel", "bias"), shapes)
+    }
     np.savez_compressed(path, **arrays)
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo("block1_conv2/kernel.npy")
@@ -177,11 +195,11 @@ BAD_WEIGHTS = {
     "infinity": (
         lambda p: weights_file(p, **{"block1_conv1/kernel": np.full((3, 3, 3, 64), np.inf, np.float32)}),
         "NaN or infinite",
-    ),  # fmt: skip
+    ),
     "wrong shape": (
         lambda p: weights_file(p, **{"block1_conv2/kernel": np.zeros((3, 3, 64, 32), np.float32)}),
         "VGG19's is (3, 3, 64, 64)",
-    ),  # fmt: skip
+    ),
     "integers": (lambda p: weights_file(p, **{"block1_conv1/bias": np.zeros(64, np.int64)}), "not floating point"),
     "missing layer": (lambda p: weights_file(p, layers=2), "no weights for layer block2_conv1"),
     "truncated": (lambda p: p.write_bytes(weights_file(p).read_bytes()[:5000]) and p, "not a readable .npz"),
@@ -239,9 +257,16 @@ def test_recorded_settings_round_trip_or_are_refused():
     non-empty ones are accepted (the property is not all refusals)."""
     accepted = []
 
-    @given(st.dictionaries(st.sampled_from([f.name for f in Config.__dataclass_fields__.values()]),
-                           st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                                        lambda inner: st.lists(inner, max_size=3), max_leaves=6)))  # fmt: skip
+    @given(
+        st.dictionaries(
+            st.sampled_from([f.name for f in Config.__dataclass_fields__.values()]),
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                lambda inner: st.lists(inner, max_size=3),
+                max_leaves=6,
+            ),
+        )
+    )
     def check(values):
         try:
             config = Config.from_dict(values)
@@ -279,8 +304,16 @@ def png_with_record(path: Path, text: str) -> Path:
 
 def resumable(pictures, tmp_path) -> dict:
     """The record of a real interrupted run."""
-    first = nst.stylize(*pictures, size=32, steps=4, weights="random", seed=0, style_layers=("block1_conv1",),
-                        content_layers=("block1_conv2",), callback=lambda p: p.step == 2 and _interrupt())  # fmt: skip
+    first = nst.stylize(
+        *pictures,
+        size=32,
+        steps=4,
+        weights="random",
+        seed=0,
+        style_layers=("block1_conv1",),
+        content_layers=("block1_conv2",),
+        callback=lambda p: p.step == 2 and _interrupt(),
+    )
     return read_metadata(first.save(tmp_path / "first.png"))
 
 
@@ -321,23 +354,27 @@ def test_resume_refuses_damaged_records_in_one_line(pictures, tmp_path, capsys, 
 def test_adam_records_round_trip_small_and_never_below_the_real_moments():
     velocity = np.random.default_rng(0).uniform(0, 1e3, (37, 50, 3)).astype(np.float32)
     velocity[0, 0, 0] = 0.0
-    iterations, pool, pooled = record.unpack_moments(record.pack_moments(velocity, 12), "x.png")
-    back = record.expand_moments(pool, pooled, 37, 50)
+    iterations, pool, pooled = moments.unpack_moments(moments.pack_moments(velocity, 12), "x.png")
+    back = moments.expand_moments(pool, pooled, 37, 50)
     assert iterations == 12 and back.shape == velocity.shape
     assert np.all(back >= velocity) and back.max() <= 1.01 * velocity.max()  # pooled maxima, rounded up
-    assert record.expand_moments(pool, pooled, 80, 50) is None  # a record made at another size
-    large = record.pack_moments(np.ones((2048, 2048, 3), np.float32), 1)
+    assert moments.expand_moments(pool, pooled, 80, 50) is None  # a record made at another size
+    large = moments.pack_moments(np.ones((2048, 2048, 3), np.float32), 1)
     assert large["pool"] == 16 and len(json.dumps(large)) < 300_000  # bounded, at any size
 
 
 #: Records nst might have written, some damaged: the report's settings with
 #: a few values replaced by any JSON, named inputs, any steps done.
 RECORDS = st.fixed_dictionaries(
-    {"settings": st.dictionaries(st.sampled_from(["steps", "size", "style_weight", "optimizer"]), JSON, max_size=2)
-     .map(lambda changes: {**Config().to_dict(), **changes}),
-     "content": st.text(min_size=1), "style": st.text(min_size=1)},
+    {
+        "settings": st.dictionaries(
+            st.sampled_from(["steps", "size", "style_weight", "optimizer"]), JSON, max_size=2
+        ).map(lambda changes: {**Config().to_dict(), **changes}),
+        "content": st.text(min_size=1),
+        "style": st.text(min_size=1),
+    },
     optional={"steps_done": JSON | st.integers(0, 600)},
-)  # fmt: skip
+)
 
 
 def test_resume_takes_any_record_or_refuses_it(tmp_path_factory):
@@ -379,7 +416,7 @@ def test_an_output_that_is_an_input_is_refused_or_written_beside_it(pictures, tm
 
 
 def test_output_problems_are_found_before_the_run(pictures, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(nst.optimize, "stylize", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(nst.run.optimize, "stylize", lambda *a, **k: pytest.fail("the run started"))
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     (tmp_path / "folder.png").mkdir()
@@ -399,8 +436,15 @@ def test_output_problems_are_found_before_the_run(pictures, tmp_path, capsys, mo
 
 
 def test_resume_into_its_own_file_keeps_it_until_the_new_one_is_complete(pictures, tmp_path, monkeypatch, capsys):
-    saved = nst.stylize(*pictures, size=32, steps=4, weights="random", seed=0, style_layers=("block1_conv1",),
-                        content_layers=("block1_conv2",)).save(tmp_path / "run.png")  # fmt: skip
+    saved = nst.stylize(
+        *pictures,
+        size=32,
+        steps=4,
+        weights="random",
+        seed=0,
+        style_layers=("block1_conv1",),
+        content_layers=("block1_conv2",),
+    ).save(tmp_path / "run.png")
     before = saved.read_bytes()
 
     def full_disk(*args, **kwargs):
@@ -433,7 +477,7 @@ def test_an_unforeseen_error_is_one_line_and_debug_shows_the_traceback(pictures,
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(nst.engine, "acquire", broken)
+    monkeypatch.setattr(nst.core.engine, "acquire", broken)
     args = [*pictures, *FAST, "-o", str(tmp_path / "o.png")]
     line = one_line_error(capsys, cli.main(args), 1)  # during the run: status 1
     assert "ZeroDivisionError: a bug" in line and "--debug" in line
@@ -452,13 +496,21 @@ def test_file_names_that_are_not_utf8(pictures, tmp_path):
     Path(os.fsdecode(content)).write_bytes(Path(pictures[0]).read_bytes())
     out = folder + b"/r\xe9sultat.png"
     env = {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
-    done = subprocess.run([sys.executable, "-m", "nst", content, pictures[1].encode(), "-o", out, *map(str.encode, FAST)],
-                          capture_output=True, env=env, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "nst", content, pictures[1].encode(), "-o", out, *map(str.encode, FAST)],
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert b"Traceback" not in done.stderr and b"r\\udce9sultat.png" in done.stdout
     assert read_metadata(os.fsdecode(out))["content"] == os.fsdecode(content)
-    missing = subprocess.run([sys.executable, "-m", "nst", folder + b"/\xff.png", content, "-o", out],
-                             capture_output=True, env=env, timeout=300)  # fmt: skip
+    missing = subprocess.run(
+        [sys.executable, "-m", "nst", folder + b"/\xff.png", content, "-o", out],
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1 and b"no such file" in missing.stderr
 
 
@@ -479,17 +531,17 @@ def terminate_during(monkeypatch, module, name):
 @pytest.mark.parametrize(
     "module, name, written",
     [
-        ("nst.cli", "check_weights", []),  # checking inputs, before TensorFlow
-        ("nst.features", "_vgg19", []),  # building the model
-        ("nst.features", "_randomise", []),  # loading the weights
-        ("nst.optimize", "for_job", []),  # computing the targets
-        ("nst.engine", "acquire", []),  # the compiled programs set up: nothing made yet
-        ("nst.optimize", "adam", ["out.png"]),  # the loop (its first step compiles): the start image is kept
+        ("nst.ui.cli", "check_weights", []),  # checking inputs, before TensorFlow
+        ("nst.core.features", "_vgg19", []),  # building the model
+        ("nst.core.features", "_randomise", []),  # loading the weights
+        ("nst.run.optimize", "for_job", []),  # computing the targets
+        ("nst.core.engine", "acquire", []),  # the compiled programs set up: nothing made yet
+        ("nst.run.optimize", "adam", ["out.png"]),  # the loop (its first step compiles): the start image is kept
         # A checkpoint being written completes; the run stops there and what
         # it made is written (a second signal meanwhile waits until then).
-        ("nst.images", "write_atomic", ["anim.gif", "out-00000.png", "out.png"]),
-        ("nst.cli", "write_results", ["anim.gif", "out-00000.png", "out-00002.png", "out.png"]),  # all complete
-        ("nst.cli", "save_animation", ["anim.gif", "out-00000.png", "out-00002.png", "out.png"]),  # so does this
+        ("nst.io.images", "write_atomic", ["anim.gif", "out-00000.png", "out.png"]),
+        ("nst.ui.cli", "write_results", ["anim.gif", "out-00000.png", "out-00002.png", "out.png"]),  # all complete
+        ("nst.ui.cli", "save_animation", ["anim.gif", "out-00000.png", "out-00002.png", "out.png"]),  # so does this
     ],
 )
 def test_sigterm_at_any_moment(pictures, tmp_path, monkeypatch, capsys, module, name, written):
@@ -497,7 +549,7 @@ def test_sigterm_at_any_moment(pictures, tmp_path, monkeypatch, capsys, module, 
     every finished file complete, no temporary file left behind."""
     import importlib
 
-    nst.features.get_extractor.cache_clear()  # so that the model is built and loaded again
+    nst.core.features.get_extractor.cache_clear()  # so that the model is built and loaded again
     terminate_during(monkeypatch, importlib.import_module(module), name)
     out = tmp_path / "out.png"
     status = cli.main([*pictures, *FAST, "-o", str(out), "--save-every", "2", "--animate", str(tmp_path / "anim.gif")])
@@ -517,15 +569,19 @@ def test_sigterm_at_any_moment(pictures, tmp_path, monkeypatch, capsys, module, 
 def test_sigint_during_import_is_one_line(pictures, tmp_path):
     """Ctrl-C while TensorFlow is being imported (the slowest moment)."""
     code = (
-        "import builtins, os, signal, sys\nimport nst.cli\nreal = builtins.__import__\n"
+        "import builtins, os, signal, sys\nimport nst.ui.cli\nreal = builtins.__import__\n"
         "def hooked(name, *args, **kwargs):\n"
-        "    if name == 'nst.optimize':\n        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    if name == 'nst.run.optimize':\n        os.kill(os.getpid(), signal.SIGINT)\n"
         "    return real(name, *args, **kwargs)\n"
-        "builtins.__import__ = hooked\nsys.exit(nst.cli.main(sys.argv[1:]))"
+        "builtins.__import__ = hooked\nsys.exit(nst.ui.cli.main(sys.argv[1:]))"
     )
-    done = subprocess.run([sys.executable, "-c", code, *pictures, *FAST, "-o", str(tmp_path / "o.png")],
-                          capture_output=True, text=True, timeout=300,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, *pictures, *FAST, "-o", str(tmp_path / "o.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip() == "nst: interrupted; nothing was written"
     assert list(tmp_path.iterdir()) == []
@@ -533,13 +589,14 @@ def test_sigint_during_import_is_one_line(pictures, tmp_path):
 
 def test_a_run_ends_without_the_interpreters_teardown(pictures, tmp_path):
     """Once TensorFlow ran, `nst` leaves through ``os._exit`` (see
-    `nst.failure.end`: the teardown races TensorFlow's threads), with every
+    `nst.ui.failure.end`: the teardown races TensorFlow's threads), with every
     line of its output flushed and its status kept; an exit handler, which
     runs in that teardown, never runs."""
-    code = "import atexit, sys\natexit.register(print, 'TEARDOWN')\nfrom nst.cli import console\nconsole()"
+    code = "import atexit, sys\natexit.register(print, 'TEARDOWN')\nfrom nst.ui.cli import console\nconsole()"
     out = tmp_path / "out.png"
-    done = subprocess.run([sys.executable, "-c", code, *pictures, *FAST, "-o", str(out)], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, *pictures, *FAST, "-o", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "TEARDOWN" not in done.stdout and f"wrote {out}" in done.stdout and out.exists()
 
@@ -553,7 +610,7 @@ def test_the_studio_says_what_failed_in_one_line_and_stays_usable(content_image,
     page, and the next Run works."""
     from conftest import TINY
 
-    from nst.studio import Studio
+    from nst.ui.studio import Studio
 
     broken = weights_file(tmp_path / "broken.npz", layers=8, **{"block1_conv2/bias": np.full(64, np.nan, np.float32)})
     studio = Studio(content=content_image, style=style_image, **{**TINY, "weights": str(broken)})
@@ -586,7 +643,7 @@ def test_the_studio_says_what_failed_in_one_line_and_stays_usable(content_image,
 
 
 def test_nst_figures_fails_in_one_line_before_any_run(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(nst.optimize, "stylize", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(nst.run.optimize, "stylize", lambda *a, **k: pytest.fail("a run started"))
     broken = weights_file(tmp_path / "w.npz", layers=8, **{"block3_conv1/kernel": np.zeros((3, 3, 128, 8), np.float32)})
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -621,10 +678,19 @@ def test_an_interrupted_figure_run_ends_the_whole_set(tmp_path, monkeypatch, cap
     def interrupted(content, style, *, config, callback, masks):
         calls.append(style)
         image = load_image(content, size=config.size)
-        return nst.optimize.Result(image=image, best_image=image, best_step=0, best_loss=1.0, history={},
-                                   timings={}, config=config, sources={}, stopped="interrupted")  # fmt: skip
+        return nst.run.optimize.Result(
+            image=image,
+            best_image=image,
+            best_step=0,
+            best_loss=1.0,
+            history={},
+            timings={},
+            config=config,
+            sources={},
+            stopped="interrupted",
+        )
 
-    monkeypatch.setattr(nst.optimize, "stylize", interrupted)
+    monkeypatch.setattr(nst.run.optimize, "stylize", interrupted)
     assert cli.main(["figures", "--quick", "--weights", "random", "--out", str(tmp_path)]) == 130
     assert len(calls) == 1 and list(tmp_path.iterdir()) == []
     assert capsys.readouterr().err.strip().splitlines()[-1] == "nst figures: interrupted; nothing was written"

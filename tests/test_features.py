@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst import features
-from nst.features import Extractor, WeightsError, get_extractor, resolve_weights
+from nst.core import features
+from nst.core.features import Extractor, WeightsError, get_extractor, resolve_weights
 
 LAYERS = {"style_layers": ("block1_conv1", "block2_conv1"), "content_layers": ("block2_conv2",)}
 

@@ -9,11 +9,11 @@ import pytest
 from conftest import BLOCK13_WEIGHTS, IMAGES
 from PIL import Image
 
-from nst import cli
-from nst.config import PAPER_STYLE_LAYERS
-from nst.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings
-from nst.regions import sky_mask
-from nst.images import ImageError, read_metadata
+from nst.base.config import PAPER_STYLE_LAYERS
+from nst.io.images import ImageError, read_metadata
+from nst.io.regions import sky_mask
+from nst.modes.figures import MILESTONES, NAMES, PAPER_STYLES, Figures, FigureSettings
+from nst.ui import cli
 
 WEIGHTS = str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"
 #: Blocks 1-3 fit the grid's 16 px cells: the whole set at 32 px keeps the suite quick.
@@ -54,13 +54,17 @@ def test_every_figure_records_how_each_panel_was_made(made):
     assert len(ratios) == 4  # the grid's four columns
     networks = read_metadata(paths[NAMES.index("networks")])["panels"]
     assert [(p["normalize"], p["loss_form"], p["optimizer"]) for p in networks] == [
-        (None, "report", "adam"), ("samples", "gatys", "lbfgs"), ("samples", "gatys", "lbfgs")
-    ]  # fmt: skip
+        (None, "report", "adam"),
+        ("samples", "gatys", "lbfgs"),
+        ("samples", "gatys", "lbfgs"),
+    ]
     assert networks[1]["alpha_over_beta"] == pytest.approx(100 * networks[2]["alpha_over_beta"])
     recipes = read_metadata(paths[NAMES.index("recipes")])["panels"]
     assert [(p["preset"], p["loss_form"], p["style_loss"], p["ema"]) for p in recipes] == [
-        ("scale-free", "scaled", "w2", 0.99), (figures.base.preset, "report", "gram", 0.0), ("gatys", "gatys", "gram", 0.0)
-    ]  # fmt: skip
+        ("scale-free", "scaled", "w2", 0.99),
+        (figures.base.preset, "report", "gram", 0.0),
+        ("gatys", "gatys", "gram", 0.0),
+    ]
     assert recipes[0]["time_limit"] is None and recipes[1]["time_limit"] == recipes[2]["time_limit"] > 0
     regions = read_metadata(paths[NAMES.index("regions")])["panels"]
     assert [(p["mask_mode"], p["style"].count(" + ")) for p in regions] == [("propagate", 1), ("erode", 1)]
@@ -110,7 +114,9 @@ def test_titles_say_the_settings_and_runs_are_shared(made):
     assert "s of steps each" in recipes and "adam steps" not in recipes
     # report, networks' first, color's plain run, init's content start, loss's Adam and progress are one run.
     layers = len(image_axes(figures.ratio_layers())) // 4
-    distinct = 1 + len(PAPER_STYLES) + 4 * layers + 2 + 2 + (1 + len(figures.settings.seeds)) + 2 + 1 + 3  # (regions: 2)
+    distinct = (
+        1 + len(PAPER_STYLES) + 4 * layers + 2 + 2 + (1 + len(figures.settings.seeds)) + 2 + 1 + 3
+    )  # (regions: 2)
     assert len(figures.runs) == distinct
     assert sum(line.startswith("  run ") for line in lines) == distinct
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst import clips, images
-from nst.images import ImageError, load_image, read_metadata, save_image
+from nst.io import clips, images
+from nst.io.images import ImageError, load_image, read_metadata, save_image
 
 
 def gradient(w: int = 40, h: int = 30) -> np.ndarray:
@@ -170,6 +170,7 @@ def test_download_is_cached(tmp_path, monkeypatch):
 
 def test_addresses_of_other_schemes_are_read_through_fsspec(tmp_path, monkeypatch):
     import fsspec  # in requirements-dev.txt
+
     monkeypatch.setenv("NST_CACHE", str(tmp_path))
     with fsspec.open("memory://bucket/photo.png", "wb") as f:  # as s3:// or gs:// would hold it
         f.write(save_image(tmp_path / "photo.png", gradient()).read_bytes())

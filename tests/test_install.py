@@ -20,10 +20,22 @@ def test_installing_nst_plans_to_change_nothing_else(tmp_path):
     `tensorflow` wheel over `tensorflow-cpu`, no newer protobuf or numpy."""
     report = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
-         "--report", str(report), str(REPO)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--report",
+            str(report),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     planned = {
         item["metadata"]["name"].lower(): item["metadata"]["version"]
@@ -48,24 +60,32 @@ def test_tensorflow_is_an_extra_not_a_requirement():
 
 def test_python_in_the_folder_above_a_clone_named_nst_imports_the_package(tmp_path):
     (tmp_path / "nst").symlink_to(REPO, target_is_directory=True)
-    done = subprocess.run([sys.executable, "-c", "import nst; print(nst.__version__)"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", "import nst; print(nst.__version__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and done.stdout.strip() == nst.__version__, done.stderr
 
 
 def test_a_missing_tensorflow_says_how_to_install_one(tmp_path):
     """With TensorFlow hidden, using nst says what to install, in one line."""
-    code = ("import sys; sys.modules['tensorflow'] = None\n"  # an import of it now fails as if absent
-            "import nst\n"
-            "try:\n    nst.stylize\nexcept ImportError as e:\n    print(e)")  # fmt: skip
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"  # an import of it now fails as if absent
+        "import nst\n"
+        "try:\n    nst.stylize\nexcept ImportError as e:\n    print(e)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "nst needs TensorFlow" in done.stdout and "pip install 'nst[tensorflow]'" in done.stdout, done.stderr
 
 
 def planned_commands(target: str, tmp_path: Path) -> str:
     """What `make TARGET` would run on a fresh machine (a venv not yet made)."""
-    done = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -1,4 +1,4 @@
-"""Live runs (`nst.live`): steered between steps without recompiling, paused,
+"""Live runs (`nst.run.live`): steered between steps without recompiling, paused,
 continued with the same Adam state, and the next run warm; L-BFGS and
 coarse to fine too."""
 
@@ -12,7 +12,8 @@ import pytest
 from conftest import TINY
 
 import nst
-from nst import ConfigError, live
+from nst import ConfigError
+from nst.run import live
 
 
 def wait_for(condition, limit: float = 120.0) -> None:
@@ -160,8 +161,13 @@ def test_each_steerable_value_steers_the_run_and_nothing_is_traced_again(content
     known step: it is in force from the next step, the total is made of it,
     the compiled step is not traced again, and Adam really moves by the new
     learning rate."""
-    schedule = {3: {"content_weight": 2.0}, 6: {"style_weight": 1e4}, 9: {"tv_weight": 10.0},
-                12: {"style_layer_weights": (0.5, 0.3, 0.2)}, 15: {"learning_rate": 1e-4}}  # fmt: skip
+    schedule = {
+        3: {"content_weight": 2.0},
+        6: {"style_weight": 1e4},
+        9: {"tv_weight": 10.0},
+        12: {"style_layer_weights": (0.5, 0.3, 0.2)},
+        15: {"learning_rate": 1e-4},
+    }
     handle, ready, images, traces = [], threading.Event(), {}, {}
 
     def steer(p: nst.Progress) -> None:
@@ -185,8 +191,9 @@ def test_each_steerable_value_steers_the_run_and_nothing_is_traced_again(content
         beta = 1e4 if k > 6 else 1e3
         gamma = 10.0 if k > 9 else 0.0
         assert (h["content_weight"][k], h["style_weight"][k], h["tv_weight"][k]) == (alpha, beta, gamma)
-        assert h["total"][k] == pytest.approx(alpha * h["content"][k] + beta * h["style"][k] + gamma * h["tv"][k],
-                                              rel=1e-5)  # fmt: skip
+        assert h["total"][k] == pytest.approx(
+            alpha * h["content"][k] + beta * h["style"][k] + gamma * h["tv"][k], rel=1e-5
+        )
     layers = tiny["style_layers"]
     assert [h[f"style_layer_weights/{name}"][14] for name in layers] == pytest.approx([0.5, 0.3, 0.2])
     assert [h[f"style_layer_weights/{name}"][11] for name in layers] == pytest.approx([1 / 3] * 3)

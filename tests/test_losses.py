@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from nst import Config
-from nst import losses as L
-from nst.features import Features
+from nst.core import losses as L
+from nst.core.features import Features
 
 RNG = np.random.default_rng(0)
 

@@ -15,8 +15,12 @@ import nst
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: Tiny settings: the real block 1-3 weights where they exist, else random ones.
-TINY = {"SIZE": 64, "STEPS": 3, "PRESET": "blocks1-3",
-        "WEIGHTS": str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random"}  # fmt: skip
+TINY = {
+    "SIZE": 64,
+    "STEPS": 3,
+    "PRESET": "blocks1-3",
+    "WEIGHTS": str(BLOCK13_WEIGHTS) if BLOCK13_WEIGHTS.is_file() else "random",
+}
 
 
 def with_parameters(notebook: nbformat.NotebookNode, values: dict) -> nbformat.NotebookNode:

@@ -12,9 +12,9 @@ import tensorflow as tf
 from conftest import BLOCK13_LAYERS, TINY
 
 import nst
-from nst import problem
-from nst.features import Extractor, get_extractor
-from nst.losses import make_targets, objective
+from nst.core import problem
+from nst.core.features import Extractor, get_extractor
+from nst.core.losses import make_targets, objective
 
 
 def loss_of(image: np.ndarray, content: np.ndarray, style: np.ndarray, config: nst.Config) -> float:
@@ -43,8 +43,8 @@ def test_best_image_is_the_lowest_loss_one(run, content_image, style_image):
     totals = run.history["total"]
     assert run.best_step == int(np.argmin(totals))
     assert run.best_loss == pytest.approx(min(totals), rel=1e-6)
-    content = nst.images.load_image(content_image, size=32)
-    style = nst.images.load_image(style_image, size=32)
+    content = nst.io.images.load_image(content_image, size=32)
+    style = nst.io.images.load_image(style_image, size=32)
     assert loss_of(run.best_image, content, style, run.config) == pytest.approx(run.best_loss, rel=1e-4)
 
 
@@ -85,7 +85,7 @@ def test_callback_gets_progress_every_n_steps_and_at_the_end(content_image, styl
 def test_progress_image_is_the_one_its_losses_belong_to(content_image, style_image):
     seen = []
     result = nst.stylize(content_image, style_image, **TINY, callback=lambda p: seen.append((p.losses, p.image())))
-    content, style = (nst.images.load_image(x, size=32) for x in (content_image, style_image))
+    content, style = (nst.io.images.load_image(x, size=32) for x in (content_image, style_image))
     for losses, image in (seen[0], seen[2], seen[-1]):
         assert loss_of(image, content, style, result.config) == pytest.approx(losses["total"], rel=1e-4)
 
@@ -112,7 +112,7 @@ def test_inits(content_image, style_image):
         init: nst.stylize(content_image, style_image, **{**TINY, "steps": 1}, init=init)
         for init in ("content", "style", "noise")
     }
-    content = nst.images.load_image(content_image, size=32)
+    content = nst.io.images.load_image(content_image, size=32)
     assert start["content"].history["content"][0] == pytest.approx(0.0, abs=1e-3)
     assert start["noise"].history["content"][0] > 0
     assert start["style"].history["content"][0] > 0
@@ -120,8 +120,17 @@ def test_inits(content_image, style_image):
 
 
 def test_tutorial_preset_runs_with_its_normalisation(content_image, style_image):
-    result = nst.stylize(content_image, style_image, preset="tutorial", size=32, steps=3, weights="random", seed=0,
-                         content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1"))  # fmt: skip
+    result = nst.stylize(
+        content_image,
+        style_image,
+        preset="tutorial",
+        size=32,
+        steps=3,
+        weights="random",
+        seed=0,
+        content_layers=("block2_conv2",),
+        style_layers=("block1_conv1", "block2_conv1"),
+    )
     assert result.config.loss_form == "tutorial" and result.config.tv_weight == 30.0
     h = result.history
     np.testing.assert_allclose(h["total"][1], 1e4 * h["content"][1] + 1e-2 * h["style"][1] + 30 * h["tv"][1], rtol=1e-5)
@@ -140,7 +149,7 @@ def test_real_weights_transfer_the_style(block13_weights, content_image, style_i
     assert result.best_loss < 0.1 * h["total"][0]
     assert h["style"][result.best_step] < h["style"][0] / 20
     # The content stays recognisable: the output's luminance still follows the photo's.
-    content = nst.images.load_image(content_image, size=96)
+    content = nst.io.images.load_image(content_image, size=96)
     grey = lambda im: im @ np.array([0.299, 0.587, 0.114])
     assert np.corrcoef(grey(result.best_image).ravel(), grey(content).ravel())[0, 1] > 0.6
 
@@ -148,7 +157,7 @@ def test_real_weights_transfer_the_style(block13_weights, content_image, style_i
 def test_steps_are_traced_once_per_scale(content_image, style_image, monkeypatch):
     """No retracing between steps: each scale traces its step and its final
     evaluation once, TensorFlow logs no retracing warning, and the same run
-    again traces nothing (`nst.engine`)."""
+    again traces nothing (`nst.core.engine`)."""
     traced = []
     real = problem.objective
     monkeypatch.setattr(problem, "objective", lambda *args: traced.append(1) or real(*args))
@@ -170,7 +179,7 @@ def test_steps_are_traced_once_per_scale(content_image, style_image, monkeypatch
 
 
 def test_runs_one_after_another_log_no_retracing_warning(content_image, style_image):
-    """Runs of six shapes compile six engines' steps (`nst.engine`);
+    """Runs of six shapes compile six engines' steps (`nst.core.engine`);
     TensorFlow must not read that as retracing in a loop (it counts traces
     per Python function, and warns from the fifth)."""
     messages: list[str] = []

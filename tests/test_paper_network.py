@@ -10,10 +10,10 @@ import pytest
 from conftest import SHARED
 
 import nst
-from nst import cli
-from nst.config import PAPER_STYLE_LAYERS, ConfigError, preset
-from nst.features import get_extractor
-from nst.images import read_metadata, save_image
+from nst.base.config import PAPER_STYLE_LAYERS, ConfigError, preset
+from nst.core.features import get_extractor
+from nst.io.images import read_metadata, save_image
+from nst.ui import cli
 
 EIGHTBIT = SHARED / "weights" / "vgg19_imagenet_8bit.npz"
 
@@ -65,7 +65,7 @@ def test_a_default_cli_run_lowers_the_objective_below_a_tenth(eightbit, content_
 
 
 def test_captions_say_8_bit_weights(eightbit, block13_weights):
-    from nst.weights import describe_weights
+    from nst.io.weights import describe_weights
 
     assert describe_weights(eightbit) == "VGG19, 8-bit weights (vgg19_imagenet_8bit.npz)"
     assert "8-bit" not in describe_weights(block13_weights)  # exact float32 values
@@ -93,8 +93,9 @@ def test_the_gatys_preset_normalises_the_real_network(eightbit, content_image, s
     assert result.metadata()["normalization"]["source"] == "samples"
 
 
-def test_the_normalised_network_with_the_reports_weights_is_refused_in_one_line(eightbit, content_image,
-                                                                              style_image, tmp_path, capsys):
+def test_the_normalised_network_with_the_reports_weights_is_refused_in_one_line(
+    eightbit, content_image, style_image, tmp_path, capsys
+):
     """On the normalised network the report's alpha/beta left the photo as it
     was (best step 0 of 20 at 96 px, measured): refused, pointing to the
     gatys preset, whose run on the same network and weights does move."""

@@ -10,10 +10,10 @@ import tensorflow as tf
 from conftest import BLOCK13_LAYERS
 
 import nst
-from nst import paths
-from nst.device import Device
-from nst.features import get_extractor
-from nst.images import load_image
+from nst.core import execution
+from nst.core.device import Device
+from nst.core.features import get_extractor
+from nst.io.images import load_image
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +51,10 @@ def test_mixed_precision_agrees_with_float32(precision, float32_run, block13_wei
 
 def test_auto_precision_tries_16_bits_where_the_device_has_them(monkeypatch):
     strategy = tf.distribute.get_strategy()
-    monkeypatch.setattr(paths, "cpu", lambda: ("a CPU without bfloat16", ("avx2",)))
+    monkeypatch.setattr(execution, "cpu", lambda: ("a CPU without bfloat16", ("avx2",)))
     devices = {kind: Device(kind, "", strategy, strategy) for kind in ("CPU", "GPU", "TPU")}
-    picks = {kind: paths.sixteen_bit(nst.Config(), device) for kind, device in devices.items()}
+    picks = {kind: execution.sixteen_bit(nst.Config(), device) for kind, device in devices.items()}
     assert picks == {"CPU": None, "GPU": "mixed_float16", "TPU": "mixed_bfloat16"}
-    assert paths.sixteen_bit(nst.Config(optimizer="lbfgs"), Device("GPU", "", strategy, strategy)) is None
+    assert execution.sixteen_bit(nst.Config(optimizer="lbfgs"), Device("GPU", "", strategy, strategy)) is None
     with pytest.raises(nst.ConfigError, match="precision"):
         nst.Config(precision="float8").validate()

@@ -12,14 +12,16 @@ from conftest import BLOCK13_LAYERS, IMAGES
 from test_tiles import assert_tiled_equals_untiled, tile_problems
 
 import nst
-from nst import cli, engine, optimize, optimizers, options, paths, scene
-from nst.backend import tf
-from nst.config import ConfigError
-from nst.device import current as current_device
-from nst.features import L2_SCALE, Extractor, extractor_for
-from nst.images import load_image, read_metadata
-from nst.losses import SCALED, form_of, gram_matrix, mean_total_variation
-from nst.wasserstein import W2_EPSILON, moment_features
+from nst.base.backend import tf
+from nst.base.config import ConfigError
+from nst.core import engine, execution, optimizers, scene
+from nst.core.device import current as current_device
+from nst.core.features import L2_SCALE, Extractor, extractor_for
+from nst.core.losses import SCALED, form_of, gram_matrix, mean_total_variation
+from nst.core.wasserstein import W2_EPSILON, moment_features
+from nst.io.images import load_image, read_metadata
+from nst.run import optimize
+from nst.ui import cli, options
 
 W2 = {"style_loss": "w2", "jit_compile": False}
 
@@ -93,8 +95,9 @@ def test_w2_blends_means_and_second_moments(w2_features):
     photo, painting, form = w2_features
     a, b = painting[0], photo[0]
     blended = 0.25 * form.style_target(a, 1) + 0.75 * form.style_target(b, 1)
-    moments = (0.25 * gram_matrix(moment_features(a)) / (a.shape[1] * a.shape[2])
-               + 0.75 * gram_matrix(moment_features(b)) / (b.shape[1] * b.shape[2]))  # fmt: skip
+    moments = 0.25 * gram_matrix(moment_features(a)) / (a.shape[1] * a.shape[2]) + 0.75 * gram_matrix(
+        moment_features(b)
+    ) / (b.shape[1] * b.shape[2])
     np.testing.assert_allclose(blended.numpy(), moments.numpy(), rtol=1e-5)
     # The run's target is the blend's Gaussian, its root taken once (`LossForm.prepare`).
     x = _flat(photo[0])
@@ -104,7 +107,7 @@ def test_w2_blends_means_and_second_moments(w2_features):
     cs = second - np.outer(mean, mean) + W2_EPSILON * np.eye(len(mean))
     cx = np.cov(x.T, bias=True) + W2_EPSILON * np.eye(len(mean))
     root = scipy.linalg.sqrtm(cs)
-    expected = (np.sum((x.mean(0) - mean) ** 2) + np.trace(cx + cs - 2 * scipy.linalg.sqrtm(root @ cx @ root)).real)
+    expected = np.sum((x.mean(0) - mean) ** 2) + np.trace(cx + cs - 2 * scipy.linalg.sqrtm(root @ cx @ root)).real
     got = float(form.style(photo[0], form.prepare(blended))[0])
     assert got == pytest.approx(expected / len(mean), rel=1e-3)
 
@@ -118,22 +121,34 @@ def test_w2_tiles_exactly_with_and_without_regions(block13_weights):
     magnifies the rounding of its moments the same way: within 4.8e-5 of
     the largest value; held to 2e-4."""
     for regions in (False, True):
-        untiled, tiled = tile_problems(block13_weights, "blocks1-3", 64, 32, styles=2, regions=regions,
-                                       target_rtol=2e-4, **W2)  # fmt: skip
+        untiled, tiled = tile_problems(
+            block13_weights, "blocks1-3", 64, 32, styles=2, regions=regions, target_rtol=2e-4, **W2
+        )
         assert_tiled_equals_untiled(untiled, tiled, gradient_rtol=1e-4)
 
 
 def test_w2_runs_on_tensorflows_kernels_on_a_cpu_unless_told(block13_weights):
     config = nst.Config(weights=str(block13_weights), style_loss="w2", **BLOCK13_LAYERS)
     cpu = current_device("cpu")
-    assert not paths.unmeasured(config, cpu).jit_compile
-    assert all(not p.jit_compile for p in paths.candidates(config, cpu)[0])
-    assert paths.unmeasured(config.replace(jit_compile=True), cpu).jit_compile
+    assert not execution.unmeasured(config, cpu).jit_compile
+    assert all(not p.jit_compile for p in execution.candidates(config, cpu)[0])
+    assert execution.unmeasured(config.replace(jit_compile=True), cpu).jit_compile
 
 
 def test_a_w2_run_lowers_its_style_term(block13_weights, content_image, style_image):
-    result = nst.stylize(content_image, style_image, weights=str(block13_weights), size=48, steps=30, seed=0,
-                         init="noise", content_weight=0.0, style_weight=1.0, style_loss="w2", **BLOCK13_LAYERS)  # fmt: skip
+    result = nst.stylize(
+        content_image,
+        style_image,
+        weights=str(block13_weights),
+        size=48,
+        steps=30,
+        seed=0,
+        init="noise",
+        content_weight=0.0,
+        style_weight=1.0,
+        style_loss="w2",
+        **BLOCK13_LAYERS,
+    )
     assert result.history["style"][-1] < 0.3 * result.history["style"][0]  # measured: 0.24
 
 
@@ -164,8 +179,17 @@ def test_the_output_is_the_bias_corrected_average_of_the_iterates(
     block13_weights, content_image, style_image, iterates, tmp_path
 ):
     decay, shown = 0.8, []
-    result = nst.stylize(content_image, style_image, weights=str(block13_weights), size=48, steps=6, seed=0,
-                         ema=decay, callback=lambda p: shown.append(p.image()), **BLOCK13_LAYERS)  # fmt: skip
+    result = nst.stylize(
+        content_image,
+        style_image,
+        weights=str(block13_weights),
+        size=48,
+        steps=6,
+        seed=0,
+        ema=decay,
+        callback=lambda p: shown.append(p.image()),
+        **BLOCK13_LAYERS,
+    )
     assert len(iterates) == 7
     # m = (1 - d) sum_k d^(6 - k) x_k, divided by 1 - d^7 (the weights' sum).
     weights = [(1 - decay) * decay ** (6 - k) / (1 - decay**7) for k in range(7)]
@@ -242,6 +266,7 @@ def test_the_scaled_forms_terms_match_numpy_and_do_not_grow_with_the_image():
     flat_f, flat_s = f[0].reshape(-1, 16).astype(np.float64), s[0].reshape(-1, 16).astype(np.float64)
     e = flat_f.T @ flat_f / 48 - flat_s.T @ flat_s / 35
     assert SCALED.style(tf.constant(f), target).numpy()[0] == pytest.approx(np.sum(e**2) / np.sum(np.abs(e)), rel=1e-4)
+
     # Each position repeated 2 x 2 (the same picture at twice the size): the same terms.
     def twice(x):
         return tf.constant(np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))
@@ -277,8 +302,16 @@ def test_later_scales_go_on_with_adams_moments_resized(block13_weights, content_
         carried.append((moments, optimizers.adam_moments(engine)))
 
     monkeypatch.setattr(optimize, "carry_adam", carry)
-    nst.stylize(content_image, style_image, weights=str(block13_weights), scales=(32, 48), steps=3, seed=0,
-                scale_warm_start=True, **BLOCK13_LAYERS)  # fmt: skip
+    nst.stylize(
+        content_image,
+        style_image,
+        weights=str(block13_weights),
+        scales=(32, 48),
+        steps=3,
+        seed=0,
+        scale_warm_start=True,
+        **BLOCK13_LAYERS,
+    )
     (before, after) = carried[-1]
     assert before[0] == after[0] == 3  # Adam's step count goes on
     size = after[1].shape[1:3]
@@ -289,8 +322,23 @@ def test_later_scales_go_on_with_adams_moments_resized(block13_weights, content_
 
 
 def test_the_command_line_takes_each_part_of_the_recipe():
-    flags = ["--scales", "auto", "--no-scale-warm-start", "--ema", "0.9", "--loss-form", "scaled", "--style-loss",
-             "w2", "--padding", "replicate", "--pooling", "l2", "--init", "style-mean"]  # fmt: skip
+    flags = [
+        "--scales",
+        "auto",
+        "--no-scale-warm-start",
+        "--ema",
+        "0.9",
+        "--loss-form",
+        "scaled",
+        "--style-loss",
+        "w2",
+        "--padding",
+        "replicate",
+        "--pooling",
+        "l2",
+        "--init",
+        "style-mean",
+    ]
     config = options.settings(options.build_parser().parse_args(["a.jpg", "b.jpg", "--size", "256", *flags]))
     assert (config.scales, config.scale_sizes, config.scale_warm_start) == ("auto", (128, 181, 256), False)
     assert (config.ema, config.loss_form, config.style_loss) == (0.9, "scaled", "w2")
@@ -300,8 +348,16 @@ def test_the_command_line_takes_each_part_of_the_recipe():
 
 
 def test_a_time_limit_ends_the_run_with_its_best_image(block13_weights, content_image, style_image):
-    result = nst.stylize(content_image, style_image, weights=str(block13_weights), size=48, steps=50, seed=0,
-                         time_limit=1e-9, **BLOCK13_LAYERS)  # fmt: skip
+    result = nst.stylize(
+        content_image,
+        style_image,
+        weights=str(block13_weights),
+        size=48,
+        steps=50,
+        seed=0,
+        time_limit=1e-9,
+        **BLOCK13_LAYERS,
+    )
     assert result.stopped.startswith("time limit: 1e-09 s of steps at step 0")
     assert len(result.history["total"]) == 1 and result.best_loss == result.history["total"][0]
     with pytest.raises(ConfigError, match="time_limit must be a finite number > 0"):
@@ -312,11 +368,35 @@ def test_a_run_that_ends_at_its_time_limit_ends_as_asked(tmp_path, block13_weigh
     if not IMAGES.is_dir():
         pytest.skip("needs the sample images of ../shared")
     out = tmp_path / "timed.png"
-    argv = [str(IMAGES / "tubingen.jpg"), str(IMAGES / "starry_night.jpg"), "-o", str(out), "--size", "32",
-            "--steps", "50", "--time-limit", "1e-9", "--weights", str(block13_weights), "--quiet", "--style-layers",
-            *BLOCK13_LAYERS["style_layers"], "--content-layers", *BLOCK13_LAYERS["content_layers"]]  # fmt: skip
+    argv = [
+        str(IMAGES / "tubingen.jpg"),
+        str(IMAGES / "starry_night.jpg"),
+        "-o",
+        str(out),
+        "--size",
+        "32",
+        "--steps",
+        "50",
+        "--time-limit",
+        "1e-9",
+        "--weights",
+        str(block13_weights),
+        "--quiet",
+        "--style-layers",
+        *BLOCK13_LAYERS["style_layers"],
+        "--content-layers",
+        *BLOCK13_LAYERS["content_layers"],
+    ]
     assert cli.main(argv) == 0  # not a failure: the end asked for
     assert read_metadata(out)["stopped"].startswith("time limit")
-    done = nst.stylize(IMAGES / "tubingen.jpg", IMAGES / "starry_night.jpg", weights=str(block13_weights), size=32,
-                       steps=2, time_limit=1e-9, scales=(16, 32), **BLOCK13_LAYERS)  # fmt: skip
+    done = nst.stylize(
+        IMAGES / "tubingen.jpg",
+        IMAGES / "starry_night.jpg",
+        weights=str(block13_weights),
+        size=32,
+        steps=2,
+        time_limit=1e-9,
+        scales=(16, 32),
+        **BLOCK13_LAYERS,
+    )
     assert done.stopped.startswith("time limit") and done.complete and done.best_image.shape[1] == 16

@@ -1,4 +1,4 @@
-"""Regions (nst.regions): a style per part of the picture. The guided style
+"""Regions (nst.io.regions): a style per part of the picture. The guided style
 term against numpy, each half of a two-mask run carrying its own painting's
 statistics (measured with Keras' own VGG19, not the engine), uncovered
 pixels keeping the content, and masks of the wrong size or mode converted
@@ -12,11 +12,12 @@ from conftest import BLOCK13_LAYERS, IMAGES, TINY
 from PIL import Image
 
 import nst
-from nst import cli, regions
-from nst.backend import tf
-from nst.config import ConfigError, preset
-from nst.images import ImageError, load_image, read_metadata
-from nst.losses import guided_style_loss, style_loss
+from nst.base.backend import tf
+from nst.base.config import ConfigError, preset
+from nst.core.losses import guided_style_loss, style_loss
+from nst.io import regions
+from nst.io.images import ImageError, load_image, read_metadata
+from nst.ui import cli
 
 STYLE_LAYERS = BLOCK13_LAYERS["style_layers"]
 
@@ -40,14 +41,19 @@ def test_guided_style_term_matches_numpy_and_is_the_reports_with_one_full_mask()
     got = guided_style_loss(tf.constant(f), tf.constant(a), tf.constant(masks)).numpy()
     np.testing.assert_allclose(got, [_np_guided(f[0].astype(np.float64), a[0], masks[0])], rtol=1e-5)
     ones = np.ones((1, 1, 6, 7), np.float32)
-    np.testing.assert_allclose(guided_style_loss(tf.constant(f), tf.constant(a[:, :1]), tf.constant(ones)).numpy(),
-                               style_loss(tf.constant(f), tf.constant(a[:, 0])).numpy(), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        guided_style_loss(tf.constant(f), tf.constant(a[:, :1]), tf.constant(ones)).numpy(),
+        style_loss(tf.constant(f), tf.constant(a[:, 0])).numpy(),
+        rtol=1e-6,
+    )
     # An empty region adds nothing (0, not 0 / 0).
     empty = np.concatenate([masks[:, :1], np.zeros_like(masks[:, :1])], axis=1)
     a_empty = np.concatenate([a[:, :1], np.zeros_like(a[:, :1])], axis=1)
-    np.testing.assert_allclose(guided_style_loss(tf.constant(f), tf.constant(a_empty), tf.constant(empty)).numpy(),
-                               guided_style_loss(tf.constant(f), tf.constant(a[:, :1]), tf.constant(masks[:, :1])).numpy(),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        guided_style_loss(tf.constant(f), tf.constant(a_empty), tf.constant(empty)).numpy(),
+        guided_style_loss(tf.constant(f), tf.constant(a[:, :1]), tf.constant(masks[:, :1])).numpy(),
+        rtol=1e-6,
+    )
 
 
 def test_guided_gradient_matches_finite_differences():
@@ -130,9 +136,24 @@ def test_each_half_takes_its_own_paintings_statistics(tmp_path, block13_weights)
     Image.fromarray(left).save(tmp_path / "left.png")
     Image.fromarray(255 - left).save(tmp_path / "right.png")
     out = tmp_path / "out.png"
-    argv = [str(IMAGES / "tubingen.jpg"), *map(str, paintings), "--masks", str(tmp_path / "left.png"),
-            str(tmp_path / "right.png"), "--size", "128", "--preset", "blocks1-3", "--weights", str(block13_weights),
-            "--steps", "100", "--quiet", "-o", str(out)]  # fmt: skip
+    argv = [
+        str(IMAGES / "tubingen.jpg"),
+        *map(str, paintings),
+        "--masks",
+        str(tmp_path / "left.png"),
+        str(tmp_path / "right.png"),
+        "--size",
+        "128",
+        "--preset",
+        "blocks1-3",
+        "--weights",
+        str(block13_weights),
+        "--steps",
+        "100",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     image = load_image(out)
     assert image.shape == (96, 128, 3)
@@ -207,11 +228,32 @@ def test_cli_regions_from_a_map_are_recorded_and_resumed(tmp_path, content_image
     Image.fromarray(picture).save(tmp_path / "map.png")
     for name, image in (("c", content_image), ("s", style_image)):
         Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
-    common = ["--size", "32", "--weights", "random", "--seed", "0", "--quiet", "--style-layers", *STYLE_LAYERS,
-              "--content-layers", "block3_conv2"]  # fmt: skip
+    common = [
+        "--size",
+        "32",
+        "--weights",
+        "random",
+        "--seed",
+        "0",
+        "--quiet",
+        "--style-layers",
+        *STYLE_LAYERS,
+        "--content-layers",
+        "block3_conv2",
+    ]
     out = tmp_path / "out.png"
-    args = [str(tmp_path / "c.png"), str(tmp_path / "s.png"), str(tmp_path / "s.png"), "--mask-map",
-            str(tmp_path / "map.png"), "--steps", "2", "-o", str(out), *common]  # fmt: skip
+    args = [
+        str(tmp_path / "c.png"),
+        str(tmp_path / "s.png"),
+        str(tmp_path / "s.png"),
+        "--mask-map",
+        str(tmp_path / "map.png"),
+        "--steps",
+        "2",
+        "-o",
+        str(out),
+        *common,
+    ]
     assert cli.main(args) == 0
     assert read_metadata(out)["mask_map"] == str(tmp_path / "map.png")
     assert cli.main(["--resume", str(out), "--steps", "2", "--quiet"]) == 0
@@ -223,12 +265,12 @@ def test_cli_regions_from_a_map_are_recorded_and_resumed(tmp_path, content_image
 
 
 def test_runs_with_different_masks_batch_and_equal_their_separate_runs(content_image, style_image, monkeypatch):
-    import nst.engine
+    import nst.core.engine
 
     batches = []
-    acquire = nst.engine.acquire
+    acquire = nst.core.engine.acquire
     monkeypatch.setattr(
-        nst.engine,
+        nst.core.engine,
         "acquire",
         lambda config, strategy, start, *a: batches.append(len(start)) or acquire(config, strategy, start, *a),
     )
@@ -249,9 +291,13 @@ def test_regions_with_lbfgs_coarse_to_fine_and_colour(content_image, style_image
     top = np.zeros((96, 128), np.float32)
     top[:40] = 1
     seen = []
-    result = nst.stylize(content_image, [style_image, style_image[:, ::-1]], masks=[top, 1 - top],
-                         **{**TINY, "optimizer": "lbfgs", "scales": (32, 48), "size": 48, "steps": 6,
-                            "preserve_color": "luminance"}, callback=lambda p: seen.append(p.scale))  # fmt: skip
+    result = nst.stylize(
+        content_image,
+        [style_image, style_image[:, ::-1]],
+        masks=[top, 1 - top],
+        **{**TINY, "optimizer": "lbfgs", "scales": (32, 48), "size": 48, "steps": 6, "preserve_color": "luminance"},
+        callback=lambda p: seen.append(p.scale),
+    )
     assert result.best_image.shape == (36, 48, 3) and set(seen) == {0, 1}
     sizes, totals = np.array(result.history["size"]), np.array(result.history["total"])
     assert totals[sizes == 48][-1] < totals[sizes == 48][0]

@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import nst
-from nst import cli, images, problem
-from nst.config import MAX_SIZE, MIN_SIZE, Config, ConfigError
-from nst.images import ImageError, load_image, read_metadata, save_image
-from nst.resources import auto_tile, check_memory, estimate_bytes
+from nst.base.config import MAX_SIZE, MIN_SIZE, Config, ConfigError
+from nst.core import problem
+from nst.io import images
+from nst.io.images import ImageError, load_image, read_metadata, save_image
+from nst.run.resources import auto_tile, check_memory, estimate_bytes
+from nst.ui import cli
 
 # -- files --------------------------------------------------------------------
 
@@ -131,9 +133,12 @@ def server():
 
 @pytest.mark.parametrize(
     "path, message",
-    [("/missing.png", "download failed (HTTP Error 404"), ("/page.png", "the server did not send an image"),
-     ("/silent.png", "download failed (timed out")],
-)  # fmt: skip
+    [
+        ("/missing.png", "download failed (HTTP Error 404"),
+        ("/page.png", "the server did not send an image"),
+        ("/silent.png", "download failed (timed out"),
+    ],
+)
 def test_url_failures_are_clear_and_not_cached(server, path, message, monkeypatch):
     if path == "/silent.png":  # a server that never answers: any time limit is reached, however short
         monkeypatch.setattr(images, "URL_TIMEOUT_S", 0.5)
@@ -173,12 +178,17 @@ def test_memory_estimate_and_advice(monkeypatch):
     config = Config()
     assert estimate_bytes(config, 768, 1024) == pytest.approx(5.3e9, rel=0.1)  # measured peak: 5.31 GB
     assert estimate_bytes(config, 768, 1024, pooled=False) == pytest.approx(3.1e9, rel=0.1)  # measured: 3.09 GB
-    assert estimate_bytes(config.replace(content_layers=("block1_conv1",), style_layers=("block1_conv1",)),
-                          768, 1024) < estimate_bytes(config, 768, 1024) / 2  # fmt: skip
+    assert (
+        estimate_bytes(config.replace(content_layers=("block1_conv1",), style_layers=("block1_conv1",)), 768, 1024)
+        < estimate_bytes(config, 768, 1024) / 2
+    )
     check_memory(config, 384, 512, available=int(8e9))  # fits: no error
     # Too large: tiles give the same result in less memory, so they are the advice.
-    with pytest.raises(ConfigError, match=r"needs about 4\.\d GiB .* 3\.0 GiB is available: use --tile 256 \(the same "
-                                          r"result.*, start Python with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 .*about 2\.\d GiB"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"needs about 4\.\d GiB .* 3\.0 GiB is available: use --tile 256 \(the same "
+        r"result.*, start Python with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 .*about 2\.\d GiB",
+    ):
         check_memory(config, 768, 1024, available=3 * 2**30)
     assert (
         estimate_bytes(config.replace(tile=256), 768, 1024)
@@ -205,14 +215,14 @@ def test_memory_estimate_and_advice(monkeypatch):
         auto_tile(config, 768, 1024, available=3 * 2**30) == 256
         and auto_tile(config, 384, 512, available=int(8e9)) is None
     )
-    # Every loss form tiles (nst.tiles), the tutorial's too.
+    # Every loss form tiles (nst.core.tiles), the tutorial's too.
     assert auto_tile(config.replace(loss_form="tutorial"), 768, 1024, available=3 * 2**30) == 256
 
 
 def test_cli_checks_memory_before_loading_tensorflow(tmp_path, monkeypatch, capsys, content_image):
-    import nst.resources
+    import nst.run.resources
 
-    monkeypatch.setattr(nst.resources, "available_bytes", lambda: 2 * 2**30)
+    monkeypatch.setattr(nst.run.resources, "available_bytes", lambda: 2 * 2**30)
     picture = save_image(tmp_path / "p.png", content_image)
     assert cli.main([str(picture), str(picture), "-o", str(tmp_path / "o.png"), "--size", "2048"]) == 2
     assert "use --tile 128" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
@@ -226,8 +236,10 @@ def test_cli_checks_memory_before_loading_tensorflow(tmp_path, monkeypatch, caps
 # -- properties -------------------------------------------------------------------
 
 arrays = st.one_of(
-    st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([None, 1, 3, 4]), st.sampled_from(["u8", "u16", "f32"])),
-)  # fmt: skip
+    st.tuples(
+        st.integers(1, 40), st.integers(1, 40), st.sampled_from([None, 1, 3, 4]), st.sampled_from(["u8", "u16", "f32"])
+    ),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -236,9 +248,11 @@ def test_any_array_loads_as_rgb_floats_of_the_asked_size(spec, size, seed):
     h, w, channels, kind = spec
     rng = np.random.default_rng(seed)
     shape = (h, w) if channels is None else (h, w, channels)
-    raw = {"u8": lambda: rng.integers(0, 256, shape, dtype=np.uint8),
-           "u16": lambda: rng.integers(0, 65536, shape, dtype=np.uint16),
-           "f32": lambda: rng.uniform(0, 1, shape).astype(np.float32)}[kind]()  # fmt: skip
+    raw = {
+        "u8": lambda: rng.integers(0, 256, shape, dtype=np.uint8),
+        "u16": lambda: rng.integers(0, 65536, shape, dtype=np.uint16),
+        "f32": lambda: rng.uniform(0, 1, shape).astype(np.float32),
+    }[kind]()
     image = load_image(raw, size=size)
     assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
     assert max(image.shape[:2]) == size and min(image.shape[:2]) >= 1
@@ -262,11 +276,27 @@ def test_settings_are_valid_or_refused_with_a_config_error():
 
     @given(
         changes=st.dictionaries(
-            st.sampled_from(["size", "steps", "content_weight", "style_weight", "tv_weight", "learning_rate", "beta_1",
-                             "beta_2", "epsilon", "style_scale", "max_pixels", "lbfgs_memory", "seed"]),
-            numbers, max_size=4,
+            st.sampled_from(
+                [
+                    "size",
+                    "steps",
+                    "content_weight",
+                    "style_weight",
+                    "tv_weight",
+                    "learning_rate",
+                    "beta_1",
+                    "beta_2",
+                    "epsilon",
+                    "style_scale",
+                    "max_pixels",
+                    "lbfgs_memory",
+                    "seed",
+                ]
+            ),
+            numbers,
+            max_size=4,
         )
-    )  # fmt: skip
+    )
     def check(changes):
         try:
             c = Config().replace(**changes)

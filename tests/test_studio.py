@@ -16,10 +16,10 @@ from conftest import TINY
 from PIL import Image
 
 import nst
-from nst.images import load_image, read_metadata, save_image
-from nst.preview import LivePreview, encode, loss_plot
-from nst.controls import UPLOAD, uploaded
-from nst.studio import Studio
+from nst.io.images import load_image, read_metadata, save_image
+from nst.ui.controls import UPLOAD, uploaded
+from nst.ui.preview import LivePreview, encode, loss_plot
+from nst.ui.studio import Studio
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -109,8 +109,15 @@ def pick_file(upload: ipywidgets.FileUpload, name: str, data: bytes) -> None:
         upload.data = [data]
         upload._counter += 1
     else:
-        upload.value = ({"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
-                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)  # fmt: skip
+        upload.value = (
+            {
+                "name": name,
+                "type": "image/png",
+                "size": len(data),
+                "content": memoryview(data),
+                "last_modified": datetime.datetime.now(datetime.timezone.utc),
+            },
+        )
 
 
 def test_uploads_and_bad_inputs(studio, content_image, tmp_path):
@@ -152,15 +159,16 @@ def test_the_first_screen_shows_the_inputs_and_placeholders(studio):
     assert decode(preview.style_view.value).shape[:2] == load_image("sample:the_scream", size=256).shape[:2]
 
 
-def test_save_never_overwrites_and_keeps_uploads_for_resume(studio, content_image, style_image, tmp_path,
-                                                            monkeypatch):  # fmt: skip
-    from nst import cli
-    from nst.studio import default_output
+def test_save_never_overwrites_and_keeps_uploads_for_resume(studio, content_image, style_image, tmp_path, monkeypatch):
+    from nst.ui import cli
+    from nst.ui.studio import default_output
 
     monkeypatch.setenv("NST_OUTPUT_DIR", str(tmp_path))
     assert default_output() == tmp_path / "stylized.png"
-    for view, image, name in ((studio.content_upload, content_image, "my photo.jpg"),
-                              (studio.style_upload, style_image, "painting.png")):  # fmt: skip
+    for view, image, name in (
+        (studio.content_upload, content_image, "my photo.jpg"),
+        (studio.style_upload, style_image, "painting.png"),
+    ):
         data = io.BytesIO()
         Image.fromarray((image * 255).astype(np.uint8)).save(data, format="PNG")
         pick_file(view, name, data.getvalue())
@@ -256,8 +264,9 @@ def test_a_slider_steers_the_running_run_and_the_next_run_starts_warm(content_im
     assert studio.ratio.value == pytest.approx(1e-6) and studio.preview.compare_box.layout.display is None
 
 
-def test_a_recalled_run_brings_back_its_images_and_can_be_saved_from_its_thumbnail(studio, content_image,
-                                                                                   style_image, tmp_path):
+def test_a_recalled_run_brings_back_its_images_and_can_be_saved_from_its_thumbnail(
+    studio, content_image, style_image, tmp_path
+):
     studio.steps.value = 2
     studio.run(wait=True)  # run 1: the arrays it started with
     png = save_image(tmp_path / "photo.png", style_image).read_bytes()
@@ -285,13 +294,13 @@ def test_a_recalled_run_brings_back_its_images_and_can_be_saved_from_its_thumbna
 
 
 def test_stop_while_the_run_is_being_set_up_stops_it(studio, monkeypatch):
-    real_start, pressed = nst.studio.start, []
+    real_start, pressed = nst.ui.studio.start, []
 
     def slow_start(*args, **kwargs):  # the set-up takes until Stop is pressed
         pressed.append(studio._stop.wait(60))
         return real_start(*args, **kwargs)
 
-    monkeypatch.setattr(nst.studio, "start", slow_start)
+    monkeypatch.setattr(nst.ui.studio, "start", slow_start)
     studio.steps.value = 2000
     studio.run()
     studio.stop()  # before the run's first step and before its handle exists

@@ -16,8 +16,8 @@ import pytest
 from conftest import TINY
 
 import nst
-from nst import engine
-from nst.images import ImageError
+from nst.core import engine
+from nst.io.images import ImageError
 
 #: Runs that differ in every setting a batch lets differ.
 VARIED = [
@@ -104,14 +104,14 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, {tests!r})
 from conftest import TINY
 import nst
-from nst.images import load_image
+from nst.io.images import load_image
 settings = {{**TINY, "steps": 5, "learning_rate": 0.05}}
 content, style = load_image("sample:tubingen", 32), load_image("sample:starry_night", 32)
 varied = [{{}}, {{"style_weight": 1e2}}, {{"init": "noise"}}]  # 3 on 2 replicas: one padded
 spread = nst.stylize_many([nst.Job(content, style, s) for s in varied], **settings)
 alone = [nst.stylize(content, style, **settings, **s) for s in varied]
 print(json.dumps({{
-    "replicas": nst.device.current().spread.num_replicas_in_sync,
+    "replicas": nst.core.device.current().spread.num_replicas_in_sync,
     "device": spread[0].device,
     "image": [float(np.abs(a.best_image - b.best_image).max()) for a, b in zip(spread, alone)],
     "mean": [float(np.abs(a.best_image - b.best_image).mean()) for a, b in zip(spread, alone)],

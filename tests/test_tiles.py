@@ -1,4 +1,4 @@
-"""Tiled evaluation (nst.tiles): the objective and its gradient computed a
+"""Tiled evaluation (nst.core.tiles): the objective and its gradient computed a
 tile at a time equal the untiled ones, on real weights, for tiles that do
 and do not divide the image."""
 
@@ -20,21 +20,26 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import nst
-from nst import cli, tiles
-from nst.backend import tf
-from nst.config import ConfigError, preset
-from nst.features import extractor_for
-from nst.losses import Weights
-from nst.problem import Problem
-from nst.scene import Scene
-from nst.targets import targets_for
-from nst.resources import auto_tile, check_memory, estimate_bytes
+from nst.base.backend import tf
+from nst.base.config import ConfigError, preset
+from nst.core import tiles
+from nst.core.features import extractor_for
+from nst.core.losses import Weights
+from nst.core.problem import Problem
+from nst.core.scene import Scene
+from nst.core.targets import targets_for
+from nst.run.resources import auto_tile, check_memory, estimate_bytes
+from nst.ui import cli
 
 EIGHTBIT = SHARED / "weights" / "vgg19_imagenet_8bit.npz"
 
 
-@given(height=st.integers(16, 420), width=st.integers(16, 420), tile=st.integers(32, 200),
-       name=st.sampled_from(["report", "blocks1-3"]))  # fmt: skip
+@given(
+    height=st.integers(16, 420),
+    width=st.integers(16, 420),
+    tile=st.integers(32, 200),
+    name=st.sampled_from(["report", "blocks1-3"]),
+)
 def test_tiles_partition_the_image_on_the_pooling_grid(height, width, tile, name):
     config = preset(name, tile=tile)
     grid, halo, margins = config.min_side, config.tile_halo, config.tile_margins
@@ -83,15 +88,24 @@ def test_the_halo_is_the_receptive_field_of_the_deepest_layer():
     assert (rows[0], rows[-1], cols[0], cols[-1]) == (128 - halo, 143 + halo, 144 - halo, 159 + halo)
 
 
-def tile_problems(weights, name: str, size: int, tile: int, styles: int = 1, regions: bool = False,
-              temporal: bool = False, target_rtol: float = 1e-5, **settings):  # fmt: skip
+def tile_problems(
+    weights,
+    name: str,
+    size: int,
+    tile: int,
+    styles: int = 1,
+    regions: bool = False,
+    temporal: bool = False,
+    target_rtol: float = 1e-5,
+    **settings,
+):
     """The untiled and the tiled problem on the same noise start, their
     targets equal to ``target_rtol`` of the largest value; with
-    ``regions``, each style on a band of the image (`nst.regions`, soft
+    ``regions``, each style on a band of the image (`nst.io.regions`, soft
     masks) and the second taking its style from part of its painting; with
-    ``temporal``, a video frame's temporal term (`nst.video`) towards other
+    ``temporal``, a video frame's temporal term (`nst.modes.video`) towards other
     noise, trusted on part of the image."""
-    # Compiled with XLA, as the runs that nothing was measured for are (`nst.paths`).
+    # Compiled with XLA, as the runs that nothing was measured for are (`nst.core.execution`).
     config = preset(name, size=size, weights=str(weights), tile=tile, **{"jit_compile": True, **settings})
     extractor = extractor_for(config)
     images = SHARED / "images"
@@ -186,8 +200,11 @@ def test_tiled_float16_agrees_with_float32_as_untiled_float16_does(block13_weigh
     """The tiled gradient carries Adam's loss scale, as the untiled one does:
     without it float16's Adam would move by the scale's inverse."""
     config = preset("blocks1-3", weights=str(block13_weights), size=64, steps=4)
-    runs = {(precision, tile): nst.stylize(content_image, style_image, config=config, precision=precision, tile=tile)
-            for precision in ("float32", "mixed_float16") for tile in (None, 32)}  # fmt: skip
+    runs = {
+        (precision, tile): nst.stylize(content_image, style_image, config=config, precision=precision, tile=tile)
+        for precision in ("float32", "mixed_float16")
+        for tile in (None, 32)
+    }
     reference = np.array(runs["float32", None].history["total"])
     error = {key: np.abs(np.array(r.history["total"]) / reference - 1).max() for key, r in runs.items()}
     assert error["float32", 32] < 1e-4
@@ -205,12 +222,19 @@ def test_a_tiled_cli_run_gives_the_untiled_png(tmp_path):
     assert cli.main([*common, "-o", str(tmp_path / "tiled.png"), "--tile", "64"]) == 0
     a, b = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=int) for n in ("untiled", "tiled"))
     assert np.abs(a - b).max() <= 1  # what the README says (measured: 1)
-    assert nst.images.read_metadata(tmp_path / "tiled.png")["settings"]["tile"] == 64
+    assert nst.io.images.read_metadata(tmp_path / "tiled.png")["settings"]["tile"] == 64
 
 
 def test_lbfgs_coarse_to_fine_and_colour_run_tiled(block13_weights, content_image, style_image):
-    config = preset("blocks1-3", weights=str(block13_weights), optimizer="lbfgs", scales=(48, 96), steps=4,
-                    preserve_color="luminance", seed=0)  # fmt: skip
+    config = preset(
+        "blocks1-3",
+        weights=str(block13_weights),
+        optimizer="lbfgs",
+        scales=(48, 96),
+        steps=4,
+        preserve_color="luminance",
+        seed=0,
+    )
     untiled = nst.stylize(content_image, style_image, config=config)
     tiled = nst.stylize(content_image, style_image, config=config.replace(tile=32))
     np.testing.assert_allclose(tiled.history["total"], untiled.history["total"], rtol=1e-3)  # measured 1.6e-4
@@ -249,8 +273,10 @@ def test_a_tiled_run_is_interrupted_like_any(block13_weights, content_image, sty
 
 
 def test_content_only_and_style_only_runs_tile_too(block13_weights, content_image, style_image):
-    for layers in [{"style_layers": (), "content_layers": ("block3_conv2",)},
-                   {"style_layers": ("block2_conv1",), "content_layers": ()}]:  # fmt: skip
+    for layers in [
+        {"style_layers": (), "content_layers": ("block3_conv2",)},
+        {"style_layers": ("block2_conv1",), "content_layers": ()},
+    ]:
         config = preset("blocks1-3", weights=str(block13_weights), size=64, steps=3, init="noise", seed=0, **layers)
         untiled = nst.stylize(content_image, style_image, config=config)
         tiled = nst.stylize(content_image, style_image, config=config.replace(tile=32))
@@ -282,8 +308,13 @@ def test_tiles_spread_over_the_devices_with_the_result_of_one(block13_weights):
     images = SHARED / "images"
     if not images.is_dir():
         pytest.skip("needs the sample images of ../shared")
-    code = textwrap.dedent(SPREAD.format(tests=str(Path(__file__).resolve().parent),
-                                         content=str(images / "tubingen.jpg"), style=str(images / "starry_night.jpg")))  # fmt: skip
+    code = textwrap.dedent(
+        SPREAD.format(
+            tests=str(Path(__file__).resolve().parent),
+            content=str(images / "tubingen.jpg"),
+            style=str(images / "starry_night.jpg"),
+        )
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -301,12 +332,16 @@ def test_save_every_and_resume_run_tiled(tmp_path, block13_weights, content_imag
         Image.fromarray((image * 255).astype(np.uint8)).save(path)
     out = tmp_path / "out.png"
     common = ["--preset", "blocks1-3", "--weights", str(block13_weights), "--size", "64", "--quiet"]
-    assert cli.main([str(photo), str(painting), *common, "--steps", "4", "--tile", "32", "--save-every", "2",
-                     "-o", str(out)]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [str(photo), str(painting), *common, "--steps", "4", "--tile", "32", "--save-every", "2", "-o", str(out)]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.glob("out-*.png")) == ["out-00000.png", "out-00002.png", "out-00004.png"]
-    first = nst.images.read_metadata(out)
+    first = nst.io.images.read_metadata(out)
     assert first["settings"]["tile"] == 32 and first["steps_done"] == 4 and first["adam"]
     assert cli.main(["--resume", str(out), "--steps", "3", "--quiet"]) == 0
-    again = nst.images.read_metadata(out)
+    again = nst.io.images.read_metadata(out)
     assert again["settings"]["tile"] == 32 and again["steps_done"] == 3
     assert again["start_loss"] == pytest.approx(first["best_loss"], rel=0.05)  # from where it was, not afresh

@@ -1,4 +1,4 @@
-"""Video (nst.video, nst.flow, nst.clips): flow and warping against known
+"""Video (nst.modes.video, nst.io.flow, nst.io.clips): flow and warping against known
 motion, the temporal loss against numpy and finite differences, clips in
 and out, and `nst video` end to end on a synthetic clip: a still photo with
 a patch moving a few pixels per frame."""
@@ -17,12 +17,13 @@ import scipy.ndimage
 from conftest import BLOCK13_LAYERS, Watched
 from PIL import Image
 
-from nst import cli, clips, flow
-from nst import losses as L
-from nst.backend import tf
-from nst.config import FLOW_METHODS, Config, ConfigError, VideoConfig
-from nst.features import Features
-from nst.images import ImageError, load_image, read_metadata, save_image
+from nst.base.backend import tf
+from nst.base.config import FLOW_METHODS, Config, ConfigError, VideoConfig
+from nst.core import losses as L
+from nst.core.features import Features
+from nst.io import clips, flow
+from nst.io.images import ImageError, load_image, read_metadata, save_image
+from nst.ui import cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from synthetic import edge_texture, frame_change, moving_patch, pan, still_region  # noqa: E402  (the benchmarks' clips)
@@ -127,9 +128,28 @@ def test_clips_round_trip_through_every_kind(tmp_path):
 
 def test_the_clips_sound_is_carried_over_and_cut_to_the_frames(tmp_path):
     source = tmp_path / "with-sound.mp4"
-    subprocess.run([clips.ffmpeg(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10",
-                    "-f", "lavfi", "-i", "sine=frequency=440", "-t", "2", "-pix_fmt", "yuv420p", "-shortest",
-                    str(source)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            clips.ffmpeg(),
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=32x24:rate=10",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+            "-shortest",
+            str(source),
+        ],
+        check=True,
+    )
     clip = clips.open_clip(source)
     assert clip.audio and clip.count == 20
     out = clips.write_clip(tmp_path / "out.mp4", list(clip.frames())[:5], clip.fps, audio=source)
@@ -164,15 +184,39 @@ def test_bad_clips_and_outputs_get_clear_errors(tmp_path):
 def test_without_the_video_libraries_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # as if not installed
     frame = np.zeros((16, 16, 3), np.float32)
-    with pytest.raises(ModuleNotFoundError, match=r"optical flow between frames needs opencv-python-headless: "
-                       r"pip install 'nst\[video\]'"):  # fmt: skip
+    with pytest.raises(
+        ModuleNotFoundError,
+        match=r"optical flow between frames needs opencv-python-headless: "
+        r"pip install 'nst\[video\]'",
+    ):
         flow.optical_flow(frame, frame)
 
 
 def _video_cli(clip, style, out, *extra: str) -> list[str]:
-    return ["video", str(clip), str(style), "-o", str(out), "--size", "32", "--steps", "3",
-            "--first-frame-steps", "4", "--weights", "random", "--seed", "0", "--content-layers", "block3_conv2",
-            "--style-layers", "block1_conv1", "block2_conv1", "--quiet", *extra]  # fmt: skip
+    return [
+        "video",
+        str(clip),
+        str(style),
+        "-o",
+        str(out),
+        "--size",
+        "32",
+        "--steps",
+        "3",
+        "--first-frame-steps",
+        "4",
+        "--weights",
+        "random",
+        "--seed",
+        "0",
+        "--content-layers",
+        "block3_conv2",
+        "--style-layers",
+        "block1_conv1",
+        "block2_conv1",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_nst_video_writes_every_frame_in_order_and_resumes_where_it_stopped(
@@ -211,7 +255,7 @@ def test_a_signal_during_nst_video_keeps_the_finished_frames_and_says_where_to_g
 ):
     """SIGTERM (as Ctrl-C) just after frame 2 is written: exit status 143,
     one line, frames 1 and 2 kept whole, no video yet; --resume finishes it."""
-    from nst import video
+    from nst.modes import video
 
     real = video.save_image
 
@@ -245,8 +289,12 @@ def test_ctrl_c_while_a_frame_runs_stops_that_frame_and_keeps_the_others(tmp_pat
     argv = _video_cli(clip, style, tmp_path / "out.mp4")
     argv[argv.index("--steps") + 1] = "100000"  # later frames run until stopped
     argv.remove("--quiet")  # its progress bars say when the second frame runs
-    process = subprocess.Popen([sys.executable, "-m", "nst", *argv], stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nst", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     first = tmp_path / "out-frames" / clips.FRAME_NAME.format(1)
     watched = Watched(process, process.stderr)
     watched.wait_for(r"frame 2: .*?\b[1-9]\d*/100000")  # the second frame is being optimised
@@ -254,13 +302,15 @@ def test_ctrl_c_while_a_frame_runs_stops_that_frame_and_keeps_the_others(tmp_pat
     err = watched.rest()
     assert process.returncode == 130, err
     lines = [line for line in err.splitlines() if line.startswith("nst") and ": warning: " not in line]
-    assert lines == [f"nst video: stopped (interrupted); kept 1 frame in {tmp_path / 'out-frames'} (1 made in this "
-                     f"run); --resume goes on from frame 2"], err  # fmt: skip
+    assert lines == [
+        f"nst video: stopped (interrupted); kept 1 frame in {tmp_path / 'out-frames'} (1 made in this "
+        f"run); --resume goes on from frame 2"
+    ], err
     assert [p.name for p in (tmp_path / "out-frames").iterdir()] == [first.name]
 
 
 def test_an_interrupted_video_keeps_its_finished_frames(tmp_path, content_image, style_image):
-    from nst.video import stylize_video
+    from nst.modes.video import stylize_video
 
     clip = write_frames(tmp_path / "clip", moving_patch(content_image, style_image, 4, 32))
     out = tmp_path / "frames"
@@ -279,7 +329,7 @@ def test_an_interrupted_video_keeps_its_finished_frames(tmp_path, content_image,
 
 
 def test_the_first_frame_runs_twice_the_later_frames_steps_unless_told(tmp_path, content_image, style_image):
-    from nst.video import stylize_video
+    from nst.modes.video import stylize_video
 
     clip = write_frames(tmp_path / "clip", moving_patch(content_image, style_image, 2, 32))
     result = stylize_video(clip, style_image, tmp_path / "out", size=32, frame_steps=3, **PLUMBING)
@@ -292,7 +342,7 @@ def test_what_a_pan_brings_in_starts_with_texture_not_a_smear(tmp_path, content_
     """The columns that come into view at the right edge start from the
     frame's content in the stylised frame's colours: as varied as the
     content there, where repeating the edge pixel would give none."""
-    from nst.video import stylize_video
+    from nst.modes.video import stylize_video
 
     frames = [content_image[:72, 4 * t : 4 * t + 96] for t in range(2)]  # 4 px right a frame
     clip = write_frames(tmp_path / "clip", frames)
@@ -302,8 +352,16 @@ def test_what_a_pan_brings_in_starts_with_texture_not_a_smear(tmp_path, content_
         if p.progress is not None and p.progress.step == 0:
             starts[p.frame] = p.progress.image()
 
-    stylize_video(clip, style_image, tmp_path / "out", size=96, first_frame_steps=2, frame_steps=1, **PLUMBING,
-                  callback=keep_start)  # fmt: skip
+    stylize_video(
+        clip,
+        style_image,
+        tmp_path / "out",
+        size=96,
+        first_frame_steps=2,
+        frame_steps=1,
+        **PLUMBING,
+        callback=keep_start,
+    )
     new = flow.came_into_view(flow.optical_flow(frames[1], frames[0]))
     assert new[:, -3:].all() and not new[:, :-6].any()  # the columns the pan brings in, and only them
 
@@ -326,7 +384,7 @@ def test_the_pan_benchmark_moves_as_it_says_and_sees_a_smeared_edge(content_imag
 def test_independent_frames_are_each_frames_still(tmp_path, content_image, style_image):
     """With temporal weight 0, each frame is stylised on its own, as `nst.stylize` would."""
     import nst
-    from nst.video import stylize_video
+    from nst.modes.video import stylize_video
 
     frames = moving_patch(content_image, style_image, 3, 32)
     clip = write_frames(tmp_path / "clip", frames)
@@ -342,13 +400,18 @@ def test_a_video_holds_the_still_picture_steady(tmp_path, block13_weights, conte
     60 steps a frame. Where the picture is still, nst video's frames change
     at most half as much from one to the next as frames stylised one by one,
     and where the patch moves they still follow it."""
-    from nst.video import stylize_video
+    from nst.modes.video import stylize_video
 
     size, count = 96, 5
     frames = moving_patch(content_image, style_image, count, size)
     clip = write_frames(tmp_path / "clip", frames)
-    options = {"preset": "blocks1-3", "weights": str(block13_weights), "size": size, "first_frame_steps": 60,
-               "frame_steps": 60}
+    options = {
+        "preset": "blocks1-3",
+        "weights": str(block13_weights),
+        "size": size,
+        "first_frame_steps": 60,
+        "frame_steps": 60,
+    }
     change = {}
     for name, weight in [("video", VideoConfig().temporal_weight), ("one by one", 0.0)]:
         result = stylize_video(clip, style_image, tmp_path / name.replace(" ", "-"), temporal_weight=weight, **options)

@@ -18,9 +18,20 @@ WIDGETS7 = Path(sys.prefix) / "ipywidgets7"
 @pytest.mark.skipif(not WIDGETS7.is_dir(), reason=f"no ipywidgets 7 at {WIDGETS7}: `make test` installs it")
 def test_the_studio_tests_pass_under_ipywidgets_7():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WIDGETS7), os.environ.get("PYTHONPATH", "")])}
-    version = subprocess.run([sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"], env=env,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    version = subprocess.run(
+        [sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert version.stdout.startswith("7.7."), version.stderr
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_studio.py"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_studio.py"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

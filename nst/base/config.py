@@ -1,0 +1,449 @@
+"""Settings of a style transfer run: one frozen dataclass, presets as data.
+
+This module is the single place where defaults live. The API (`nst.stylize`),
+the command line and the notebooks all read them from here. It imports
+nothing heavy, so the CLI can validate settings before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from nst.base import geometry
+from nst.base.checks import ConfigError, check_choice, check_integer, check_real, check_sequence
+from nst.base.geometry import PAPER_STYLE_LAYERS, VGG19_CONV_LAYERS
+from nst.base.presets import PRESETS
+
+#: How the losses are normalised: the report's formulas (the paper's), the
+#: TensorFlow tutorial's (Gram divided by the number of positions, mean
+#: squared errors), kept so the tutorial's numbers can be compared, the
+#: authors' code's (the tutorial's, each style term divided by N_l^2), or
+#: crowsonkb's 'scaled' (each term sum d^2 / sum |d|: weights that hold across sizes).
+LOSS_FORMS = ("report", "tutorial", "gatys", "scaled")
+#: Starting images by name; any other ``init`` is read as an image path or URL.
+INITS = ("content", "style", "noise", "gray", "style-mean")
+OPTIMIZERS = ("adam", "lbfgs")
+POOLINGS = ("max", "avg", "l2")
+#: How a style layer's statistics are compared: Gram matrices (the report's)
+#: or the Wasserstein-2 distance between Gaussian fits (`nst.core.wasserstein`).
+STYLE_LOSSES = ("gram", "w2")
+#: The first convolution's padding: zeros (VGG19's) or the edge pixels repeated.
+PADDINGS = ("zero", "replicate")
+#: How the pooling is computed (the same values, at different speeds):
+#: Keras' pooling layers or a reshape and a reduction (`nst.core.features.Pool2x2`).
+POOLING_OPS = ("keras", "reshape")
+DEVICES = ("auto", "tpu", "gpu", "cpu")
+#: Arithmetic of the VGG19 pass. The mixed policies compute the convolutions
+#: in 16 bits (fast on GPU tensor cores, TPUs and CPUs with AVX512_BF16 or
+#: AMX, slow on other CPUs) and keep the weights, Gram matrices and losses in
+#: float32; 'auto' lets `nst.core.execution` pick by measuring (see `Config.precision`).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
+#: Gatys et al. 2017: transfer luminance only and keep the content's colours,
+#: or first give the style image the content's colour mean and covariance.
+COLOR_MODES = ("luminance", "histogram")
+#: How a region's mask reaches each style layer (`nst.io.regions.layer_masks`).
+MASK_MODES = ("propagate", "erode")
+#: Optical flow between video frames (`nst.io.flow`): OpenCV's dense inverse
+#: search or Farnebäck's method.
+FLOW_METHODS = ("dis", "farneback")
+
+MIN_SIZE, MAX_SIZE = 16, 8192
+#: ``scales='auto'``: the smallest scale, and how many times ``steps`` it takes (crowsonkb's 1,000 and 500).
+AUTO_SMALLEST, AUTO_FIRST_FACTOR = 128, 2
+#: The smallest tile side (`Config.tile`), pixels.
+MIN_TILE = 32
+#: Larger input images are refused as possible decompression bombs (Pillow's
+#: own warning threshold); `Config.max_pixels` / --max-pixels raise it.
+MAX_PIXELS = 89_478_485
+#: Upper bounds that keep every value inside what NumPy, SciPy and TensorFlow
+#: take (a run of ten million steps is already weeks long).
+MAX_STEPS, MAX_LBFGS_MEMORY, MAX_MAX_PIXELS = 10_000_000, 10_000, 2**40
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of one style transfer run.
+
+    The defaults are the report's (Gatys et al. 2016 with Adam): content
+    layer ``block4_conv2``, style layers ``block1_conv1`` ... ``block5_conv1``
+    with equal weights, ``alpha/beta = 1e-3``.
+    """
+
+    preset: str = "report"
+    """Name of the preset these settings started from (recorded in outputs)."""
+    size: int = 512
+    """Longest side of the output image, in pixels."""
+    steps: int = 500
+    """Optimiser steps: Adam updates, or L-BFGS function evaluations."""
+    content_weight: float = 1.0
+    """alpha, the weight of the content loss."""
+    style_weight: float = 1e3
+    """beta, the weight of the style loss."""
+    tv_weight: float = 0.0
+    """gamma, the weight of the total variation loss (0 turns it off)."""
+    content_layers: tuple[str, ...] = ("block4_conv2",)
+    """VGG19 layers whose activations the output must match to the content's."""
+    style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
+    """VGG19 layers whose Gram matrices the output must match to the style's."""
+    style_layer_weights: tuple[float, ...] | None = None
+    """w_l per style layer; ``None`` means 1/L each."""
+    loss_form: str = "report"
+    """'report' (the paper's normalisation), 'tutorial' (the TF tutorial's),
+    'gatys' (the authors' code's) or 'scaled' (crowsonkb's; see `nst.core.losses`)."""
+    optimizer: str = "adam"
+    """'adam' (the report's) or 'lbfgs' (SciPy's L-BFGS-B, the paper's and
+    jcjohnson's choice: fewer evaluations to a given loss, no learning rate)."""
+    learning_rate: float = 0.02
+    """Adam's step size, in units of pixel values in [0, 1]."""
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    adam_warm_start: bool = False
+    """Go on with the Adam state that the ``init`` PNG records (every Adam
+    output does; ``nst --resume`` sets this): a fresh Adam moves every pixel
+    by about the learning rate at first, which from a nearly converged image
+    climbs away before it comes back. Without a record Adam starts fresh."""
+    lbfgs_memory: int = 20
+    """How many past steps L-BFGS keeps to model the curvature."""
+    scales: tuple[int, ...] | str | None = None
+    """Coarse to fine: the sizes to optimise at, smallest first; the last is
+    ``size`` (setting only ``scales`` sets ``size`` to its last). Each scale
+    starts from the previous result, upsampled. 'auto': crowsonkb's pyramid,
+    from `AUTO_SMALLEST` px up by factors of sqrt(2) (`scale_sizes`), with
+    `AUTO_FIRST_FACTOR` x the steps at the first scale. ``None``: only ``size``."""
+    scale_steps: tuple[int, ...] | None = None
+    """Steps at each scale; ``None``: ``steps`` at each (with 'auto' scales,
+    `AUTO_FIRST_FACTOR` x as many at the first)."""
+    scale_warm_start: bool = False
+    """Coarse to fine with Adam: each later scale goes on with the previous
+    scale's Adam moments, resized (the first bicubic, the second bilinear
+    and at least 0; crowsonkb's), instead of a fresh Adam."""
+    style_blend: tuple[float, ...] | None = None
+    """Weight of each style image in the blended Gram targets (normalised to
+    sum to 1); ``None``: equal weights."""
+    style_scale: float = 1.0
+    """Size of the style image relative to the output (0.5: half as large, so
+    its brush strokes come out larger)."""
+    pooling: str = "max"
+    """VGG19's pooling: 'max' (Keras'), 'avg' (the paper's) or 'l2' (each
+    window's L2 norm x 0.78, crowsonkb's, scaled so that the deeper
+    activations keep about max pooling's size); the same weights."""
+    padding: str = "zero"
+    """The first convolution's padding: 'zero' (VGG19's) or 'replicate'
+    (the edge pixels repeated: fewer artefacts along the picture's edges)."""
+    style_loss: str = "gram"
+    """'gram' (the loss form's Gram matrices) or 'w2': the Wasserstein-2
+    distance between Gaussian fits of the features, which keeps the
+    style's colour and contrast apart (see `nst.core.wasserstein`)."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of Adam's iterates (0: off;
+    crowsonkb's 0.99). The output, the preview and the next scale's start
+    are the bias-corrected average, which has none of Adam's grain."""
+    normalize: str | None = None
+    """The paper's normalised VGG19 (`nst.core.normalize`), each filter's mean
+    activation made 1 over 'samples' (the sample images) or a folder of
+    images, for the 'gatys' loss form only; ``None`` ('off'): Keras' VGG19."""
+    mask_mode: str = "propagate"
+    """With regions (``masks``): how a mask reaches a style layer's resolution,
+    'propagate' (through the receptive fields: soft borders) or 'erode'
+    (resized, then a 3 x 3 minimum); see `nst.io.regions.layer_masks`."""
+    preserve_color: str | None = None
+    """Keep the content's colours: 'luminance' or 'histogram' (``None``: off)."""
+    init: str = "content"
+    """Starting image: 'content', 'style' (resized to the output), 'noise'
+    (uniform in [0, 1]), 'gray' or 'style-mean' (0.5, or the styles' mean
+    colour, plus noise of one grey level), or the path or URL of an image."""
+    seed: int | None = None
+    """Seed for noise and random weights; with a seed the same inputs and
+    settings give a bit-identical image on the same machine."""
+    weights: str | None = None
+    """'imagenet', 'random', or a path to a .h5/.npz file. ``None``: the
+    file named by $NST_VGG19_WEIGHTS if set, else the one ``nst weights
+    install`` put into the cache, else 'imagenet'."""
+    jit_compile: bool | None = None
+    """Compile each step with XLA (True) or run TensorFlow's own kernels
+    (False); ``None``: whichever `nst.core.execution` measured faster here."""
+    time_limit: float | None = None
+    """End the run after this many seconds of steps, with the best image so
+    far (coarse to fine: at the scale reached; ``Result.stopped`` says so)."""
+    max_pixels: int = MAX_PIXELS
+    """Input images with more pixels are refused (a decompression-bomb guard)."""
+    device: str = "auto"
+    """Where to run: 'auto' (a TPU, else a GPU, else the CPU), 'tpu', 'gpu' or 'cpu'."""
+    precision: str = "auto"
+    """'float32', 'mixed_float16', 'mixed_bfloat16' or 'auto' (see `PRECISIONS`):
+    float32 or the device's fast 16-bit arithmetic, whichever `nst.core.execution`
+    measured faster here with the same objective to 1%."""
+    pooling_op: str | None = None
+    """How the pooling is computed (see `POOLING_OPS`); ``None``: whichever
+    `nst.core.execution` measured faster here."""
+    tile: int | None = None
+    """Evaluate VGG19 in tiles that each own this many output pixels a side
+    (plus a halo), so memory follows the tile, not the output; the objective
+    and its gradient are the untiled ones (`nst.core.tiles`). ``None``: untiled."""
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied and validated."""
+        changes = _normalise(changes)
+        scales = changes.get("scales")
+        if isinstance(scales, tuple) and scales and scales[-1] != "auto" and "size" not in changes:
+            changes["size"] = scales[-1]
+        return dataclasses.replace(self, **changes).validate()
+
+    def validate(self) -> Config:
+        """Return ``self`` if every value is valid, else raise ConfigError.
+
+        Every value is checked for its type first (a whole number, a finite
+        real number, a name), so NaN, infinities, strings where numbers
+        belong and out-of-range values all end here, never in a run."""
+        check_choice("preset", self.preset, tuple(PRESETS))
+        check_integer("size", self.size, MIN_SIZE, MAX_SIZE)
+        check_integer("steps", self.steps, 1, MAX_STEPS)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            check_real(name, getattr(self, name), 0)
+        check_real("learning_rate", self.learning_rate, 0, inclusive=False)
+        for name in ("beta_1", "beta_2"):
+            check_real(name, getattr(self, name), 0, 1, high_inclusive=False)
+        check_real("epsilon", self.epsilon, 0, inclusive=False)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("padding", self.padding, PADDINGS)
+        check_choice("style_loss", self.style_loss, STYLE_LOSSES)
+        check_real("ema", self.ema, 0, 1, high_inclusive=False)
+        if self.ema and self.optimizer == "lbfgs":
+            raise ConfigError("ema averages Adam's iterates, not L-BFGS's: use --optimizer adam or --ema 0")
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
+        if self.pooling_op is not None:
+            check_choice("pooling_op", self.pooling_op, POOLING_OPS)
+        check_choice("loss_form", self.loss_form, LOSS_FORMS)
+        if self.precision == "mixed_float16" and self.optimizer == "lbfgs":
+            raise ConfigError("L-BFGS needs float32-range gradients: use precision float32 or mixed_bfloat16")
+        if self.tile is not None:
+            check_integer("tile", self.tile, MIN_TILE, MAX_SIZE)
+        check_choice("mask_mode", self.mask_mode, MASK_MODES)
+        if self.preserve_color is not None:
+            check_choice("preserve_color", self.preserve_color, COLOR_MODES)
+        check_integer("max_pixels", self.max_pixels, 1, MAX_MAX_PIXELS)
+        if self.time_limit is not None:
+            check_real("time_limit", self.time_limit, 0, inclusive=False)
+        check_integer("lbfgs_memory", self.lbfgs_memory, 1, MAX_LBFGS_MEMORY)
+        if self.seed is not None:
+            check_integer("seed", self.seed, 0, 2**32 - 1)
+        if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
+            raise ConfigError(f"jit_compile must be True, False or None (measured), got {self.jit_compile!r}")
+        if not isinstance(self.scale_warm_start, bool):
+            raise ConfigError(f"scale_warm_start must be True or False, got {self.scale_warm_start!r}")
+        if not isinstance(self.adam_warm_start, bool):
+            raise ConfigError(f"adam_warm_start must be True or False, got {self.adam_warm_start!r}")
+        if self.scales is not None and self.scales != "auto":
+            check_sequence("scales", self.scales)
+            for value in self.scales:
+                check_integer("scales", value, MIN_SIZE, MAX_SIZE)
+            if not self.scales or list(self.scales) != sorted(set(self.scales)) or self.scales[-1] != self.size:
+                raise ConfigError(
+                    f"scales must be increasing sizes ending at size={self.size}, got {list(self.scales)}"
+                )
+        if self.scale_steps is not None:
+            check_sequence("scale_steps", self.scale_steps)
+            if len(self.scale_steps) != len(self.scale_sizes):
+                raise ConfigError(f"scale_steps needs one value per scale ({len(self.scale_sizes)})")
+            for value in self.scale_steps:
+                check_integer("scale_steps", value, 1, MAX_STEPS)
+        if self.style_blend is not None:
+            check_sequence("style_blend", self.style_blend)
+            for value in self.style_blend:
+                check_real("style_blend", value, 0)
+            if not self.style_blend or sum(self.style_blend) <= 0:
+                raise ConfigError(f"style_blend must be numbers >= 0 with a positive sum, got {list(self.style_blend)}")
+        check_real("style_scale", self.style_scale, 0, inclusive=False)
+        if not MIN_SIZE <= self.size * self.style_scale <= MAX_SIZE:
+            raise ConfigError(
+                f"style_scale must keep the style image between {MIN_SIZE} and {MAX_SIZE} pixels "
+                f"(size {self.size} x {self.style_scale})"
+            )
+        check_sequence("content_layers", self.content_layers)
+        check_sequence("style_layers", self.style_layers)
+        if not self.content_layers and not self.style_layers:
+            raise ConfigError("give at least one content or style layer")
+        for name in ("content_layers", "style_layers"):
+            for layer in getattr(self, name):
+                if not isinstance(layer, str) or layer not in VGG19_CONV_LAYERS:
+                    raise ConfigError(
+                        f"unknown VGG19 layer {layer!r} in {name}; valid layers: {' '.join(VGG19_CONV_LAYERS)}"
+                    )
+        if self.style_layer_weights is not None:
+            check_sequence("style_layer_weights", self.style_layer_weights)
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise ConfigError(
+                    f"style_layer_weights has {len(self.style_layer_weights)} values "
+                    f"but there are {len(self.style_layers)} style layers"
+                )
+            for value in self.style_layer_weights:
+                check_real("style_layer_weights", value, 0)
+        if self.normalize is not None and (not isinstance(self.normalize, str) or not self.normalize):
+            raise ConfigError(f"normalize must be 'samples', a folder of images or None, got {self.normalize!r}")
+        if self.normalize is not None and self.loss_form != "gatys":
+            # Measured (8-bit weights, 96 px): on the normalised network the
+            # report's style term starts at ~14 where Keras' VGG19 gives ~1e9,
+            # so at its alpha/beta the first Adam step costs more content than
+            # all the style there is, and the best image is the photo.
+            raise ConfigError(
+                f"normalize needs the gatys loss form, whose balance is set for the normalised network; the "
+                f"{self.loss_form} form's weights are set for Keras' VGG19 and leave the photo unchanged: use "
+                f"--preset gatys (preset='gatys'), which normalises over the samples"
+            )
+        if not isinstance(self.init, str) or not self.init:
+            raise ConfigError(f"init must be one of {', '.join(INITS)} or an image path")
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise ConfigError(f"weights must be 'imagenet', 'random' or a file path, got {self.weights!r}")
+        return self
+
+    @property
+    def schedule(self) -> list[tuple[int, int]]:
+        """(size, steps) of each scale, smallest first."""
+        sizes = self.scale_sizes
+        steps = [self.steps] * len(sizes)
+        if self.scales == "auto" and len(sizes) > 1:
+            steps[0] = min(MAX_STEPS, AUTO_FIRST_FACTOR * self.steps)
+        return list(zip(sizes, self.scale_steps or steps))
+
+    @property
+    def scale_sizes(self) -> tuple[int, ...]:
+        """The size of each scale, smallest first: ``scales``, or with 'auto'
+        ``size / sqrt(2)^k`` (rounded) for each k that keeps it at least
+        `AUTO_SMALLEST`, or only ``size``."""
+        if self.scales != "auto":
+            return tuple(self.scales or (self.size,))
+        sizes, k = [], 0
+        while round(self.size / 2 ** (k / 2)) >= min(AUTO_SMALLEST, self.size):
+            sizes.insert(0, round(self.size / 2 ** (k / 2)))
+            k += 1
+        return tuple(sizes)
+
+    @property
+    def min_side(self) -> int:
+        """The shortest image side the chosen layers can take (`nst.base.geometry.min_side`)."""
+        return geometry.min_side(self.content_layers + self.style_layers)
+
+    @property
+    def tile_margins(self) -> tuple[int, ...]:
+        """How far beyond a tile's core VGG19's maps must be exact for the
+        deepest layer used (`nst.base.geometry.margins`): (70, 68, 32, 12, 2)
+        up to block5_conv1."""
+        return geometry.margins(self.content_layers + self.style_layers)
+
+    @property
+    def tile_halo(self) -> int:
+        """Pixels a tile reads on each side of what it owns: 70 px up to block5_conv1."""
+        return self.tile_margins[0]
+
+    def blend(self, styles: int) -> tuple[float, ...]:
+        """The weight of each of ``styles`` style images, summing to 1."""
+        weights = self.style_blend or (1.0,) * styles
+        if len(weights) != styles:
+            raise ConfigError(f"style_blend has {len(weights)} weights for {styles} style image(s)")
+        return tuple(w / sum(weights) for w in weights)
+
+    @property
+    def layer_weights(self) -> tuple[float, ...]:
+        """The style layer weights w_l actually used (1/L unless given)."""
+        return self.style_layer_weights or tuple(1.0 / len(self.style_layers) for _ in self.style_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Inverse of `to_dict` (unknown keys are refused)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**_normalise(values)).validate()
+
+
+#: The first frame's steps, unless given, per later frame's.
+FIRST_FRAME_FACTOR = 2
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """What `nst video` adds to a still run's settings (`Config`): each
+    frame starts from the previous stylised frame warped onto it by optical
+    flow, and a temporal loss holds it there where the flow is trusted
+    (Ruder et al. 2016; `nst.modes.video`)."""
+
+    temporal_weight: float = 1e5
+    """The temporal loss's weight (`nst.core.losses.temporal_loss`, on the same
+    scale as alpha); 0 turns it off, and each frame is then stylised on its
+    own from its own content (so frames can run as batches). Measured on a
+    clip with a moving patch (report preset, 128 px, BENCHMARKS.md), the
+    frame-to-frame change where the picture is still is 0.56x that of
+    frames made on their own with 1e4, 0.16x with 1e5 and 0.07x with 1e6,
+    which leaves the style little room to repair what warping loses."""
+    first_frame_steps: int | None = None
+    """Steps of the first frame, which starts from ``init`` as a still does
+    (with the run's ``scales``, coarse to fine, if any); ``None``:
+    `FIRST_FRAME_FACTOR` x ``frame_steps``, since it starts from scratch
+    where later frames start close to where they end."""
+    frame_steps: int = 100
+    """Steps of every later frame: they start close to where they end, at
+    the output size (``scales`` apply to the first frame only)."""
+    flow: str = "dis"
+    """Optical flow method: one of `FLOW_METHODS`."""
+    fps: float | None = None
+    """Frames per second of the output; ``None``: the clip's (10 for a folder of frames)."""
+    frames: int | None = None
+    """Stylise only the first this many frames; ``None``: all."""
+
+    @property
+    def first_steps(self) -> int:
+        """The first frame's steps: ``first_frame_steps``, or its default."""
+        return self.first_frame_steps or min(MAX_STEPS, FIRST_FRAME_FACTOR * self.frame_steps)
+
+    def replace(self, **changes: Any) -> VideoConfig:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes).validate()
+
+    def validate(self) -> VideoConfig:
+        """Return ``self`` if every value is valid, else raise ConfigError."""
+        check_real("temporal_weight", self.temporal_weight, 0)
+        if self.first_frame_steps is not None:
+            check_integer("first_frame_steps", self.first_frame_steps, 1, MAX_STEPS)
+        check_integer("frame_steps", self.frame_steps, 1, MAX_STEPS)
+        check_choice("flow", self.flow, FLOW_METHODS)
+        if self.fps is not None:
+            check_real("fps", self.fps, 0, 1000, inclusive=False)
+        if self.frames is not None:
+            check_integer("frames", self.frames, 1, MAX_STEPS)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return dataclasses.asdict(self)
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    """Lists to tuples, so configs stay hashable and compare equal; paths to
+    strings; ``normalize`` 'off' or 'none' to None."""
+    values = {
+        k: tuple(v) if isinstance(v, list) else os.fspath(v) if isinstance(v, os.PathLike) else v
+        for k, v in values.items()
+    }
+    if values.get("scales") == ("auto",):  # from the command line
+        values["scales"] = "auto"
+    if isinstance(values.get("normalize"), str) and values["normalize"].lower() in ("off", "none"):
+        values["normalize"] = None
+    return values
+
+
+def preset(name: str = "report", **overrides: Any) -> Config:
+    """The Config of preset ``name`` with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return Config(preset=name).replace(**{**PRESETS[name]["settings"], **overrides})

@@ -1,0 +1,298 @@
+"""The fastest way to run a step on this machine, found by measuring it.
+
+Three settings change how fast a step runs, not what it computes:
+
+- ``jit_compile``: XLA, or TensorFlow's own kernels (oneDNN's on a CPU with
+  AVX-512, which beat XLA's convolutions there; without AVX-512 XLA won);
+- ``precision``: float32, or the device's 16-bit arithmetic where it is
+  native (bfloat16 on a CPU with AVX512_BF16 or AMX and on a TPU, float16
+  on a GPU with Adam);
+- ``pooling_op``: Keras' pooling layers, or `nst.core.features.Pool2x2`'s
+  reshape and reduction (lighter under XLA).
+
+No fixed choice is fastest everywhere (BENCHMARKS.md), so each one a run
+leaves open (precision 'auto', ``jit_compile`` or ``pooling_op`` None) is
+settled here (`choose`): by an earlier measurement on this machine, kept in
+``$NST_CACHE/paths.json`` per machine fingerprint (`fingerprint`),
+program settings and image size; else, for a run long enough to repay it
+(`MEASURE_PIXELS`, `MEASURE_STEPS`), by timing a few Adam steps (or
+L-BFGS evaluations) of each candidate now; else by `UNMEASURED`. A
+candidate counts only if its objective stays within `AGREE` of float32's
+over those steps, and the one with the least expected time for the run's
+steps (compilation included) wins. The precision and XLA are measured
+together (each pair from the same start); the pooling op is then measured
+with the winning pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+
+import numpy as np
+
+from nst import __version__
+from nst.base.backend import tf
+from nst.base.cache import cache_dir, cpu
+from nst.base.config import POOLING_OPS, Config
+from nst.core.device import Device
+from nst.core.engine import PROGRAM, Engine
+from nst.core.optimizers import adam
+
+#: What an open setting is when nothing was measured (short runs, live runs,
+#: every test): nst's one path before it measured.
+UNMEASURED = {"precision": "float32", "jit_compile": True, "pooling_op": "reshape"}
+#: A run is measured when its largest scale has this many pixels (256 x 128)
+#: and this many steps: below, the measurement costs more than it can save.
+MEASURE_PIXELS, MEASURE_STEPS = 2**15, 100
+#: Steps timed per candidate, after the first (which compiles).
+PROBE_STEPS = 3
+#: The file, in the cache folder, that keeps each measurement: per key, each
+#: path's name and its seconds (first step, later steps), or null where the
+#: path's objective strayed.
+REMEMBERED = "paths.json"
+#: The clock measurements read (a test gives them one that only its fake engines move).
+clock = time.perf_counter
+#: A faster path must keep the objective within this of float32's, on
+#: average over those steps (bfloat16 evaluates it ~0.6% low at 512 px).
+AGREE = 0.01
+
+
+@dataclass(frozen=True)
+class Path:
+    """One way to run a step: the three settings `nst.core.execution` chooses."""
+
+    precision: str
+    jit_compile: bool
+    pooling_op: str
+
+    def settings(self) -> dict[str, object]:
+        """The three as `Config` fields."""
+        return dataclasses.asdict(self)
+
+    @property
+    def name(self) -> str:
+        """Short and unique, e.g. 'mixed_bfloat16/tf/keras' (the keys of `REMEMBERED`)."""
+        return f"{self.precision}/{'xla' if self.jit_compile else 'tf'}/{self.pooling_op}"
+
+    @classmethod
+    def named(cls, name: str) -> Path:
+        """The path ``name`` (see `name`) stands for."""
+        precision, kernels, pooling_op = name.split("/")
+        return cls(precision, kernels == "xla", pooling_op)
+
+    def __str__(self) -> str:
+        kernels = "XLA" if self.jit_compile else "TensorFlow kernels"
+        return f"{self.precision}, {kernels}, {self.pooling_op} pooling"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The path a run takes, and how it was settled: 'set' (by the run's
+    settings), 'measured' (now), 'remembered' (measured earlier on this
+    machine) or 'unmeasured' (`UNMEASURED`); ``seconds`` holds what was
+    measured for each path: (first step, later steps), seconds."""
+
+    path: Path
+    how: str
+    seconds: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if not self.seconds:
+            return f"{self.path} ({self.how})"
+        measured = ", ".join(f"{name}: {step:.3g} s/step" for name, (_, step) in self.seconds.items())
+        return f"{self.path} ({self.how} on this machine; {measured})"
+
+
+def fingerprint(device: Device) -> str:
+    """What makes this machine's timings this machine's: the CPU model and
+    the flags that pick kernels, the cores, the device, TensorFlow's and
+    nst's versions, and whether oneDNN was turned off (TensorFlow's x86
+    Linux builds have it on unless TF_ENABLE_ONEDNN_OPTS=0)."""
+    model, flags = cpu()
+    onednn = "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"{model} [{' '.join(flags)}] x{cores}; {device.kind}: {device.description}; "
+        f"TF {tf.__version__}; nst {__version__}; oneDNN {onednn}"
+    )
+
+
+def sixteen_bit(config: Config, device: Device) -> str | None:
+    """The 16-bit precision worth trying here, if any: float16 on a GPU
+    (with Adam: L-BFGS's gradients are not loss-scaled), bfloat16 on a TPU
+    and on a CPU that computes it natively."""
+    if device.kind == "GPU":
+        return "mixed_float16" if config.optimizer == "adam" else None
+    if device.kind == "TPU":
+        return "mixed_bfloat16"
+    if device.kind == "CPU" and {"avx512_bf16", "amx_bf16"} & set(cpu()[1]):
+        return "mixed_bfloat16"
+    return None
+
+
+def candidates(config: Config, device: Device) -> tuple[list[Path], list[str]]:
+    """The paths to measure for ``config`` (those its settings leave open;
+    the first is the reference: float32 where it is one) and the pooling ops
+    to try with the winner."""
+    if config.precision != "auto":
+        precisions = [config.precision]
+    else:
+        precisions = ["float32", *filter(None, [sixteen_bit(config, device)])]
+    jits = [True, False] if config.jit_compile is None else [config.jit_compile]
+    if config.jit_compile is None and not xla_worth_trying(config, device):
+        jits = [False]
+    pooling_op = config.pooling_op or UNMEASURED["pooling_op"]
+    paths = [Path(p, j, pooling_op) for p in precisions for j in jits]
+    others = [op for op in POOLING_OPS if op != pooling_op] if config.pooling_op is None else []
+    return paths, others
+
+
+def xla_worth_trying(config: Config, device: Device) -> bool:
+    """Whether XLA can be the faster path: not for the W2 style loss on a
+    CPU, whose eigendecompositions XLA computes 60x slower than TensorFlow's
+    kernels (`nst.core.wasserstein.root_trace`)."""
+    return not (config.style_loss == "w2" and device.kind == "CPU")
+
+
+def unmeasured(config: Config, device: Device) -> Path:
+    """The path of a run nothing was measured for (see `UNMEASURED`; W2 on
+    a CPU: TensorFlow's kernels, `xla_worth_trying`)."""
+    jit = UNMEASURED["jit_compile"] and xla_worth_trying(config, device)
+    return Path(
+        UNMEASURED["precision"] if config.precision == "auto" else config.precision,
+        jit if config.jit_compile is None else config.jit_compile,
+        config.pooling_op or UNMEASURED["pooling_op"],
+    )
+
+
+def choose(
+    config: Config, device: Device, shape: tuple[int, ...], steps: int, engine_for: Callable[[Path], Engine] | None
+) -> Choice:
+    """The path for a run of ``steps`` steps on images of ``shape`` (batch,
+    height, width, channels) with ``config`` on ``device``. ``engine_for(path)``
+    gives an engine reset to the run's largest scale and held (released
+    here), to measure with; ``None``: never measure now."""
+    paths, others = candidates(config, device)
+    if len(paths) == 1 and not others:
+        return Choice(paths[0], "set")
+    key = _key(config, device, shape)
+    seconds = _remembered().get(key)
+    how = "remembered"
+    if seconds is None:
+        pixels = math.prod(shape[1:3])
+        if engine_for is None or pixels < MEASURE_PIXELS or steps < MEASURE_STEPS:
+            return Choice(unmeasured(config, device), "unmeasured")
+        seconds, how = _measure(config, paths, others, engine_for), "measured"
+        _remember(key, seconds)
+    usable = {name: s for name, s in seconds.items() if s is not None}
+    if not usable:  # not even float32 gave a finite objective: the run will say so
+        return Choice(unmeasured(config, device), "unmeasured")
+    best = min(usable, key=lambda name: usable[name][0] + (steps - 1) * usable[name][1])
+    return Choice(Path.named(best), how, {name: tuple(s) for name, s in usable.items()})
+
+
+def _measure(
+    config: Config, paths: list[Path], others: list[str], engine_for: Callable[[Path], Engine]
+) -> dict[str, tuple[float, float] | None]:
+    """Time each path: (first step, median of the later ones), or None for
+    one whose objective strays from the first path's (or is not finite).
+    The paths take turns, step by step, so a drift in the machine's speed
+    (a shared machine) hits them all alike."""
+    objective, times = _race(paths, config, engine_for)
+    reference = objective[paths[0]]
+
+    def agrees(path: Path) -> bool:
+        drift = np.abs(objective[path] - reference) / np.abs(reference)
+        return bool(np.all(np.isfinite(objective[path])) and np.mean(drift) <= AGREE)
+
+    usable = [path for path in paths if agrees(path)]
+    if usable and others:  # the pooling ops, on the fastest pair
+        fastest = min(usable, key=lambda path: statistics.median(times[path][1:]))
+        rivals = [dataclasses.replace(fastest, pooling_op=op) for op in others]
+        more, more_times = _race([fastest, *rivals], config, engine_for)
+        objective.update({path: more[path] for path in rivals})
+        # The fastest pair's first step (its compilation) is the first race's.
+        times.update({**more_times, fastest: [times[fastest][0], *more_times[fastest][1:]]})
+        usable += [path for path in rivals if agrees(path)]
+    return {
+        path.name: (times[path][0], statistics.median(times[path][1:])) if path in usable else None for path in times
+    }
+
+
+def _race(
+    paths: list[Path], config: Config, engine_for: Callable[[Path], Engine]
+) -> tuple[dict[Path, np.ndarray], dict[Path, list[float]]]:
+    """Each path's objective at its first steps from the run's start, and
+    the seconds each step took (the first compiles), the paths taking turns;
+    Adam updates, or L-BFGS evaluations (which do not move the image)."""
+    engines: dict[Path, Engine] = {}
+    objective: dict[Path, list[float]] = {path: [] for path in paths}
+    times: dict[Path, list[float]] = {path: [] for path in paths}
+    try:
+        for path in paths:
+            engines[path] = engine_for(path)
+        for k in range(PROBE_STEPS + 1):
+            for path, engine in engines.items():
+                t = clock()
+                if config.optimizer == "adam":  # step k only (the first also sets float16's loss scale)
+                    adam(
+                        engine,
+                        config,
+                        PROBE_STEPS + 1,
+                        lambda _, terms: objective[path].append(np.sum(terms[0])),
+                        first=k,
+                        between=lambda j, k=k: j == k,
+                    )
+                else:
+                    objective[path].append(np.sum(engine.evaluate_with_gradient()[0].numpy()[0]))
+                times[path].append(clock() - t)
+    finally:
+        for engine in engines.values():
+            engine.release()
+    return {path: np.array(values, dtype=np.float64) for path, values in objective.items()}, times
+
+
+def _key(config: Config, device: Device, shape: tuple[int, ...]) -> str:
+    """What a measurement holds for: this machine, the program's settings
+    (with those of the path as given: open, or forced) and the image's size
+    (its pixels, to the nearest power of two)."""
+    settings = {name: getattr(config, name) for name in PROGRAM}
+    size = (shape[0], round(math.log2(max(math.prod(shape[1:3]), 1))), shape[-1])
+    text = json.dumps([fingerprint(device), settings, size], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def remembered_file() -> FilePath:
+    """Where measurements are kept (`REMEMBERED` in the cache folder)."""
+    return cache_dir() / REMEMBERED
+
+
+def _remembered() -> dict[str, dict]:
+    try:
+        return json.loads(remembered_file().read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: measure again
+        return {}
+
+
+def _remember(key: str, seconds: dict) -> None:
+    """Keep a measurement (written whole, then renamed: never half a file)."""
+    file = remembered_file()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        kept = {**_remembered(), key: seconds}
+        handle, partial = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            out.write(json.dumps(kept, indent=1))
+        os.replace(partial, file)
+    except OSError:  # a read-only cache: the next run measures again
+        pass

@@ -1,0 +1,3 @@
+"""What is made of many runs: clips (`video`), many pictures into a folder
+(`batch`), on a Ray cluster (`cluster`), and the report's and the paper's
+figures (`figures`)."""

@@ -1,0 +1,3 @@
+"""Runs: `stylize` and `stylize_many` (`optimize`), live runs you steer
+(`live`), what a run records and reports (`record`: `Progress`, `Result`),
+and whether a run fits in memory (`resources`)."""

@@ -1,0 +1,306 @@
+"""Live runs: steer a running optimisation, pause it, continue it, and start
+the next one at once.
+
+    run = nst.run.live.start("photo.jpg", "painting.jpg", size=256, steps=300)
+    run.set(style_weight=1e4)      # from the next step on: no restart, no recompiling
+    run.pause(); run.resume()
+    result = run.result()          # waits for the end (a `nst.Result`)
+    run.proceed(100)               # 100 more steps, with the same Adam state
+    result = run.result()
+
+What makes this possible is that a run's whole state lives in variables that
+one compiled Adam step reads (`nst.core.engine`): the image, the targets, the
+weights alpha, beta, gamma and w_l, and Adam's moments and learning rate.
+`set` assigns some of them between two steps. A second run with the same
+key (image size, layers, weights, precision, Adam betas, ...) reuses the
+compiled step of any earlier run, live or not: it assigns its own start,
+targets and weights and zeroes Adam's state, so its first step costs one
+step, not a compilation (3-6 s at 512 px on a CPU). Targets are computed
+once for the same inputs and settings (`nst.core.targets.for_job`).
+
+A live run takes every setting `nst.stylize` does: Adam or L-BFGS, coarse
+to fine, tiles, any precision. L-BFGS's line searches and curvature pairs
+assume a fixed objective, so when a weight changes it starts afresh from
+the last accepted image (its evaluations go on counting); coarse to fine,
+the run moves to the next scale when a scale's steps are done. Every step's
+values in force are in the result's history
+(``content_weight``, ``style_weight``, ``tv_weight``, ``learning_rate``,
+``style_layer_weights/<layer>``), and the changes, with the step each took
+effect, are in ``Result.changes`` and the saved PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nst.base.backend import tf
+from nst.base.config import Config, ConfigError
+from nst.core import engine as engines
+from nst.core import execution
+from nst.core.features import extractor_for
+from nst.core.losses import Weights
+from nst.core.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
+from nst.core.scene import Prepared, resize
+from nst.core.targets import for_job
+from nst.io.images import ImageSource
+from nst.io.jobs import Job, Previous, settings
+from nst.run.record import EarlyEnd, Progress, Recorder, Result
+
+#: The settings a running run takes from `LiveRun.set`.
+STEERABLE = ("content_weight", "style_weight", "tv_weight", "learning_rate", "style_layer_weights")
+
+
+def start(
+    content: ImageSource,
+    style: ImageSource | list[ImageSource],
+    *,
+    config: Config | None = None,
+    callback: Callable[[Progress], Any] | None = None,
+    callback_every: int = 1,
+    masks: list[ImageSource] | ImageSource | None = None,
+    style_masks: list[ImageSource] | None = None,
+    previous: Previous | None = None,
+    **overrides: Any,
+) -> LiveRun:
+    """Start a run in a background thread and return its handle at once.
+
+    Arguments as for `nst.stylize` (regions too; ``previous``: a video
+    frame's, see `nst.io.jobs.Job`). The callback runs in that thread.
+    """
+    t0 = time.perf_counter()
+    config = settings(config, overrides)
+    job = Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks, previous=previous), config)
+    # A live run starts at once: it takes a path measured earlier (by a
+    # still run: `nst.core.execution`), or the unmeasured one; it measures none itself.
+    choice = execution.choose(
+        job.config, job.device, (1, *job.scenes[-1].content.shape), job.config.schedule[-1][1], None
+    )
+    return LiveRun(job.on(choice.path.settings()), callback, callback_every, t0, choice)
+
+
+class LiveRun:
+    """A run going on in a background thread (see `start`)."""
+
+    def __init__(
+        self, job: Prepared, callback: Callable | None, every: int, t0: float, path: execution.Choice | None = None
+    ) -> None:
+        self.job, self.config = job, job.config
+        self.changes: list[dict[str, Any]] = []
+        """Each `set` that took effect: {'step': ..., setting: value, ...}."""
+        self._pending: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop, self._running, self._held = threading.Event(), threading.Event(), threading.Event()
+        self._running.set()
+        self._result: Result | None = None
+        self._error: BaseException | None = None
+        self._book = Recorder([job], callback, every, t0, f"{job.device}", path)
+        self._scale = 0
+        self.engine = self._enter_scale(job.scenes[0].start(job.config))
+        """The compiled programs of the scale running (`nst.core.engine`), held while it runs."""
+        self._book.timings["setup"] = time.perf_counter() - t0
+        self._thread = self._launch()
+
+    def _enter_scale(self, start: np.ndarray) -> engines.Engine:
+        """The engine of scale ``self._scale``, from ``start`` with the targets
+        of that scale and the weights in force; the record goes on there."""
+        scene, strategy, config = self.job.scenes[self._scale], self.job.device.strategy, self.config
+        with strategy.scope():
+            targets = for_job(self.job, self._scale, extractor_for(config, str(id(strategy))))
+        engine = engines.acquire(config, strategy, start[None], targets, Weights.of([config]), scene.shapes())
+        self._runs, self._holding = engine.runs, True
+        self._book.begin_scale(self._scale, self._book.schedule[self._scale][0], engine.problem, [scene.present])
+        self._k = 0  # steps (Adam updates, L-BFGS evaluations) done at this scale
+        return engine
+
+    # -- steering ---------------------------------------------------------------
+
+    def set(self, **values: Any) -> None:
+        """Change weights or the learning rate from the next step on (any of
+        `STEERABLE`); checked now, like any setting."""
+        unknown = set(values) - set(STEERABLE)
+        if unknown:
+            raise ConfigError(f"a running run takes only {', '.join(STEERABLE)}; not {', '.join(sorted(unknown))}")
+        with self._lock:
+            self.config.replace(**{**self._pending, **values})  # a ConfigError now, not in the thread
+            self._pending.update(values)
+
+    def pause(self) -> None:
+        """Hold the run before its next step (the thread waits)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Go on after `pause`."""
+        self._running.set()
+
+    def stop(self) -> None:
+        """End the run before its next step; the best image so far is kept."""
+        self._stop.set()
+        self._running.set()
+
+    def proceed(self, steps: int) -> None:
+        """After the run has ended (or was stopped), do ``steps`` more from
+        where it was: the same image (with ``ema``, the average it ended
+        with), targets, weights and Adam state; a ``time_limit`` counts anew."""
+        if self.running:
+            raise RuntimeError("the run is still going: stop it or wait for its end first")
+        if not self.engine.lock.acquire(blocking=False):
+            raise RuntimeError("another run of this shape is going: stop it first")
+        if self.engine.runs != self._runs:  # its variables hold another run's state now
+            self.engine.release()
+            raise RuntimeError("another run of this shape has run since: start a new run (its settings are kept)")
+        self._holding = True
+        book = self._book
+        book.schedule[self._scale] = (book.schedule[self._scale][0], self._k + steps)
+        book.total_steps = sum(n for _, n in book.schedule)
+        per_scale = tuple(n for _, n in book.schedule)
+        self.config = self.config.replace(
+            **{"scale_steps": per_scale} if self.config.scales else {"steps": per_scale[0]}
+        )
+        history = book.histories[0]
+        if history.get("step") and history["step"][-1] == self.step:
+            # The run ended with an evaluation of the image it reached, which
+            # the next step makes again (a stopped run had not evaluated it).
+            for values in history.values():
+                values.pop()
+            book.step_times.pop()
+        book.stopped = None
+        book.restart_clock()
+        self._stop.clear()
+        self._running.set()
+        self._result = None
+        self._thread = self._launch()
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def paused(self) -> bool:
+        """True once the run is holding (after `pause`, when its step in flight is done)."""
+        return self._held.is_set()
+
+    @property
+    def step(self) -> int:
+        """Steps done so far, over all scales (Adam updates, or L-BFGS evaluations)."""
+        return self._book.offset + self._k
+
+    def result(self, timeout: float | None = None) -> Result:
+        """Wait for the run to end (or ``timeout`` seconds: TimeoutError) and
+        return its `Result`; an error in the run is raised here."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the run is still going after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _launch(self) -> threading.Thread:
+        thread = threading.Thread(target=self._work, daemon=True, name="nst-live-run")
+        thread.start()
+        return thread
+
+    def _work(self) -> None:
+        book = self._book
+        try:
+            try:
+                while self._optimise():
+                    if self._scale + 1 == len(book.schedule):
+                        break
+                    # The next scale, from this one's result upsampled.
+                    shape = self.job.scenes[self._scale + 1].content.shape[:2]
+                    image = resize(self.engine.problem.image[0].numpy(), shape)
+                    moments = adam_moments(self.engine) if self.config.scale_warm_start else None
+                    self._release()
+                    self._scale += 1
+                    self.engine = self._enter_scale(image)
+                    carry_adam(self.engine, moments)
+                else:
+                    book.stopped = "interrupted"
+            except KeyboardInterrupt:
+                book.stopped = "interrupted"
+            except EarlyEnd as e:
+                book.stopped = str(e)
+            except BaseException as e:  # raised by `result`, in the caller's thread
+                self._error = e
+                return
+            book.adam = adam_record(self.engine)
+            result = book.result(0)
+            result.config, result.changes = self.config, list(self.changes)
+            if self.changes and not self.config.ema:  # the best step under the weights in force at the end
+                steps, totals = np.array(result.history["step"]), np.array(result.history["total"])
+                since = steps >= self.changes[-1]["step"]
+                result.best_step = int(steps[since][np.argmin(totals[since])]) if since.any() else result.best_step
+            self._result = result
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Let other runs of this scale's shape have the engine (once)."""
+        if self._holding:
+            self._holding = False
+            self.engine.release()
+
+    def _optimise(self) -> bool:
+        """The steps left at this scale; False if the run was stopped."""
+        steps = self._book.schedule[self._scale][1]
+        if self.config.optimizer == "adam":
+            done = adam(self.engine, self.config, steps, self._report, first=self._k, between=self._between)
+        else:
+            image, done = lbfgs(self.engine, self.config, steps, self._report, first=self._k, between=self._between)
+            self.engine.problem.image.assign(image)  # the last accepted iterate
+        self._k = min(self._k, steps)
+        return done
+
+    def _between(self, k: int) -> bool:
+        """Before step ``k``: hold while paused; False to stop; the changes asked for take effect."""
+        if not self._running.is_set():
+            self._held.set()
+            self._running.wait()
+            self._held.clear()
+        if self._stop.is_set():
+            return False
+        self._apply()
+        return True
+
+    def _report(self, k: int, values: np.ndarray) -> None:
+        """Evaluation ``k`` into the record, with the values in force."""
+        self._book.report(k, values)
+        self._record()
+        self._k = k + 1
+
+    def _apply(self) -> None:
+        """Assign the changes asked for since the last step, and note them."""
+        with self._lock:
+            values, self._pending = self._pending, {}
+        if not values:
+            return
+        self.config = self.config.replace(**values)
+        self.engine.assign_weights(self.config)
+        # Losses under other weights do not compare: the best image is the
+        # best under the objective in force, from this step on.
+        self.engine.problem.best_loss.assign(tf.fill([1], math.inf))
+        self.changes.append({"step": self.step, **values})
+
+    def _record(self) -> None:
+        """The values in force at this step, beside its losses in the history."""
+        history, c = self._book.histories[0], self.config
+        in_force = {
+            "content_weight": c.content_weight,
+            "style_weight": c.style_weight,
+            "tv_weight": c.tv_weight,
+            "learning_rate": c.learning_rate,
+        }
+        in_force.update({f"style_layer_weights/{layer}": w for layer, w in zip(c.style_layers, c.layer_weights)})
+        for name, value in in_force.items():
+            history.setdefault(name, []).append(float(value))

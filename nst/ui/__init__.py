@@ -1,0 +1,3 @@
+"""What a person drives: the command line (`cli`, its options in `options`,
+how it fails in `failure`) and the notebook studio (`studio`, its `controls`
+and live `preview`)."""
