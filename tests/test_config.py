@@ -161,3 +161,44 @@ def test_a_misspelt_setting_is_named_with_the_nearest_one(content_image, style_i
         nst.stylize(content_image, style_image, stlye_weight=1)
     with pytest.raises(ConfigError, match=r"unknown setting 'zzz'$"):
         nst.stylize_many([nst.Job(content_image, style_image, {"zzz": 1})])
+
+
+def test_every_setting_declares_its_roles_and_option():
+    """A field added without `setting(...)` fails here, before any list of
+    settings (compiled program, batch, live, targets, options) misses it."""
+    from nst.base.config import OPTIONS, Role, named
+
+    for field in dataclasses.fields(Config):
+        assert {"roles", "flag", "parse", "help"} <= set(field.metadata), f"{field.name}: declare it with setting()"
+        assert all(isinstance(role, Role) for role in field.metadata["roles"])
+    assert set(named(Role.MEASURED)) == {"precision", "jit_compile", "pooling_op"}
+    assert {name for name, _, _ in OPTIONS.values()} <= {f.name for f in dataclasses.fields(Config)}
+
+
+def test_every_option_reaches_its_setting():
+    """Each flag read from the fields' declarations sets its own field, and
+    only it (a number halved, a switch turned, a name taken or refused by name)."""
+    from nst.base.config import OPTIONS
+    from nst.ui.options import build_parser, settings
+
+    base = preset("report")
+    parser = build_parser()
+    for flag, (name, parse, _) in OPTIONS.items():
+        default = getattr(base, name)
+        if parse is bool:
+            argv, expected = [flag if not default else "--no-" + flag[2:]], not default
+        elif parse in (int, float) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            expected = parse(default / 2) if default else 0.5
+            argv = [flag, str(expected)]
+        elif parse is str:  # a name: taken as it is (a path), or refused naming the setting
+            try:
+                changed = settings(parser.parse_args(["c.jpg", "s.jpg", flag, "zz"]))
+            except ConfigError as e:
+                assert str(e).startswith(("zz", name)) or f" {name}" in str(e), (flag, str(e))
+                continue
+            argv, expected = [flag, "zz"], ("zz",) if isinstance(default, tuple) else "zz"
+        else:
+            continue
+        changed = settings(parser.parse_args(["c.jpg", "s.jpg", *argv]))
+        assert getattr(changed, name) == expected, flag
+        assert changed.replace(**{name: default}) == base, f"{flag} changed more than {name}"

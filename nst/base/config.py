@@ -7,8 +7,11 @@ nothing heavy, so the CLI can validate settings before TensorFlow loads.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import enum
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +66,45 @@ MAX_PIXELS = 89_478_485
 MAX_STEPS, MAX_LBFGS_MEMORY, MAX_MAX_PIXELS = 10_000_000, 10_000, 2**40
 
 
+class Role(enum.Enum):
+    """What a setting does beside its own meaning. Each `Config` field names
+    its roles where it is declared (`setting`); the lists that other modules
+    keep (`named`) are read from there, never written out again."""
+
+    PROGRAM = "changes a compiled program, beside the shapes and the device (`nst.core.engine`)"
+    PER_IMAGE = "may differ between the images of one batch: each has its own (`nst.core.scene`)"
+    STEERABLE = "a running live run takes it between two steps (`nst.run.live.LiveRun.set`)"
+    TARGETS = "changes the style or content targets (`nst.core.targets`)"
+    MEASURED = "open until `nst.core.execution` settles it by measuring; ``unmeasured`` where nothing is"
+
+
+def setting(
+    default: Any,
+    *roles: Role,
+    flag: str | None,
+    parse: Callable[[str], Any] | None = None,
+    help: str = "",
+    unmeasured: Any = None,
+) -> Any:
+    """A `Config` field: its default, its roles, and its command-line option
+    (``flag``, read by ``parse``, said by ``help``; None: no option of its
+    own). ``bool`` options are switches (``--xla`` / ``--no-xla``)."""
+    if flag is not None and (parse is None or not help):
+        raise TypeError(f"{flag}: an option needs parse and help")
+    metadata = {"roles": frozenset(roles), "flag": flag, "parse": parse, "help": help, "unmeasured": unmeasured}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def pixels_or_auto(value: str) -> int | str:
+    """A size given on the command line (--tile, --scales): a whole number of pixels, or 'auto'."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size: give pixels (e.g. 256) or 'auto'") from None
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting of one style transfer run.
@@ -72,115 +114,288 @@ class Config:
     with equal weights, ``alpha/beta = 1e-3``.
     """
 
-    preset: str = "report"
+    preset: str = setting("report", Role.PER_IMAGE, flag=None)
     """Name of the preset these settings started from (recorded in outputs)."""
-    size: int = 512
+    size: int = setting(512, flag="--size", parse=int, help="longest side of the output, pixels")
     """Longest side of the output image, in pixels."""
-    steps: int = 500
+    steps: int = setting(500, flag="--steps", parse=int, help="optimiser steps")
     """Optimiser steps: Adam updates, or L-BFGS function evaluations."""
-    content_weight: float = 1.0
+    content_weight: float = setting(
+        1.0,
+        Role.PER_IMAGE,
+        Role.STEERABLE,
+        flag="--content-weight",
+        parse=float,
+        help="alpha, weight of the content loss",
+    )
     """alpha, the weight of the content loss."""
-    style_weight: float = 1e3
+    style_weight: float = setting(
+        1e3, Role.PER_IMAGE, Role.STEERABLE, flag="--style-weight", parse=float, help="beta, weight of the style loss"
+    )
     """beta, the weight of the style loss."""
-    tv_weight: float = 0.0
+    tv_weight: float = setting(
+        0.0,
+        Role.PER_IMAGE,
+        Role.STEERABLE,
+        flag="--tv-weight",
+        parse=float,
+        help="gamma, weight of the total variation loss",
+    )
     """gamma, the weight of the total variation loss (0 turns it off)."""
-    content_layers: tuple[str, ...] = ("block4_conv2",)
+    content_layers: tuple[str, ...] = setting(
+        ("block4_conv2",), Role.PROGRAM, Role.TARGETS, flag="--content-layers", parse=str, help="VGG19 content layers"
+    )
     """VGG19 layers whose activations the output must match to the content's."""
-    style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
+    style_layers: tuple[str, ...] = setting(
+        PAPER_STYLE_LAYERS, Role.PROGRAM, Role.TARGETS, flag="--style-layers", parse=str, help="VGG19 style layers"
+    )
     """VGG19 layers whose Gram matrices the output must match to the style's."""
-    style_layer_weights: tuple[float, ...] | None = None
+    style_layer_weights: tuple[float, ...] | None = setting(
+        None,
+        Role.PER_IMAGE,
+        Role.STEERABLE,
+        flag="--style-layer-weights",
+        parse=float,
+        help="w_l, one per style layer (default: 1/L each)",
+    )
     """w_l per style layer; ``None`` means 1/L each."""
-    loss_form: str = "report"
+    loss_form: str = setting(
+        "report",
+        Role.PROGRAM,
+        Role.TARGETS,
+        flag="--loss-form",
+        parse=str,
+        help=f"how the terms are normalised: {' | '.join(LOSS_FORMS)} (scaled: each sum d^2 / sum |d|, weights that hold at any size)",
+    )
     """'report' (the paper's normalisation), 'tutorial' (the TF tutorial's),
     'gatys' (the authors' code's) or 'scaled' (crowsonkb's; see `nst.core.losses`)."""
-    optimizer: str = "adam"
+    optimizer: str = setting(
+        "adam",
+        Role.PROGRAM,
+        flag="--optimizer",
+        parse=str,
+        help=f"{' | '.join(OPTIMIZERS)}; with lbfgs, STEPS counts function evaluations",
+    )
     """'adam' (the report's) or 'lbfgs' (SciPy's L-BFGS-B, the paper's and
     jcjohnson's choice: fewer evaluations to a given loss, no learning rate)."""
-    learning_rate: float = 0.02
+    learning_rate: float = setting(
+        0.02, Role.STEERABLE, flag="--lr", parse=float, help="Adam learning rate (pixels in [0, 1])"
+    )
     """Adam's step size, in units of pixel values in [0, 1]."""
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-8
-    adam_warm_start: bool = False
+    beta_1: float = setting(0.9, Role.PROGRAM, flag=None)
+    beta_2: float = setting(0.999, Role.PROGRAM, flag=None)
+    epsilon: float = setting(1e-8, Role.PROGRAM, flag=None)
+    adam_warm_start: bool = setting(False, flag=None)
     """Go on with the Adam state that the ``init`` PNG records (every Adam
     output does; ``nst --resume`` sets this): a fresh Adam moves every pixel
     by about the learning rate at first, which from a nearly converged image
     climbs away before it comes back. Without a record Adam starts fresh."""
-    lbfgs_memory: int = 20
+    lbfgs_memory: int = setting(20, flag="--lbfgs-memory", parse=int, help="past steps L-BFGS remembers")
     """How many past steps L-BFGS keeps to model the curvature."""
-    scales: tuple[int, ...] | str | None = None
+    scales: tuple[int, ...] | str | None = setting(
+        None,
+        flag="--scales",
+        parse=pixels_or_auto,
+        help="coarse to fine: sizes to optimise at, smallest first; the last is the output size; 'auto': from 128 px up by factors of sqrt(2), twice STEPS at the first",
+    )
     """Coarse to fine: the sizes to optimise at, smallest first; the last is
     ``size`` (setting only ``scales`` sets ``size`` to its last). Each scale
     starts from the previous result, upsampled. 'auto': crowsonkb's pyramid,
     from `AUTO_SMALLEST` px up by factors of sqrt(2) (`scale_sizes`), with
     `AUTO_FIRST_FACTOR` x the steps at the first scale. ``None``: only ``size``."""
-    scale_steps: tuple[int, ...] | None = None
+    scale_steps: tuple[int, ...] | None = setting(
+        None, flag="--scale-steps", parse=int, help="steps at each scale (default: STEPS each)"
+    )
     """Steps at each scale; ``None``: ``steps`` at each (with 'auto' scales,
     `AUTO_FIRST_FACTOR` x as many at the first)."""
-    scale_warm_start: bool = False
+    scale_warm_start: bool = setting(
+        False,
+        flag="--scale-warm-start",
+        parse=bool,
+        help="coarse to fine: each later scale goes on with the last one's Adam moments, resized (crowsonkb's), or starts a fresh Adam",
+    )
     """Coarse to fine with Adam: each later scale goes on with the previous
     scale's Adam moments, resized (the first bicubic, the second bilinear
     and at least 0; crowsonkb's), instead of a fresh Adam."""
-    style_blend: tuple[float, ...] | None = None
+    style_blend: tuple[float, ...] | None = setting(
+        None, Role.PER_IMAGE, flag="--style-blend", parse=float, help="weight of each STYLE image (default: equal)"
+    )
     """Weight of each style image in the blended Gram targets (normalised to
     sum to 1); ``None``: equal weights."""
-    style_scale: float = 1.0
+    style_scale: float = setting(
+        1.0,
+        Role.PER_IMAGE,
+        Role.TARGETS,
+        flag="--style-scale",
+        parse=float,
+        help="size of the style image relative to the output",
+    )
     """Size of the style image relative to the output (0.5: half as large, so
     its brush strokes come out larger)."""
-    pooling: str = "max"
+    pooling: str = setting(
+        "max",
+        Role.PROGRAM,
+        Role.TARGETS,
+        flag="--pooling",
+        parse=str,
+        help=f"VGG19 pooling: {' | '.join(POOLINGS)} (l2: x 0.78, crowsonkb's)",
+    )
     """VGG19's pooling: 'max' (Keras'), 'avg' (the paper's) or 'l2' (each
     window's L2 norm x 0.78, crowsonkb's, scaled so that the deeper
     activations keep about max pooling's size); the same weights."""
-    padding: str = "zero"
+    padding: str = setting(
+        "zero",
+        Role.PROGRAM,
+        Role.TARGETS,
+        flag="--padding",
+        parse=str,
+        help=f"the first convolution's padding: {' | '.join(PADDINGS)} (fewer edge artefacts)",
+    )
     """The first convolution's padding: 'zero' (VGG19's) or 'replicate'
     (the edge pixels repeated: fewer artefacts along the picture's edges)."""
-    style_loss: str = "gram"
+    style_loss: str = setting(
+        "gram",
+        Role.PROGRAM,
+        Role.TARGETS,
+        flag="--style-loss",
+        parse=str,
+        help=f"style statistics: {' | '.join(STYLE_LOSSES)} (w2: Wasserstein-2 between Gaussian fits, keeps colour and contrast apart)",
+    )
     """'gram' (the loss form's Gram matrices) or 'w2': the Wasserstein-2
     distance between Gaussian fits of the features, which keeps the
     style's colour and contrast apart (see `nst.core.wasserstein`)."""
-    ema: float = 0.0
+    ema: float = setting(
+        0.0,
+        Role.PROGRAM,
+        flag="--ema",
+        parse=float,
+        help="decay of a moving average of Adam's iterates, which becomes the output (0: off; crowsonkb's 0.99 takes away Adam's grain)",
+    )
     """Decay of an exponential moving average of Adam's iterates (0: off;
     crowsonkb's 0.99). The output, the preview and the next scale's start
     are the bias-corrected average, which has none of Adam's grain."""
-    normalize: str | None = None
+    normalize: str | None = setting(
+        None,
+        Role.PROGRAM,
+        Role.TARGETS,
+        flag="--normalize",
+        parse=str,
+        help="the paper's normalised VGG19, each filter's mean activation made 1 over the sample images ('samples') or a FOLDER of images; 'off': Keras' VGG19 as it is",
+    )
     """The paper's normalised VGG19 (`nst.core.normalize`), each filter's mean
     activation made 1 over 'samples' (the sample images) or a folder of
     images, for the 'gatys' loss form only; ``None`` ('off'): Keras' VGG19."""
-    mask_mode: str = "propagate"
+    mask_mode: str = setting(
+        "propagate",
+        Role.TARGETS,
+        flag="--mask-mode",
+        parse=str,
+        help=f"how --masks reach each style layer: {' | '.join(MASK_MODES)}",
+    )
     """With regions (``masks``): how a mask reaches a style layer's resolution,
     'propagate' (through the receptive fields: soft borders) or 'erode'
     (resized, then a 3 x 3 minimum); see `nst.io.regions.layer_masks`."""
-    preserve_color: str | None = None
+    preserve_color: str | None = setting(
+        None,
+        Role.PER_IMAGE,
+        Role.TARGETS,
+        flag="--preserve-color",
+        parse=str,
+        help=f"keep the content's colours: {' | '.join(COLOR_MODES)}",
+    )
     """Keep the content's colours: 'luminance' or 'histogram' (``None``: off)."""
-    init: str = "content"
+    init: str = setting(
+        "content", Role.PER_IMAGE, flag="--init", parse=str, help=f"starting image: {' | '.join(INITS)} | PATH"
+    )
     """Starting image: 'content', 'style' (resized to the output), 'noise'
     (uniform in [0, 1]), 'gray' or 'style-mean' (0.5, or the styles' mean
     colour, plus noise of one grey level), or the path or URL of an image."""
-    seed: int | None = None
+    seed: int | None = setting(
+        None,
+        Role.PER_IMAGE,
+        flag="--seed",
+        parse=int,
+        help="seed for noise init and random weights; same seed, same PNG (default: none)",
+    )
     """Seed for noise and random weights; with a seed the same inputs and
     settings give a bit-identical image on the same machine."""
-    weights: str | None = None
+    weights: str | None = setting(
+        None,
+        Role.PROGRAM,
+        Role.TARGETS,
+        flag="--weights",
+        parse=str,
+        help="imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS, else the file `nst weights install` put in the cache, else imagenet)",
+    )
     """'imagenet', 'random', or a path to a .h5/.npz file. ``None``: the
     file named by $NST_VGG19_WEIGHTS if set, else the one ``nst weights
     install`` put into the cache, else 'imagenet'."""
-    jit_compile: bool | None = None
+    jit_compile: bool | None = setting(
+        None,
+        Role.PROGRAM,
+        Role.MEASURED,
+        flag="--xla",
+        parse=bool,
+        help="compile steps with XLA, or not (default: whichever was measured faster)",
+        unmeasured=True,
+    )
     """Compile each step with XLA (True) or run TensorFlow's own kernels
     (False); ``None``: whichever `nst.core.execution` measured faster here."""
-    time_limit: float | None = None
+    time_limit: float | None = setting(
+        None,
+        flag="--time-limit",
+        parse=float,
+        help="end the run after this many seconds of steps, with the best image so far",
+    )
     """End the run after this many seconds of steps, with the best image so
     far (coarse to fine: at the scale reached; ``Result.stopped`` says so)."""
-    max_pixels: int = MAX_PIXELS
+    max_pixels: int = setting(
+        MAX_PIXELS,
+        Role.TARGETS,
+        flag="--max-pixels",
+        parse=int,
+        help="refuse input images with more pixels (decompression-bomb guard)",
+    )
     """Input images with more pixels are refused (a decompression-bomb guard)."""
-    device: str = "auto"
+    device: str = setting(
+        "auto",
+        flag="--device",
+        parse=str,
+        help=f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)",
+    )
     """Where to run: 'auto' (a TPU, else a GPU, else the CPU), 'tpu', 'gpu' or 'cpu'."""
-    precision: str = "auto"
+    precision: str = setting(
+        "auto",
+        Role.PROGRAM,
+        Role.TARGETS,
+        Role.MEASURED,
+        flag="--precision",
+        parse=str,
+        help=f"VGG19 arithmetic: {' | '.join(PRECISIONS)} (auto: float32 or the device's 16-bit arithmetic, whichever was measured faster here)",
+        unmeasured="float32",
+    )
     """'float32', 'mixed_float16', 'mixed_bfloat16' or 'auto' (see `PRECISIONS`):
     float32 or the device's fast 16-bit arithmetic, whichever `nst.core.execution`
     measured faster here with the same objective to 1%."""
-    pooling_op: str | None = None
+    pooling_op: str | None = setting(
+        None,
+        Role.PROGRAM,
+        Role.TARGETS,
+        Role.MEASURED,
+        flag="--pooling-op",
+        parse=str,
+        help=f"how pooling is computed: {' | '.join(POOLING_OPS)} (same values; default: whichever was measured faster here)",
+        unmeasured="reshape",
+    )
     """How the pooling is computed (see `POOLING_OPS`); ``None``: whichever
     `nst.core.execution` measured faster here."""
-    tile: int | None = None
+    tile: int | None = setting(
+        None,
+        Role.PROGRAM,
+        flag="--tile",
+        parse=pixels_or_auto,
+        help="compute in tiles that each own TILE px a side (plus a halo): memory follows the tile, not the output, and the result is the untiled one; 'auto': tiles only where the whole image would not fit in memory",
+    )
     """Evaluate VGG19 in tiles that each own this many output pixels a side
     (plus a halo), so memory follows the tile, not the output; the objective
     and its gradient are the untiled ones (`nst.core.tiles`). ``None``: untiled."""
@@ -365,6 +580,24 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         return cls(**_normalise(values)).validate()
+
+
+def named(role: Role) -> tuple[str, ...]:
+    """The names of the `Config` fields that play ``role``, in their order."""
+    return tuple(f.name for f in dataclasses.fields(Config) if role in f.metadata["roles"])
+
+
+#: What each `Role.MEASURED` setting is where nothing was measured (short
+#: runs, live runs, every test): nst's one path before it measured.
+UNMEASURED = {
+    f.name: f.metadata["unmeasured"] for f in dataclasses.fields(Config) if Role.MEASURED in f.metadata["roles"]
+}
+#: Command-line flag -> (Config field, how its value is read, its help).
+OPTIONS = {
+    f.metadata["flag"]: (f.name, f.metadata["parse"], f.metadata["help"])
+    for f in dataclasses.fields(Config)
+    if f.metadata["flag"] is not None
+}
 
 
 #: The first frame's steps, unless given, per later frame's.

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from nst.base.backend import tf
-from nst.base.config import Config
+from nst.base.config import Config, Role, named
 from nst.core.features import extractor_for
 from nst.core.losses import Targets, Weights
 from nst.core.problem import Problem
@@ -37,25 +37,7 @@ from nst.core.tiles import TiledProblem
 #: variables (the images, targets and Adam's moments) held.
 KEPT = 24
 #: The settings that change a compiled program (beside the shapes and the device).
-PROGRAM = (
-    "content_layers",
-    "style_layers",
-    "weights",
-    "pooling",
-    "normalize",
-    "precision",
-    "loss_form",
-    "tile",
-    "optimizer",
-    "beta_1",
-    "beta_2",
-    "epsilon",
-    "jit_compile",
-    "pooling_op",
-    "padding",
-    "style_loss",
-    "ema",
-)
+PROGRAM = named(Role.PROGRAM)
 
 
 class Engine:

@@ -43,14 +43,11 @@ import numpy as np
 from nst import __version__
 from nst.base.backend import tf
 from nst.base.cache import cache_dir, cpu
-from nst.base.config import POOLING_OPS, Config
+from nst.base.config import POOLING_OPS, UNMEASURED, Config
 from nst.core.device import Device
 from nst.core.engine import PROGRAM, Engine
 from nst.core.optimizers import adam
 
-#: What an open setting is when nothing was measured (short runs, live runs,
-#: every test): nst's one path before it measured.
-UNMEASURED = {"precision": "float32", "jit_compile": True, "pooling_op": "reshape"}
 #: A run is measured when its largest scale has this many pixels (256 x 128)
 #: and this many steps: below, the measurement costs more than it can save.
 MEASURE_PIXELS, MEASURE_STEPS = 2**15, 100

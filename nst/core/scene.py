@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nst.base.backend import tf
-from nst.base.config import INITS, Config, ConfigError
+from nst.base.config import INITS, Config, ConfigError, Role, named
 from nst.core.device import Device
 from nst.core.device import current as current_device
 from nst.io import color, regions
@@ -125,18 +125,7 @@ class Scene:
 
 
 #: Settings in which the runs of one batch may differ: each image has its own.
-PER_IMAGE = (
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "style_layer_weights",
-    "style_blend",
-    "style_scale",
-    "preserve_color",
-    "init",
-    "seed",
-    "preset",
-)
+PER_IMAGE = named(Role.PER_IMAGE)
 DEFAULTS = Config()
 
 

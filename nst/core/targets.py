@@ -29,7 +29,7 @@ import numpy as np
 
 from nst.base import geometry
 from nst.base.backend import tf
-from nst.base.config import Config
+from nst.base.config import Config, Role, named
 from nst.core.features import Extractor
 from nst.core.losses import Targets, form_of, gram_matrix
 from nst.core.scene import Prepared, Scene
@@ -39,6 +39,8 @@ from nst.io.regions import layer_masks
 #: How many jobs' targets are remembered (each is about one VGG19 feature map
 #: of the output at the content layer, and a few Gram matrices).
 REMEMBERED = 8
+#: The settings that change a job's targets, beside its inputs and size.
+TARGETS = named(Role.TARGETS)
 _REMEMBERED: OrderedDict[tuple, Targets] = OrderedDict()
 _GUARD = threading.Lock()  # a live run's thread and the caller's may both ask
 
@@ -98,22 +100,9 @@ def for_job(job: Prepared, scale: int, extractor: Extractor) -> Targets:
         tuple(_stamp(n) for n in names),
         scene.content.shape,
         c.schedule[scale][0],
-        c.style_scale,
         job.blend,
-        c.preserve_color,
-        c.max_pixels,
-        c.mask_mode,
-        c.style_layers,
-        c.content_layers,
-        c.weights,
-        c.seed if c.weights == "random" else None,
-        c.pooling,
-        c.pooling_op,
-        c.normalize,
-        c.precision,
-        c.loss_form,
-        c.padding,
-        c.style_loss,
+        c.seed if c.weights == "random" else None,  # the seed makes the random network
+        *(getattr(c, name) for name in TARGETS),
     )
     with _GUARD:
         if key in _REMEMBERED:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from nst.base.backend import tf
-from nst.base.config import Config, ConfigError
+from nst.base.config import Config, ConfigError, Role, named
 from nst.core import engine as engines
 from nst.core import execution
 from nst.core.features import extractor_for
@@ -53,7 +53,7 @@ from nst.io.jobs import Job, Previous, settings
 from nst.run.record import EarlyEnd, Progress, Recorder, Result
 
 #: The settings a running run takes from `LiveRun.set`.
-STEERABLE = ("content_weight", "style_weight", "tv_weight", "learning_rate", "style_layer_weights")
+STEERABLE = named(Role.STEERABLE)
 
 
 def start(

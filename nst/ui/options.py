@@ -16,19 +16,9 @@ from typing import Any
 
 from nst import __version__
 from nst.base.config import (
-    COLOR_MODES,
-    DEVICES,
     FLOW_METHODS,
-    INITS,
-    LOSS_FORMS,
-    MASK_MODES,
-    OPTIMIZERS,
-    PADDINGS,
-    POOLING_OPS,
-    POOLINGS,
-    PRECISIONS,
+    OPTIONS,
     PRESETS,
-    STYLE_LOSSES,
     VGG19_CONV_LAYERS,
     Config,
     ConfigError,
@@ -53,99 +43,6 @@ DEFAULT_OUTPUT = "stylized.png"
 
 
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
-
-
-def pixels_or_auto(value: str) -> int | str:
-    """--tile's and --scales' values: a whole number of pixels, or 'auto'."""
-    if value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size: give pixels (e.g. 256) or 'auto'") from None
-
-
-#: CLI flag -> (Config field, type, help). Each default shown is the report preset's.
-OPTIONS: dict[str, tuple[str, Any, str]] = {
-    "--size": ("size", int, "longest side of the output, pixels"),
-    "--steps": ("steps", int, "optimiser steps"),
-    "--content-weight": ("content_weight", float, "alpha, weight of the content loss"),
-    "--style-weight": ("style_weight", float, "beta, weight of the style loss"),
-    "--tv-weight": ("tv_weight", float, "gamma, weight of the total variation loss"),
-    "--optimizer": ("optimizer", str, f"{' | '.join(OPTIMIZERS)}; with lbfgs, STEPS counts function evaluations"),
-    "--lr": ("learning_rate", float, "Adam learning rate (pixels in [0, 1])"),
-    "--lbfgs-memory": ("lbfgs_memory", int, "past steps L-BFGS remembers"),
-    "--scales": (
-        "scales",
-        pixels_or_auto,
-        "coarse to fine: sizes to optimise at, smallest first; the last is the "
-        "output size; 'auto': from 128 px up by factors of sqrt(2), twice STEPS at the first",
-    ),
-    "--scale-steps": ("scale_steps", int, "steps at each scale (default: STEPS each)"),
-    "--content-layers": ("content_layers", str, "VGG19 content layers"),
-    "--style-layers": ("style_layers", str, "VGG19 style layers"),
-    "--style-layer-weights": ("style_layer_weights", float, "w_l, one per style layer (default: 1/L each)"),
-    "--style-blend": ("style_blend", float, "weight of each STYLE image (default: equal)"),
-    "--style-scale": ("style_scale", float, "size of the style image relative to the output"),
-    "--pooling": ("pooling", str, f"VGG19 pooling: {' | '.join(POOLINGS)} (l2: x 0.78, crowsonkb's)"),
-    "--padding": ("padding", str, f"the first convolution's padding: {' | '.join(PADDINGS)} (fewer edge artefacts)"),
-    "--loss-form": (
-        "loss_form",
-        str,
-        f"how the terms are normalised: {' | '.join(LOSS_FORMS)} (scaled: each "
-        "sum d^2 / sum |d|, weights that hold at any size)",
-    ),
-    "--style-loss": (
-        "style_loss",
-        str,
-        f"style statistics: {' | '.join(STYLE_LOSSES)} (w2: Wasserstein-2 between "
-        "Gaussian fits, keeps colour and contrast apart)",
-    ),
-    "--ema": (
-        "ema",
-        float,
-        "decay of a moving average of Adam's iterates, which becomes the output (0: off; "
-        "crowsonkb's 0.99 takes away Adam's grain)",
-    ),
-    "--normalize": (
-        "normalize",
-        str,
-        "the paper's normalised VGG19, each filter's mean activation made 1 over "
-        "the sample images ('samples') or a FOLDER of images; 'off': Keras' VGG19 as it is",
-    ),
-    "--mask-mode": ("mask_mode", str, f"how --masks reach each style layer: {' | '.join(MASK_MODES)}"),
-    "--preserve-color": ("preserve_color", str, f"keep the content's colours: {' | '.join(COLOR_MODES)}"),
-    "--init": ("init", str, f"starting image: {' | '.join(INITS)} | PATH"),
-    "--seed": ("seed", int, "seed for noise init and random weights; same seed, same PNG (default: none)"),
-    "--time-limit": ("time_limit", float, "end the run after this many seconds of steps, with the best image so far"),
-    "--max-pixels": ("max_pixels", int, "refuse input images with more pixels (decompression-bomb guard)"),
-    "--device": ("device", str, f"where to run: {' | '.join(DEVICES)} (auto: a TPU, else a GPU, else the CPU)"),
-    "--precision": (
-        "precision",
-        str,
-        f"VGG19 arithmetic: {' | '.join(PRECISIONS)} (auto: float32 or the "
-        "device's 16-bit arithmetic, whichever was measured faster here)",
-    ),
-    "--pooling-op": (
-        "pooling_op",
-        str,
-        f"how pooling is computed: {' | '.join(POOLING_OPS)} (same values; "
-        "default: whichever was measured faster here)",
-    ),
-    "--tile": (
-        "tile",
-        pixels_or_auto,
-        "compute in tiles that each own TILE px a side (plus a halo): memory follows "
-        "the tile, not the output, and the result is the untiled one; 'auto': tiles only where the whole "
-        "image would not fit in memory",
-    ),
-    "--weights": (
-        "weights",
-        str,
-        "imagenet | random | PATH to a .h5/.npz (default: $NST_VGG19_WEIGHTS, else the "
-        "file `nst weights install` put in the cache, else imagenet)",
-    ),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,15 +103,19 @@ def add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
     defaults = Config()
     types = {f.name: str(f.type) for f in dataclasses.fields(Config)}
     parser.add_argument("--preset", choices=list(PRESETS), help="starting settings (default: report)")
-    for flag, (name, kind, text) in OPTIONS.items():
+    for flag, (name, parse, text) in OPTIONS.items():
         if flag in skip:
             continue
         default = getattr(defaults, name)
+        if parse is bool:  # a switch: --xla / --no-xla
+            shown = f" (report: {'on' if default else 'off'})" if default is not None else ""
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text + shown)
+            continue
         shown = " ".join(default) if isinstance(default, tuple) else default
         many = types[name].startswith("tuple")  # a list of values on the command line
         parser.add_argument(
             flag,
-            type=kind,
+            type=parse,
             nargs="+" if many else None,
             metavar=name.upper(),
             help=f"{text} (report: {shown})" if default is not None else text,
@@ -240,19 +141,6 @@ def add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) ->
         help="with --masks or --mask-map: the part of "
         "each style image to take its style from (white), one per style image",
     )
-    parser.add_argument(
-        "--xla",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="compile steps with XLA, or not (default: whichever was measured faster)",
-    )
-    parser.add_argument(
-        "--scale-warm-start",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="coarse to fine: each later scale goes on with the last one's Adam moments, resized "
-        "(crowsonkb's), or starts a fresh Adam (report: fresh)",
-    )
 
 
 def add_switches(parser: argparse.ArgumentParser) -> None:
@@ -266,10 +154,6 @@ def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
     """The Config the arguments ask for: the preset (or ``base``), then each flag given."""
     changes = {name: getattr(args, flag[2:].replace("-", "_"), None) for flag, (name, _, _) in OPTIONS.items()}
     changes = {k: v for k, v in changes.items() if v is not None and v != "auto"}  # --tile auto: see `run`
-    if args.xla is not None:
-        changes["jit_compile"] = args.xla
-    if args.scale_warm_start is not None:
-        changes["scale_warm_start"] = args.scale_warm_start
     if base is not None and args.preset is None:
         return base.replace(**changes)
     return preset(args.preset or "report", **changes)
@@ -287,8 +171,10 @@ def sweep(args: argparse.Namespace, config: Config) -> list[tuple[str, dict[str,
         name, _, values = item.partition("=")
         flag = "--" + name.removeprefix("--")
         field, kind, _ = OPTIONS.get(flag, (None, None, None))
-        if field is None or not values or isinstance(getattr(config, field), tuple):
-            single = ", ".join(f[2:] for f, (n, _, _) in OPTIONS.items() if not isinstance(getattr(config, n), tuple))
+        if field is None or not values or kind is bool or isinstance(getattr(config, field), tuple):
+            single = ", ".join(
+                f[2:] for f, (n, k, _) in OPTIONS.items() if k is not bool and not isinstance(getattr(config, n), tuple)
+            )
             raise ConfigError(f"--sweep {item}: give OPTION=V1,V2,... with one of these options: {single}")
         try:
             axes.append((flag[2:], field, [(raw, kind(raw)) for raw in values.split(",")]))
