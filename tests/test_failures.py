@@ -534,9 +534,9 @@ def terminate_during(monkeypatch, module, name):
         ("nst.ui.cli", "check_weights", []),  # checking inputs, before TensorFlow
         ("nst.core.features", "_vgg19", []),  # building the model
         ("nst.core.features", "_randomise", []),  # loading the weights
-        ("nst.run.optimize", "for_job", []),  # computing the targets
+        ("nst.run.driver", "for_job", []),  # computing the targets
         ("nst.core.engine", "acquire", []),  # the compiled programs set up: nothing made yet
-        ("nst.run.optimize", "adam", ["out.png"]),  # the loop (its first step compiles): the start image is kept
+        ("nst.run.driver", "adam", ["out.png"]),  # the loop (its first step compiles): the start image is kept
         # A checkpoint being written completes; the run stops there and what
         # it made is written (a second signal meanwhile waits until then).
         ("nst.io.images", "write_atomic", ["anim.gif", "out-00000.png", "out.png"]),

@@ -20,7 +20,7 @@ from nst.core.features import L2_SCALE, Extractor, extractor_for
 from nst.core.losses import SCALED, form_of, gram_matrix, mean_total_variation
 from nst.core.wasserstein import W2_EPSILON, moment_features
 from nst.io.images import load_image, read_metadata
-from nst.run import optimize
+from nst.run import driver
 from nst.ui import cli, options
 
 W2 = {"style_loss": "w2", "jit_compile": False}
@@ -295,13 +295,13 @@ def test_auto_scales_go_up_by_sqrt_2_from_128_px_with_twice_the_steps_first():
 
 def test_later_scales_go_on_with_adams_moments_resized(block13_weights, content_image, style_image, monkeypatch):
     carried = []
-    real = optimize.carry_adam
+    real = driver.carry_adam
 
     def carry(engine, moments):
         real(engine, moments)
         carried.append((moments, optimizers.adam_moments(engine)))
 
-    monkeypatch.setattr(optimize, "carry_adam", carry)
+    monkeypatch.setattr(driver, "carry_adam", carry)
     nst.stylize(
         content_image,
         style_image,

@@ -42,15 +42,11 @@ import numpy as np
 from nst.base.backend import tf
 from nst.base.config import Config, ConfigError, Role, named
 from nst.core import engine as engines
-from nst.core import execution
-from nst.core.features import extractor_for
-from nst.core.losses import Weights
-from nst.core.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
-from nst.core.scene import Prepared, resize
-from nst.core.targets import for_job
+from nst.core.scene import Prepared
 from nst.io.images import ImageSource
 from nst.io.jobs import Job, Previous, settings
-from nst.run.record import EarlyEnd, Progress, Recorder, Result
+from nst.run.driver import Run
+from nst.run.record import Progress, Result
 
 #: The settings a running run takes from `LiveRun.set`.
 STEERABLE = named(Role.STEERABLE)
@@ -76,21 +72,13 @@ def start(
     t0 = time.perf_counter()
     config = settings(config, overrides)
     job = Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks, previous=previous), config)
-    # A live run starts at once: it takes a path measured earlier (by a
-    # still run: `nst.core.execution`), or the unmeasured one; it measures none itself.
-    choice = execution.choose(
-        job.config, job.device, (1, *job.scenes[-1].content.shape), job.config.schedule[-1][1], None
-    )
-    return LiveRun(job.on(choice.path.settings()), callback, callback_every, t0, choice)
+    return LiveRun(job, callback, callback_every, t0)
 
 
 class LiveRun:
     """A run going on in a background thread (see `start`)."""
 
-    def __init__(
-        self, job: Prepared, callback: Callable | None, every: int, t0: float, path: execution.Choice | None = None
-    ) -> None:
-        self.job, self.config = job, job.config
+    def __init__(self, job: Prepared, callback: Callable | None, every: int, t0: float) -> None:
         self.changes: list[dict[str, Any]] = []
         """Each `set` that took effect: {'step': ..., setting: value, ...}."""
         self._pending: dict[str, Any] = {}
@@ -99,24 +87,20 @@ class LiveRun:
         self._running.set()
         self._result: Result | None = None
         self._error: BaseException | None = None
-        self._book = Recorder([job], callback, every, t0, f"{job.device}", path)
-        self._scale = 0
-        self.engine = self._enter_scale(job.scenes[0].start(job.config))
-        """The compiled programs of the scale running (`nst.core.engine`), held while it runs."""
-        self._book.timings["setup"] = time.perf_counter() - t0
+        # A live run starts at once: it takes a path measured earlier (by a
+        # still run: `nst.core.execution`), or the unmeasured one; it measures none itself.
+        self._run = Run([job], callback, every, measure=False, on_report=self._record, t0=t0)
         self._thread = self._launch()
 
-    def _enter_scale(self, start: np.ndarray) -> engines.Engine:
-        """The engine of scale ``self._scale``, from ``start`` with the targets
-        of that scale and the weights in force; the record goes on there."""
-        scene, strategy, config = self.job.scenes[self._scale], self.job.device.strategy, self.config
-        with strategy.scope():
-            targets = for_job(self.job, self._scale, extractor_for(config, str(id(strategy))))
-        engine = engines.acquire(config, strategy, start[None], targets, Weights.of([config]), scene.shapes())
-        self._runs, self._holding = engine.runs, True
-        self._book.begin_scale(self._scale, self._book.schedule[self._scale][0], engine.problem, [scene.present])
-        self._k = 0  # steps (Adam updates, L-BFGS evaluations) done at this scale
-        return engine
+    @property
+    def config(self) -> Config:
+        """The settings in force (the run's, with the changes that took effect)."""
+        return self._run.config
+
+    @property
+    def engine(self) -> engines.Engine:
+        """The compiled programs of the scale running (`nst.core.engine`), held while it runs."""
+        return self._run.engine
 
     # -- steering ---------------------------------------------------------------
 
@@ -149,19 +133,13 @@ class LiveRun:
         with), targets, weights and Adam state; a ``time_limit`` counts anew."""
         if self.running:
             raise RuntimeError("the run is still going: stop it or wait for its end first")
-        if not self.engine.lock.acquire(blocking=False):
-            raise RuntimeError("another run of this shape is going: stop it first")
-        if self.engine.runs != self._runs:  # its variables hold another run's state now
-            self.engine.release()
-            raise RuntimeError("another run of this shape has run since: start a new run (its settings are kept)")
-        self._holding = True
-        book = self._book
-        book.schedule[self._scale] = (book.schedule[self._scale][0], self._k + steps)
+        run = self._run
+        run.hold()
+        book = run.record
+        book.schedule[run.scale] = (book.schedule[run.scale][0], run.k + steps)
         book.total_steps = sum(n for _, n in book.schedule)
         per_scale = tuple(n for _, n in book.schedule)
-        self.config = self.config.replace(
-            **{"scale_steps": per_scale} if self.config.scales else {"steps": per_scale[0]}
-        )
+        run.change({"scale_steps": per_scale} if run.config.scales else {"steps": per_scale[0]})
         history = book.histories[0]
         if history.get("step") and history["step"][-1] == self.step:
             # The run ended with an evaluation of the image it reached, which
@@ -190,7 +168,7 @@ class LiveRun:
     @property
     def step(self) -> int:
         """Steps done so far, over all scales (Adam updates, or L-BFGS evaluations)."""
-        return self._book.offset + self._k
+        return self._run.step
 
     def result(self, timeout: float | None = None) -> Result:
         """Wait for the run to end (or ``timeout`` seconds: TimeoutError) and
@@ -211,31 +189,14 @@ class LiveRun:
         return thread
 
     def _work(self) -> None:
-        book = self._book
+        run = self._run
         try:
             try:
-                while self._optimise():
-                    if self._scale + 1 == len(book.schedule):
-                        break
-                    # The next scale, from this one's result upsampled.
-                    shape = self.job.scenes[self._scale + 1].content.shape[:2]
-                    image = resize(self.engine.problem.image[0].numpy(), shape)
-                    moments = adam_moments(self.engine) if self.config.scale_warm_start else None
-                    self._release()
-                    self._scale += 1
-                    self.engine = self._enter_scale(image)
-                    carry_adam(self.engine, moments)
-                else:
-                    book.stopped = "interrupted"
-            except KeyboardInterrupt:
-                book.stopped = "interrupted"
-            except EarlyEnd as e:
-                book.stopped = str(e)
+                run.drive(self._between)
             except BaseException as e:  # raised by `result`, in the caller's thread
                 self._error = e
                 return
-            book.adam = adam_record(self.engine)
-            result = book.result(0)
+            result = run.results()[0]
             result.config, result.changes = self.config, list(self.changes)
             if self.changes and not self.config.ema:  # the best step under the weights in force at the end
                 steps, totals = np.array(result.history["step"]), np.array(result.history["total"])
@@ -243,24 +204,7 @@ class LiveRun:
                 result.best_step = int(steps[since][np.argmin(totals[since])]) if since.any() else result.best_step
             self._result = result
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        """Let other runs of this scale's shape have the engine (once)."""
-        if self._holding:
-            self._holding = False
-            self.engine.release()
-
-    def _optimise(self) -> bool:
-        """The steps left at this scale; False if the run was stopped."""
-        steps = self._book.schedule[self._scale][1]
-        if self.config.optimizer == "adam":
-            done = adam(self.engine, self.config, steps, self._report, first=self._k, between=self._between)
-        else:
-            image, done = lbfgs(self.engine, self.config, steps, self._report, first=self._k, between=self._between)
-            self.engine.problem.image.assign(image)  # the last accepted iterate
-        self._k = min(self._k, steps)
-        return done
+            run.release()
 
     def _between(self, k: int) -> bool:
         """Before step ``k``: hold while paused; False to stop; the changes asked for take effect."""
@@ -273,20 +217,13 @@ class LiveRun:
         self._apply()
         return True
 
-    def _report(self, k: int, values: np.ndarray) -> None:
-        """Evaluation ``k`` into the record, with the values in force."""
-        self._book.report(k, values)
-        self._record()
-        self._k = k + 1
-
     def _apply(self) -> None:
         """Assign the changes asked for since the last step, and note them."""
         with self._lock:
             values, self._pending = self._pending, {}
         if not values:
             return
-        self.config = self.config.replace(**values)
-        self.engine.assign_weights(self.config)
+        self._run.change(values)
         # Losses under other weights do not compare: the best image is the
         # best under the objective in force, from this step on.
         self.engine.problem.best_loss.assign(tf.fill([1], math.inf))
@@ -294,7 +231,7 @@ class LiveRun:
 
     def _record(self) -> None:
         """The values in force at this step, beside its losses in the history."""
-        history, c = self._book.histories[0], self.config
+        history, c = self._run.record.histories[0], self.config
         in_force = {
             "content_weight": c.content_weight,
             "style_weight": c.style_weight,
