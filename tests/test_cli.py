@@ -258,7 +258,7 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
         (["--style-layers", "block9_conv1"], "unknown VGG19 layer 'block9_conv1'"),
         (["-o", "out.jpg"], "must be a .png"),
         (["--style-layer-weights", "1", "2"], "2 values but there are 5 style layers"),
-        (["--style-blend", "1", "2"], "style_blend has 2 weights for 1 style image"),
+        (["--style-blend", "1", "2"], "--style-blend has 2 weights for 1 style image"),
         (["--optimizer", "sgd"], "unknown optimizer 'sgd'; choose one of: adam, lbfgs"),
         (["--scales", "256", "128"], "scales must be increasing"),
         (["--init", "nosie.png"], "--init: nosie.png: no such file"),
@@ -269,7 +269,7 @@ def test_missing_input_fails_fast_without_tensorflow(tmp_path):
         (["--sweep", "seed=1,2", "--save-every", "2"], "--sweep writes one PNG per run; it does not go with"),
         (["--weights", "no-such-weights.npz"], "no-such-weights.npz: no such weights file"),
         (["--steps", "nan"], "invalid int value: 'nan'"),
-        (["--style-weight", "nan"], "style_weight must be a finite number >= 0"),
+        (["--style-weight", "nan"], "--style-weight must be a finite number >= 0"),
     ],
 )
 def test_bad_settings_fail_fast(pictures, args, message, tmp_path):

@@ -531,7 +531,7 @@ def terminate_during(monkeypatch, module, name):
 @pytest.mark.parametrize(
     "module, name, written",
     [
-        ("nst.ui.cli", "check_weights", []),  # checking inputs, before TensorFlow
+        ("nst.run.preflight", "check_weights", []),  # checking inputs, before TensorFlow
         ("nst.core.features", "_vgg19", []),  # building the model
         ("nst.core.features", "_randomise", []),  # loading the weights
         ("nst.run.driver", "for_job", []),  # computing the targets

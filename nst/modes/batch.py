@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from nst.base.config import Config
-from nst.io.images import ImageError, ImageSource, load_image, open_image, read_metadata, require_side, write_atomic
+from nst.io.images import ImageError, ImageSource, load_image, open_image, read_metadata, write_atomic
 from nst.io.jobs import Job, listed, settings
+from nst.io.weights import WeightsError
 from nst.modes.cluster import Cluster, ClusterError, require_ray
+from nst.run.preflight import preflight
 from nst.run.record import TIME_LIMIT
 
 #: At most this many images run as one batch: on a CPU a larger batch
@@ -199,15 +201,6 @@ class Log:
         write_atomic(self.path, text.encode())
 
 
-def _check(item: Planned, config: Config) -> None:
-    """What can fail before the run, as a single run checks it: each image readable and large enough."""
-    c = config.replace(**item.job.settings)
-    first = c.schedule[0][0]
-    require_side(load_image(item.job.content, first, c.max_pixels), c.min_side, item.job.content)
-    for style in listed(item.job.style):
-        require_side(load_image(style, max(round(first * c.style_scale), 1), c.max_pixels), c.min_side, style)
-
-
 def groups(planned: Sequence[Planned], size: int = GROUP) -> list[list[Planned]]:
     """The jobs by output shape (each shape's engine compiled once), at most ``size`` to a group."""
     by_shape: dict[tuple[int, int] | None, list[Planned]] = {}
@@ -305,9 +298,9 @@ def batch(
     runnable = []
     for item in todo:  # what a single run checks before it starts, before TensorFlow loads
         try:
-            _check(item, base)
+            preflight(item.job, base)
             runnable.append(item)
-        except (ImageError, OSError, ValueError) as e:
+        except (ImageError, WeightsError, MemoryError, OSError, ValueError) as e:
             ended(item, "failed", str(e))
     ready = groups(runnable)
     if not ready:

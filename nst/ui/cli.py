@@ -22,7 +22,6 @@ from nst.base.config import (
     Config,
     ConfigError,
 )
-from nst.core.normalize import stats_images
 from nst.io.clips import (
     FRAME_NAME,
     VIDEO_SUFFIXES,
@@ -36,11 +35,9 @@ from nst.io.clips import (
 from nst.io.images import (
     ImageError,
     check_output,
-    check_source,
     free_path,
     load_image,
     reason,
-    require_side,
     save_image,
 )
 from nst.io.jobs import Job
@@ -56,14 +53,14 @@ from nst.io.weights import (
 )
 from nst.modes.batch import pending, plan
 from nst.modes.cluster import require_ray
-from nst.run.resources import auto_tile, check_memory
+from nst.run.preflight import preflight
 from nst.ui.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, end, plain_warnings, tolerant_output
 from nst.ui.options import (
     DEMO,
-    MIN_CHECK_SIZE,
     batch_parser,
     build_parser,
     contents,
+    in_flags,
     resume,
     settings,
     sweep,
@@ -111,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as e:  # every failure ends as one line
             if "--debug" in argv:
                 traceback.print_exc()
-            print(f"{command}: error: {describe(e)}", file=sys.stderr)
+            print(f"{command}: error: {in_flags(describe(e))}", file=sys.stderr)
             return DURING_RUN if state.running else BEFORE_RUN
 
 
@@ -406,34 +403,11 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
 
 
 def check_inputs(args: argparse.Namespace, config: Config, content: Any, name: str | None = None) -> Config:
-    """Check everything that can be checked before TensorFlow's slow import:
-    the weights, the images (``content``, called ``name`` in errors), the
-    memory the run needs, the masks; the config, with ``--tile auto``
-    decided. The images are read again at each scale by `stylize`."""
-    config.blend(len(args.style))
-    check_weights(config.weights, config.content_layers + config.style_layers)
-    if config.normalize:
-        stats_images(config.normalize)
-    first = config.schedule[0][0]
-    image = require_side(load_image(content, first, config.max_pixels), config.min_side, name or content)
-    height, width = (round(n * config.size / first) for n in image.shape[:2])
-    if args.tile == "auto":
-        config = config.replace(tile=auto_tile(config, height, width))
-    if args.device in (None, "auto", "cpu"):
-        check_memory(config, height, width)
-    for source in args.style:
-        style_size = max(round(first * config.style_scale), 1)
-        require_side(load_image(source, style_size, config.max_pixels), config.min_side, source)
-    if config.init not in INITS:
-        try:
-            load_image(config.init, MIN_CHECK_SIZE, config.max_pixels)
-        except ImageError as e:
-            raise ImageError(f"--init: {e} (give {', '.join(INITS)} or an image)") from None
-    if args.style_masks and not (args.masks or args.mask_map):
-        raise ConfigError("--style-masks go with --masks or --mask-map (the regions they fill)")
-    for source in [*(args.masks or []), *([args.mask_map] if args.mask_map else []), *(args.style_masks or [])]:
-        check_source(source)  # found and readable now; shapes are checked at load
-    return config
+    """The run's job checked before TensorFlow's slow import (`nst.run.preflight`),
+    with ``content`` (called ``name`` in errors) and --tile auto decided."""
+    masks = args.masks or args.mask_map
+    job = Job(content, args.style, masks=masks, style_masks=args.style_masks)
+    return preflight(job, config, tile_auto=args.tile == "auto", name=name)
 
 
 def outputs(args: argparse.Namespace, config: Config, suffixes: list[str]) -> tuple[Path, list[Path], Path | None]:

@@ -11,6 +11,7 @@ import dataclasses
 import glob
 import itertools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,31 @@ from nst.io.images import (
     load_image,
     read_metadata,
 )
+from nst.run.preflight import CHECK_SIZE
 from nst.ui.failure import Parser
-
-#: An init image is test-decoded at this size before TensorFlow is imported.
-MIN_CHECK_SIZE = 16
-
 
 DEFAULT_OUTPUT = "stylized.png"
 
 
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
+
+
+#: The regions' settings, as the command line gives them (they are no `Config` fields).
+REGION_FLAGS = {"masks": "--masks or --mask-map", "style_masks": "--style-masks"}
+
+
+def in_flags(text: str) -> str:
+    """A message of the library, which names settings as Python does
+    (``tile=512``, ``style_masks``, ``init: ...``), as the command line says
+    them (``--tile 512``, ``--style-masks``, ``--init: ...``)."""
+    flags = {name: flag for flag, (name, _, _) in OPTIONS.items()} | REGION_FLAGS
+
+    def flag(match: re.Match) -> str:
+        return flags.get(match[1], match[1])
+
+    text = re.sub(r"\b([a-z][a-z0-9_]*)=(\S+)", lambda m: f"{flags[m[1]]} {m[2]}" if m[1] in flags else m[0], text)
+    text = re.sub(r"^([a-z][a-z0-9_]*)(?=:)", flag, text)  # a message about one setting
+    return re.sub(r"(?<![-\w./])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b(?![-\w./(])", flag, text)  # lower_case names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +209,7 @@ def resume(args: argparse.Namespace) -> Config:
     its run: its settings, started from its image, for the steps it had left
     (or --steps), written back to it (or -o)."""
     path = Path(args.resume)
-    load_image(path, MIN_CHECK_SIZE)  # a readable image, or a clear error
+    load_image(path, CHECK_SIZE)  # a readable image, or a clear error
     meta = read_metadata(path)  # a JSON object, or a clear error
     if "settings" not in meta:
         raise ImageError(f"{path}: records no settings, so it was not written by nst; cannot resume from it.")
