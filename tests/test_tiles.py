@@ -255,7 +255,7 @@ def test_memory_follows_the_tile_and_the_advice_says_tile():
     assert tiled < untiled / 4
     assert auto_tile(config, 384, 512, available=untiled) is None  # fits as it is
     assert auto_tile(config, 1536, 2048, available=untiled // 2) == 512
-    with pytest.raises(ConfigError, match="use --tile 512"):
+    with pytest.raises(ConfigError, match="use tile=512"):
         check_memory(config, 1536, 2048, available=untiled // 2)
 
 

@@ -429,7 +429,7 @@ class Config:
         check_choice("style_loss", self.style_loss, STYLE_LOSSES)
         check_real("ema", self.ema, 0, 1, high_inclusive=False)
         if self.ema and self.optimizer == "lbfgs":
-            raise ConfigError("ema averages Adam's iterates, not L-BFGS's: use --optimizer adam or --ema 0")
+            raise ConfigError("ema averages Adam's iterates, not L-BFGS's: use optimizer=adam or ema=0")
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
         if self.pooling_op is not None:
@@ -509,7 +509,7 @@ class Config:
             raise ConfigError(
                 f"normalize needs the gatys loss form, whose balance is set for the normalised network; the "
                 f"{self.loss_form} form's weights are set for Keras' VGG19 and leave the photo unchanged: use "
-                f"--preset gatys (preset='gatys'), which normalises over the samples"
+                f"preset=gatys, which normalises over the samples"
             )
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError(f"init must be one of {', '.join(INITS)} or an image path")

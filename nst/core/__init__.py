@@ -4,3 +4,7 @@
 (`engine`), the optimisers (`optimizers`, `moments`), a job's inputs at each
 scale (`scene`), the device (`device`) and the fastest way to execute a step
 here, measured (`execution`)."""
+
+from nst.base import submodules
+
+__getattr__ = submodules(__name__)

@@ -253,7 +253,7 @@ def _vgg19(weights: str) -> tf.keras.Model:
                 f"(80 MB, cached in $KERAS_HOME/models or ~/.keras/models). Offline, download "
                 f"vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (or get an .npz of VGG19's layers) "
                 f"elsewhere and run `nst weights install PATH` once: every later run and notebook uses it "
-                f"(or pass it: --weights PATH, ${WEIGHTS_ENV}=PATH); --weights random is for plumbing only."
+                f"(or pass it: weights=PATH, ${WEIGHTS_ENV}=PATH); weights=random is for plumbing only."
             ) from None
     vgg = tf.keras.applications.VGG19(include_top=False, weights=None)
     if weights.lower().endswith(".h5"):

@@ -149,8 +149,8 @@ class Prepared:
         device = current_device(config.device)
         if device.kind == "TPU" and config.style_loss == "w2":
             raise ConfigError(
-                "style_loss w2 takes its square roots in float64, which TPUs lack: use --style-loss "
-                "gram there, or a GPU or CPU"
+                "style_loss w2 takes its square roots in float64, which TPUs lack: use style_loss=gram "
+                "there, or a GPU or CPU"
             )
         # Precision, XLA and the pooling op may stay open: `nst.core.execution` settles them when the run starts.
         config = repeatable(config, device).replace(weights=resolve_weights(config.weights))

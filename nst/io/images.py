@@ -89,7 +89,7 @@ def require_side(image: np.ndarray, min_side: int, source: ImageSource) -> np.nd
     if short < min_side:
         raise ImageError(
             f"{describe(source)}: at {max(image.shape[:2])} px its short side is {short} px, but the chosen layers "
-            f"need at least {min_side} px (each VGG19 block halves it). Raise --size, use shallower layers, or crop "
+            f"need at least {min_side} px (each VGG19 block halves it). Raise size=, use shallower layers, or crop "
             f"the image to a less elongated shape."
         )
     return image
@@ -119,7 +119,7 @@ def open_image(source: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image
                 raise ImageError(
                     f"{path}: {im.width} x {im.height} = {im.width * im.height:,} pixels is over the limit of "
                     f"{max_pixels:,} (a guard against decompression bombs). If you trust the file, raise it "
-                    f"with --max-pixels (max_pixels=)."
+                    f"with max_pixels=."
                 )
             im.load()
             return ImageOps.exif_transpose(im)

@@ -182,7 +182,7 @@ def _check_npz(path: str, needed: tuple[str, ...]) -> None:
         if layer not in held:
             raise WeightsError(
                 f"{path} has no weights for layer {layer}, which the chosen layers need (the file holds "
-                f"{', '.join(held) or 'no VGG19 layer'}). Choose layers it covers (e.g. --preset blocks1-3) "
+                f"{', '.join(held) or 'no VGG19 layer'}). Choose layers it covers (e.g. preset=blocks1-3) "
                 f"or use the full ImageNet weights."
             )
         for part, shape in zip(("kernel", "bias"), shapes[layer]):

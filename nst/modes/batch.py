@@ -218,29 +218,46 @@ def clear_temporaries(out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def here(
-    ready: Sequence[Sequence[Planned]],
-    config: Config,
-    callback: Callable[[int, Any], Any] | None,
-    every: int,
-    on_start: Callable[[int, str, int], Any],
-) -> Iterator[tuple[int, list | BaseException]]:
-    """Run the groups one after another in this process: yield (index,
-    results or the group's error). After a group that was interrupted, the
-    interrupt goes on."""
-    from nst.run.optimize import stylize_many  # TensorFlow loads here, once there is work to do
+class Here:
+    """The groups run one after another in this process. Iterate it for
+    (index, results or the group's error) as each ends; after a group that
+    was interrupted, or after `interrupt`, KeyboardInterrupt goes on."""
 
-    for index, items in enumerate(ready):
-        on_start(index, f"{socket.gethostname()} pid {os.getpid()}", 1)
-        named = callback and functools.partial(callback, index)
-        try:
-            results = stylize_many([p.job for p in items], config=config, callback=named, callback_every=every)
-        except Exception as e:  # the group's (out of memory, TensorFlow's errors): its jobs fail, the rest go on
-            yield index, e
-            continue
-        yield index, results
-        if any(r is None or r.stopped == "interrupted" for r in results):
-            raise KeyboardInterrupt
+    def __init__(
+        self,
+        ready: Sequence[Sequence[Planned]],
+        config: Config,
+        callback: Callable[[int, Any], Any] | None,
+        every: int,
+        on_start: Callable[[int, str, int], Any],
+    ) -> None:
+        self.ready, self.config, self.callback, self.every, self.on_start = ready, config, callback, every, on_start
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C came while an outcome was written: no group starts after it."""
+        self.interrupted = True
+
+    def close(self) -> None:
+        """Nothing runs between two groups: nothing to end."""
+
+    def __iter__(self) -> Iterator[tuple[int, list | BaseException]]:
+        from nst.run.optimize import stylize_many  # TensorFlow loads here, once there is work to do
+
+        for index, items in enumerate(self.ready):
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.on_start(index, f"{socket.gethostname()} pid {os.getpid()}", 1)
+            named = self.callback and functools.partial(self.callback, index)
+            try:
+                jobs = [p.job for p in items]
+                results = stylize_many(jobs, config=self.config, callback=named, callback_every=self.every)
+            except Exception as e:  # the group's (out of memory, TensorFlow's errors): its jobs fail, the rest go on
+                yield index, e
+                continue
+            yield index, results
+            if any(r is None or r.stopped == "interrupted" for r in results):
+                raise KeyboardInterrupt
 
 
 def batch(
@@ -281,79 +298,102 @@ def batch(
     if cluster is not None:
         require_ray()
     base = settings(config, dict(overrides))
-    planned = plan(jobs, out_dir, base)
-    todo = pending(planned)
-    clear_temporaries(Path(out_dir))
-    report = BatchReport(skipped=[p.name for p in planned if p not in todo])
-    log = Log(Path(out_dir), planned, set(report.skipped))
-    report.log = log.path
+    return Batch(plan(jobs, out_dir, base), Path(out_dir), base, on_job).run(
+        cluster, worker_cpus, callback, callback_every
+    )
 
-    def ended(item: Planned, status: str, reason: str | None = None) -> None:
+
+class Batch:
+    """One batch into its folder: the jobs planned, the report and the log
+    kept as each job ends, the groups ready to run."""
+
+    def __init__(
+        self, planned: list[Planned], out: Path, config: Config, on_job: Callable[[str, str], Any] | None
+    ) -> None:
+        todo = pending(planned)
+        clear_temporaries(out)
+        self.config, self.on_job = config, on_job
+        self.report = BatchReport(skipped=[p.name for p in planned if p not in todo])
+        self.log = Log(out, planned, set(self.report.skipped))
+        self.report.log = self.log.path
+        runnable = []
+        for item in todo:  # what a single run checks before it starts, before TensorFlow loads
+            try:
+                preflight(item.job, config)
+                runnable.append(item)
+            except (ImageError, WeightsError, MemoryError, OSError, ValueError) as e:
+                self.ended(item, "failed", str(e))
+        self.ready = groups(runnable)
+        """The groups to run, by shape."""
+
+    def run(
+        self,
+        cluster: str | None,
+        worker_cpus: int | None,
+        callback: Callable[[str, Any], Any] | None,
+        every: int,
+    ) -> BatchReport:
+        """Run the groups, here or on ``cluster``, and keep each outcome as it comes."""
+        if not self.ready:
+            return self.report
+
+        def progress(index: int, p: Any) -> None:
+            callback(self.ready[index][p.job].name, p)
+
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.pend_running)
+            if cluster is None:
+                runs = Here(self.ready, self.config, callback and progress, every, self.started)
+            else:
+                ray = stack.enter_context(Cluster(cluster, worker_cpus))
+                work = [(items[0].shape, [p.job for p in items]) for items in self.ready]
+                runs = ray.run(work, self.config, on_start=self.started, on_progress=callback and progress)
+            stack.enter_context(contextlib.closing(runs))  # its workers end before Ray does
+            for index, outcome in runs:
+                results = outcome if isinstance(outcome, list) else [outcome] * len(self.ready[index])
+                for item, result in zip(self.ready[index], results):
+                    while True:  # Ctrl-C while an outcome is written: it is finished first, then the runs hear of it
+                        try:
+                            self.keep(item, result)
+                            break
+                        except KeyboardInterrupt:
+                            runs.interrupt()
+        return self.report
+
+    def ended(self, item: Planned, status: str, reason: str | None = None) -> None:
+        """A job's status (and why) into the report, the log and ``on_job``."""
         if status == "failed":
-            report.failures[item.name] = reason
-        log.set(item.name, status, reason)
-        if on_job and (status != "pending" or reason):
-            on_job(item.name, reason if status == "pending" else status)
+            self.report.failures[item.name] = reason
+        self.log.set(item.name, status, reason)
+        if self.on_job and (status != "pending" or reason):
+            self.on_job(item.name, reason if status == "pending" else status)
 
-    runnable = []
-    for item in todo:  # what a single run checks before it starts, before TensorFlow loads
-        try:
-            preflight(item.job, base)
-            runnable.append(item)
-        except (ImageError, WeightsError, MemoryError, OSError, ValueError) as e:
-            ended(item, "failed", str(e))
-    ready = groups(runnable)
-    if not ready:
-        return report
+    def started(self, index: int, where: str, attempt: int) -> None:
+        """Group ``index`` is running, on ``where``, for the ``attempt``-th time."""
+        for item in self.ready[index]:
+            self.log.set(item.name, "running", worker=where, attempts=attempt)
 
-    def progress(index: int, p: Any) -> None:
-        callback(ready[index][p.job].name, p)
+    def pend_running(self) -> None:
+        """The batch stops: a job still running is pending again."""
+        for name, row in self.log.rows.items():
+            if row["status"] == "running":
+                self.log.set(name, "pending")
 
-    def keep(item: Planned, result: Any) -> None:
+    def keep(self, item: Planned, result: Any) -> None:
         """Write a job's outcome: its PNG and its line in the log."""
         if isinstance(result, ClusterError):
-            ended(item, "failed", str(result))
+            self.ended(item, "failed", str(result))
         elif isinstance(result, BaseException):
-            ended(item, "failed", f"{type(result).__name__}: {result}")
+            self.ended(item, "failed", f"{type(result).__name__}: {result}")
         elif result is None:  # interrupted before it started
-            ended(item, "pending")
+            self.ended(item, "pending")
         else:
             result.sources["batch"] = {"key": item.key, "name": item.name}
             result.save(item.output)
             if result.stopped == "interrupted":
-                ended(item, "pending", "interrupted")
+                self.ended(item, "pending", "interrupted")
             elif not result.complete:
-                ended(item, "failed", f"stopped early: {result.stopped}")
+                self.ended(item, "failed", f"stopped early: {result.stopped}")
             else:
-                report.results[item.name] = result
-                ended(item, "done")
-
-    def started(index: int, where: str, attempt: int) -> None:
-        for item in ready[index]:
-            log.set(item.name, "running", worker=where, attempts=attempt)
-
-    with contextlib.ExitStack() as stack:
-        stack.callback(lambda: [log.set(n, "pending") for n, row in log.rows.items() if row["status"] == "running"])
-        if cluster is None:
-            runs = here(ready, base, callback and progress, callback_every, started)
-        else:
-            ray = stack.enter_context(Cluster(cluster, worker_cpus))
-            work = [(items[0].shape, [p.job for p in items]) for items in ready]
-            runs = ray.run(work, base, on_start=started, on_progress=callback and progress)
-        stack.enter_context(contextlib.closing(runs))  # its workers end before Ray does
-        interrupted = False
-        while True:
-            try:  # Ctrl-C while results are written: they are finished first, then the runs hear of it
-                index, outcome = runs.throw(KeyboardInterrupt()) if interrupted else next(runs)
-            except StopIteration:
-                break
-            interrupted = False
-            results = outcome if isinstance(outcome, list) else [outcome] * len(ready[index])
-            for item, result in zip(ready[index], results):
-                while True:
-                    try:
-                        keep(item, result)
-                        break
-                    except KeyboardInterrupt:
-                        interrupted = True
-    return report
+                self.report.results[item.name] = result
+                self.ended(item, "done")

@@ -287,113 +287,178 @@ class Cluster:
         *,
         on_start: Callable[[int, str, int], Any] | None = None,
         on_progress: Callable[[int, Progress], Any] | None = None,
-    ) -> Iterator[tuple[int, list[Result | None] | BaseException]]:
-        """Run each (shape, jobs) group on the workers; yield (index, results
-        or the group's error) as each ends. ``on_start(index, where, attempt)``
-        is called as a group is handed out, ``on_progress(index, progress)``
-        about once a second per running group."""
-        ray, errors = self.ray, self.ray.exceptions
+    ) -> Dispatch:
+        """Run each (shape, jobs) group on the workers: a `Dispatch` to
+        iterate, which yields (index, results or the group's error) as each
+        group ends. ``on_start(index, where, attempt)`` is called as a group
+        is handed out, ``on_progress(index, progress)`` about once a second
+        per running group."""
         for _, jobs in groups:
             self.needed.update({name for job in jobs for name in files_of(job, config)[0]})
-        queue, attempts = list(range(len(groups))), [0] * len(groups)
-        parcels: dict[int, Parcel] = {}  # made as each group is first handed out, dropped as it ends
-        workers, starting, failures = [], {}, []
+        return Dispatch(self, groups, config, on_start, on_progress)
 
-        def start(opts: dict[str, Any]) -> None:
-            worker = self.actor.options(**opts).remote(None if opts.get("num_gpus") else opts["num_cpus"])
-            workers.append(worker)
-            starting[worker.where.remote()] = (worker, opts)
 
-        for opts in self.shapes():
-            start(opts)
-        idle: list[tuple[Any, str, dict, Any]] = []  # worker, where, options, the shape it ran last
-        busy: dict[Any, tuple[Any, str, dict, int]] = {}
+@dataclasses.dataclass
+class Seat:
+    """A worker actor of the batch: where it runs, the options it was
+    started with (to start another like it), the shape of the group it ran
+    last (None: none yet, or its last one failed) and the group it runs now."""
+
+    worker: Any
+    where: str
+    options: dict[str, Any]
+    last: Any = None
+    group: int | None = None
+
+
+class Dispatch:
+    """The groups of one batch handed out to the cluster's workers: which
+    are waiting (``queue``), how often each was tried, which workers are
+    starting, idle or busy. Iterate it for each group's outcome as it ends;
+    `interrupt` (or Ctrl-C in it) ends the running groups as runs end."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        groups: Sequence[tuple[Any, Sequence[Job]]],
+        config: Config,
+        on_start: Callable[[int, str, int], Any] | None,
+        on_progress: Callable[[int, Progress], Any] | None,
+    ) -> None:
+        self.cluster, self.ray, self.groups, self.config = cluster, cluster.ray, groups, config
+        self.on_start, self.on_progress = on_start, on_progress
+        self.queue = list(range(len(groups)))
+        self.attempts = [0] * len(groups)
+        self.parcels: dict[int, Parcel] = {}  # made as each group is first handed out, dropped as it ends
+        self.workers: list[Any] = []
+        self.starting: dict[Any, tuple[Any, dict[str, Any]]] = {}  # where() reference -> worker, options
+        self.idle: list[Seat] = []
+        self.busy: dict[Any, Seat] = {}  # run() reference -> its seat
+        self.failures: list[str] = []  # why workers could not start
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C came while an outcome was written: the running groups end
+        as runs end (their best images come next), then KeyboardInterrupt."""
+        self.interrupted = True
+
+    def close(self) -> None:
+        """End every worker of the batch (once)."""
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            self.ray.kill(worker)
+
+    def __iter__(self) -> Iterator[tuple[int, list[Result | None] | BaseException]]:
+        for options in self.cluster.shapes():
+            self._start(options)
         alone = time.monotonic()  # since when no worker has been up
         try:
-            while queue or busy:
-                while idle and queue:
-                    worker, where, opts, last = idle.pop()
-                    index = next((i for i in queue if groups[i][0] == last), queue[0])
-                    queue.remove(index)
-                    try:
-                        parcels[index] = parcels.get(index) or self.parcel(groups[index][1], config)
-                    except (OSError, ValueError, RuntimeError) as e:  # an input gone since it was checked
-                        idle.append((worker, where, opts, last))
-                        yield index, e
-                        continue
-                    attempts[index] += 1
-                    if on_start:
-                        on_start(index, where, attempts[index])
-                    busy[worker.run.remote(parcels[index])] = (worker, where, opts, index)
-                if busy or idle:
+            while self.queue or self.busy:
+                if self.interrupted:
+                    raise KeyboardInterrupt
+                yield from self._hand_out()
+                if self.busy or self.idle:
                     alone = time.monotonic()
-                elif not starting or time.monotonic() - alone > START_S:
+                elif not self.starting or time.monotonic() - alone > START_S:
                     waited = f"none started in {START_S / 60:.0f} min (ray status shows what the cluster has)"
                     raise ClusterError(
-                        f"no Ray worker could run: {failures[-1] if failures else waited}; workers "
+                        f"no Ray worker could run: {self.failures[-1] if self.failures else waited}; workers "
                         f"need nst and TensorFlow ({INSTALL} on every node)"
                     )
-                ready, _ = ray.wait([*starting, *busy], num_returns=1, timeout=POLL_S)
+                ready, _ = self.ray.wait([*self.starting, *self.busy], num_returns=1, timeout=POLL_S)
                 if not ready:
-                    self._poll(busy, on_progress)
-                    continue
-                (ref,) = ready
-                if ref in starting:
-                    worker, opts = starting.pop(ref)
-                    try:
-                        idle.append((worker, ray.get(ref), opts, None))
-                    except errors.RayError as e:
-                        failures.append(_cause(e))
-                    continue
-                worker, where, opts, index = busy[ref]
-                try:
-                    results = ray.get(ref)
-                except errors.RayTaskError as e:  # the group raised: it fails, the worker goes on
-                    del busy[ref]
-                    idle.append((worker, where, opts, None))
-                    self.release(parcels.pop(index))
-                    yield index, e.cause if isinstance(e.cause, Exception) else ClusterError(_cause(e))
-                    continue
-                except errors.RayError as e:  # the worker died: a new one, and the group again
-                    del busy[ref]
-                    ray.kill(worker)
-                    start(opts)
-                    if attempts[index] < ATTEMPTS:
-                        queue.insert(0, index)
-                        continue
-                    self.release(parcels.pop(index))
-                    yield index, ClusterError(f"its worker died {ATTEMPTS} times (last {where}: {_cause(e)})")
-                    continue
-                del busy[ref]
-                idle.append((worker, where, opts, groups[index][0]))
-                self.release(parcels.pop(index))
-                yield index, results
+                    self._poll()
+                elif ready[0] in self.starting:
+                    self._started(ready[0])
+                else:
+                    yield from self._ended(ready[0])
         except KeyboardInterrupt:
-            for worker, *_ in busy.values():
-                worker.interrupt.remote()
-            done = ray.wait(list(busy), num_returns=len(busy), timeout=GRACE_S)[0] if busy else []
-            for ref in done:
-                try:
-                    results = ray.get(ref)
-                except errors.RayError:
-                    continue
-                yield busy[ref][3], results
+            yield from self._grace()
             raise
         finally:
-            for worker in workers:
-                ray.kill(worker)
+            self.close()
 
-    def _poll(self, busy: dict[Any, tuple], on_progress: Callable[[int, Progress], Any] | None) -> None:
-        if not (on_progress and busy):
-            return
-        running = list(busy.values())
+    def _start(self, options: dict[str, Any]) -> None:
+        worker = self.cluster.actor.options(**options).remote(None if options.get("num_gpus") else options["num_cpus"])
+        self.workers.append(worker)
+        self.starting[worker.where.remote()] = (worker, options)
+
+    def _started(self, ref: Any) -> None:
+        worker, options = self.starting.pop(ref)
         try:
-            answers = self.ray.get([worker.progress.remote() for worker, *_ in running])
+            self.idle.append(Seat(worker, self.ray.get(ref), options))
+        except self.ray.exceptions.RayError as e:
+            self.failures.append(_cause(e))
+
+    def _hand_out(self) -> Iterator[tuple[int, BaseException]]:
+        """Each idle worker gets a waiting group, of the shape it ran last where one waits."""
+        while self.idle and self.queue and not self.interrupted:
+            seat = self.idle.pop()
+            index = next((i for i in self.queue if self.groups[i][0] == seat.last), self.queue[0])
+            self.queue.remove(index)
+            try:
+                self.parcels[index] = self.parcels.get(index) or self.cluster.parcel(self.groups[index][1], self.config)
+            except (OSError, ValueError, RuntimeError) as e:  # an input gone since it was checked
+                self.idle.append(seat)
+                yield index, e
+                continue
+            self.attempts[index] += 1
+            if self.on_start:
+                self.on_start(index, seat.where, self.attempts[index])
+            seat.group = index
+            self.busy[seat.worker.run.remote(self.parcels[index])] = seat
+
+    def _ended(self, ref: Any) -> Iterator[tuple[int, list[Result | None] | BaseException]]:
+        """A group's run ended: its results, its error, or its worker's death (then it is tried again)."""
+        errors, seat = self.ray.exceptions, self.busy.pop(ref)
+        index, seat.group = seat.group, None
+        try:
+            results = self.ray.get(ref)
+        except errors.RayTaskError as e:  # the group raised: it fails, the worker goes on
+            seat.last = None
+            self.idle.append(seat)
+            self.cluster.release(self.parcels.pop(index))
+            yield index, e.cause if isinstance(e.cause, Exception) else ClusterError(_cause(e))
+            return
+        except errors.RayError as e:  # the worker died: a new one, and the group again
+            self.ray.kill(seat.worker)
+            self._start(seat.options)
+            if self.attempts[index] < ATTEMPTS:
+                self.queue.insert(0, index)
+                return
+            self.cluster.release(self.parcels.pop(index))
+            yield index, ClusterError(f"its worker died {ATTEMPTS} times (last {seat.where}: {_cause(e)})")
+            return
+        seat.last = self.groups[index][0]
+        self.idle.append(seat)
+        self.cluster.release(self.parcels.pop(index))
+        yield index, results
+
+    def _grace(self) -> Iterator[tuple[int, list[Result | None]]]:
+        """Ctrl-C: each running group is asked to end now; the best images of
+        those that end within `GRACE_S` come back."""
+        for seat in self.busy.values():
+            seat.worker.interrupt.remote()
+        done = self.ray.wait(list(self.busy), num_returns=len(self.busy), timeout=GRACE_S)[0] if self.busy else []
+        for ref in done:
+            try:
+                results = self.ray.get(ref)
+            except self.ray.exceptions.RayError:
+                continue
+            yield self.busy[ref].group, results
+
+    def _poll(self) -> None:
+        """Each running group's last progress, to ``on_progress``."""
+        if not (self.on_progress and self.busy):
+            return
+        running = list(self.busy.values())
+        try:
+            answers = self.ray.get([seat.worker.progress.remote() for seat in running])
         except self.ray.exceptions.RayError:  # a worker died: its group's own reference says so
             return
-        for (_, where, _, index), fields in zip(running, answers):
+        for seat, fields in zip(running, answers):
             if fields is not None:
-                on_progress(index, Progress.reported(fields, f"a Ray worker ({where})"))
+                self.on_progress(seat.group, Progress.reported(fields, f"a Ray worker ({seat.where})"))
 
 
 def _cause(error: Exception) -> str:

@@ -211,7 +211,7 @@ class Run:
         shape, images = self._shape(), len(self.members)
         return MemoryError(
             f"out of memory on {self.where} for {images} x a {shape[1]} x {shape[0]} output (about "
-            f"{estimate_bytes(self.batch[0].config, *shape[:2], images) / 2**30:.1f} GiB needed): use --tile 512 "
-            f"(the same result, in tiles), a smaller --size, fewer runs at once, or coarse to fine (--scales) on "
+            f"{estimate_bytes(self.batch[0].config, *shape[:2], images) / 2**30:.1f} GiB needed): use tile=512 "
+            f"(the same result, in tiles), a smaller size=, fewer runs at once, or coarse to fine (scales=) on "
             f"a machine with more memory."
         )

@@ -103,10 +103,10 @@ def check_memory(config: Config, height: int, width: int, available: int | None 
     tiles = [t for t in TILES if t < (config.tile or MAX_SIZE)]
     tile = next((t for t in tiles if estimate_bytes(config.replace(tile=t), height, width, batch) <= available), None)
     if tile:
-        advice = f"use --tile {tile} (the same result, computed in tiles of {tile} px)"
+        advice = f"use tile={tile} (the same result, computed in tiles of {tile} px)"
     else:
-        advice = f"use --size {fits} or smaller" if fits else "free some memory"
-        advice += " (coarse to fine, --scales, reaches large sizes only at its last scale)"
+        advice = f"use size={fits} or smaller" if fits else "free some memory"
+        advice += " (coarse to fine, scales=, reaches large sizes only at its last scale)"
     without_pool = estimate_bytes(config, height, width, batch, pooled=False)
     if pooled_allocator() and without_pool <= available:
         advice += (

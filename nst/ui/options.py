@@ -43,8 +43,8 @@ DEFAULT_OUTPUT = "stylized.png"
 DEMO = (SAMPLE_PREFIX + "tubingen", SAMPLE_PREFIX + "starry_night")
 
 
-#: The regions' settings, as the command line gives them (they are no `Config` fields).
-REGION_FLAGS = {"masks": "--masks or --mask-map", "style_masks": "--style-masks"}
+#: Settings the command line gives by options of their own (no `OPTIONS` entry).
+REGION_FLAGS = {"masks": "--masks or --mask-map", "style_masks": "--style-masks", "preset": "--preset"}
 
 
 def in_flags(text: str) -> str:
@@ -56,7 +56,10 @@ def in_flags(text: str) -> str:
     def flag(match: re.Match) -> str:
         return flags.get(match[1], match[1])
 
-    text = re.sub(r"\b([a-z][a-z0-9_]*)=(\S+)", lambda m: f"{flags[m[1]]} {m[2]}" if m[1] in flags else m[0], text)
+    def flag_value(match: re.Match) -> str:
+        return f"{flags[match[1]]} {match[2]}".strip() if match[1] in flags else match[0]
+
+    text = re.sub(r"\b([a-z][a-z0-9_]*)=([^\s),;]*[^\s),;.]|)", flag_value, text)
     text = re.sub(r"^([a-z][a-z0-9_]*)(?=:)", flag, text)  # a message about one setting
     return re.sub(r"(?<![-\w./])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b(?![-\w./(])", flag, text)  # lower_case names
 
