@@ -30,9 +30,8 @@ REPOSITORY = "OWNER/nst"
 
 # With oneDNN on (TensorFlow leaves it off on some CPUs), TensorFlow's CPU
 # allocator keeps freed memory for reuse, so an XLA-compiled step's buffers
-# skip the page faults of fresh memory: ~6% faster per step at 512 px on an
-# AMD EPYC (2.13 s vs 2.27 s), for ~0.4 GiB more peak memory
-# (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 gives that back; BENCHMARKS.md). XLA
+# skip the page faults of fresh memory: faster steps for more peak memory
+# (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 gives that back; BENCHMARKS.md, "Numbers behind the code's choices"). XLA
 # compiles its own convolutions either way. The switch is read when
 # TensorFlow is imported; a user's own setting wins.
 if "tensorflow" not in _sys.modules:

@@ -13,8 +13,7 @@ build: see pyproject.toml).
 XLA keeps what it compiles on disk, in `nst.base.cache.xla_dir` (TensorFlow's
 ``--tf_xla_persistent_cache_directory``, unless $TF_XLA_FLAGS names a
 folder already), so a later process that runs a step of the same shape
-loads it instead of compiling it again (2.2 s -> 0.8 s for the first step
-at 256 px here).
+loads it instead of compiling it again (the first step's time: BENCHMARKS.md, "Numbers behind the code's choices").
 """
 
 from __future__ import annotations

@@ -614,11 +614,9 @@ class VideoConfig:
     temporal_weight: float = 1e5
     """The temporal loss's weight (`nst.core.losses.temporal_loss`, on the same
     scale as alpha); 0 turns it off, and each frame is then stylised on its
-    own from its own content (so frames can run as batches). Measured on a
-    clip with a moving patch (report preset, 128 px, BENCHMARKS.md), the
-    frame-to-frame change where the picture is still is 0.56x that of
-    frames made on their own with 1e4, 0.16x with 1e5 and 0.07x with 1e6,
-    which leaves the style little room to repair what warping loses."""
+    own from its own content (so frames can run as batches). Larger weights
+    hold the still parts of a clip steadier and leave the style less room to
+    repair what warping loses (BENCHMARKS.md, "Numbers behind the code's choices")."""
     first_frame_steps: int | None = None
     """Steps of the first frame, which starts from ``init`` as a still does
     (with the run's ``scales``, coarse to fine, if any); ``None``:

@@ -156,8 +156,8 @@ def candidates(config: Config, device: Device) -> tuple[list[Path], list[str]]:
 
 def xla_worth_trying(config: Config, device: Device) -> bool:
     """Whether XLA can be the faster path: not for the W2 style loss on a
-    CPU, whose eigendecompositions XLA computes 60x slower than TensorFlow's
-    kernels (`nst.core.wasserstein.root_trace`)."""
+    CPU, whose eigendecompositions XLA computes many times slower than
+    TensorFlow's kernels (`nst.core.wasserstein.root_trace`; BENCHMARKS.md, "Numbers behind the code's choices")."""
     return not (config.style_loss == "w2" and device.kind == "CPU")
 
 

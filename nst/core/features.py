@@ -47,9 +47,8 @@ class Pool2x2(tf.keras.layers.Layer):
     x each window's L2 norm), as a reshape and a reduction: the values of
     Keras' pooling layers (an odd last row or column is dropped, as theirs
     do). XLA compiles Keras' max pooling gradient
-    (select-and-scatter) with three index arrays the size of its input, 0.5
-    GiB more per step at 512 px and ~4% slower; a reduction's gradient is one
-    elementwise pass. Where a window's maximum is tied, the reduction splits
+    (select-and-scatter) with three index arrays the size of its input (more
+    memory and time: BENCHMARKS.md, "Numbers behind the code's choices"); a reduction's gradient is one elementwise pass. Where a window's maximum is tied, the reduction splits
     the gradient among the ties (MaxPool gives it to one); after a ReLU such
     ties are zeros, whose gradient the ReLU sets to zero either way."""
 

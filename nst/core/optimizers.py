@@ -10,11 +10,9 @@ engine's compiled loss-and-gradient function and keeps the pixels in
 Coarse to fine, each scale starts a fresh Adam unless
 ``config.scale_warm_start`` carries the moments over, resized
 (`adam_moments`, `carry_adam`; crowsonkb's). With the report's losses,
-carrying them was measured worse (blocks 1-3, 48 then 96 px, 30 steps
-each): 2.3x the fresh Adam's loss, 2.4x carrying the second moments only,
-1.7x with them rescaled to the new scale's first gradient. The upsampled
-start is far from the new scale's optimum (10x its loss), where a fresh
-Adam's first steps of about the learning rate everywhere are what it needs.
+carrying them was measured worse than a fresh Adam (BENCHMARKS.md, "Numbers behind the code's choices"): the upsampled
+start is far from the new scale's optimum, where a fresh Adam's first steps
+of about the learning rate everywhere are what it needs.
 """
 
 from __future__ import annotations

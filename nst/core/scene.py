@@ -21,12 +21,12 @@ from nst.base.config import INITS, Config, ConfigError, Role, named
 from nst.core.device import Device
 from nst.core.device import current as current_device
 from nst.io import color, regions
-from nst.io.images import ImageError, ImageSource, describe, load_image, require_side
+from nst.io.images import ImageError, ImageSource, load_image, require_side, source_name
 from nst.io.jobs import Job, Previous, known, listed
 from nst.io.weights import resolve_weights
 
 
-def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def resize_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``image`` resized (bicubic) to ``shape`` and clipped to [0, 1]."""
     if image.shape[:2] == tuple(shape):
         return image
@@ -81,9 +81,9 @@ class Scene:
             extra["regions"] = regions.output_masks(masks, len(styles), *rgb.shape[:2])
             extra["style_regions"] = tuple(regions.style_regions(style_masks, style_rgbs))
         if previous is not None:
-            warped = resize(previous.image, rgb.shape[:2])
+            warped = resize_to(previous.image, rgb.shape[:2])
             warped = color.luminance(warped) if mode == "luminance" else warped
-            trusted = resize(previous.consistency[..., None], rgb.shape[:2])
+            trusted = resize_to(previous.consistency[..., None], rgb.shape[:2])
             extra["previous"] = (warped.astype(np.float32), trusted.astype(np.float32), previous.weight)
         return cls(image, style_rgbs, rgb, mode, **extra)
 
@@ -112,7 +112,7 @@ class Scene:
                 raise ImageError(f"init: {e} (init is {', '.join(INITS)} or an image)") from None
             if self.mode == "luminance":
                 first = color.luminance(first)
-        return resize(np.clip(first, 0, 1), shape[:2])
+        return resize_to(np.clip(first, 0, 1), shape[:2])
 
     def present(self, image: np.ndarray) -> np.ndarray:
         """The optimised image as the RGB output (luminance + content chroma)."""
@@ -155,9 +155,9 @@ class Prepared:
         # Precision, XLA and the pooling op may stay open: `nst.core.execution` settles them when the run starts.
         config = repeatable(config, device).replace(weights=resolve_weights(config.weights))
         sources = {
-            "content": describe(job.content),
-            "style": " + ".join(describe(s) for s in styles),
-            "styles": [describe(s) for s in styles],  # what --resume reads back
+            "content": source_name(job.content),
+            "style": " + ".join(source_name(s) for s in styles),
+            "styles": [source_name(s) for s in styles],  # what --resume reads back
         }
         if job.masks is not None:  # each style its own region (nst.io.regions)
             regions.check(job.masks, job.style_masks, len(styles), config)

@@ -35,8 +35,8 @@ pooling the maps keep only `Config.tile_margins` positions beyond the core
 70 px at the input). Where the input ends at the image's own border nothing
 is trimmed and VGG19 meets the same zero padding as untiled. So every core
 feature is the untiled one, and so is the summed gradient, up to float
-rounding. (Trimming and going straight on from the last tile make a step
-at 1024 px in 512 px tiles 0.81x as long as without: BENCHMARKS.md.) The
+rounding. (Trimming and going straight on from the last tile shorten a tiled
+step: BENCHMARKS.md, "Numbers behind the code's choices".) The
 optimisers see the same loss-and-gradient interface as untiled
 (`TiledProblem`) and never know.
 

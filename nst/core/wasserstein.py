@@ -24,13 +24,12 @@ def root_trace(a: tf.Tensor) -> tf.Tensor:
     """``tr(A^1/2)`` of symmetric positive semi-definite matrices (..., N, N):
     the sum of the square roots of their eigenvalues, by an eigendecomposition.
 
-    Measured on a CPU at N = 512 with its gradient (float64): 0.15 s with
-    TensorFlow's kernels, where Newton-Schulz iterations took 2 s for the
-    30 that reach SciPy's ``sqrtm`` to 0.1% (in float32 they cannot: the
-    products of two covariances reach a condition number of 1e9, and
-    rounding gives them negative eigenvalues that the iterations blow up).
-    XLA's eigendecomposition on a CPU took 9.6 s, so W2 runs there on
-    TensorFlow's kernels (`nst.core.execution`)."""
+    On a CPU this is faster than the Newton-Schulz iterations that reach
+    SciPy's ``sqrtm`` to 0.1% (in float32 they cannot: the products of two
+    covariances reach a condition number of 1e9, and rounding gives them
+    negative eigenvalues that the iterations blow up); XLA's
+    eigendecomposition is far slower on a CPU, so W2 runs there on
+    TensorFlow's kernels (`nst.core.execution`; BENCHMARKS.md, "Numbers behind the code's choices")."""
     return tf.reduce_sum(tf.sqrt(tf.maximum(tf.linalg.eigh(a)[0], 1e-30)), axis=-1)
 
 

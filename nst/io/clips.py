@@ -26,10 +26,10 @@ from nst.io.images import (
     ImageError,
     ImageSource,
     check_readable,
-    describe,
     load_image,
     read_metadata,
     reason,
+    source_name,
     to_array,
     to_pil,
     write_atomic,
@@ -255,8 +255,8 @@ def run_record(clip: str | os.PathLike, styles: list[ImageSource], config: Any, 
     """What every frame of a video run records of the run (a `Config` and a
     `VideoConfig`), so that resuming can check it goes on with the same one."""
     return {
-        "clip": describe(clip),
-        "styles": [describe(s) for s in styles],
+        "clip": source_name(clip),
+        "styles": [source_name(s) for s in styles],
         "settings": config.to_dict(),
         "video": {k: v for k, v in video.to_dict().items() if k != "frames"},
     }

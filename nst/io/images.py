@@ -88,14 +88,14 @@ def require_side(image: np.ndarray, min_side: int, source: ImageSource) -> np.nd
     short = min(image.shape[:2])
     if short < min_side:
         raise ImageError(
-            f"{describe(source)}: at {max(image.shape[:2])} px its short side is {short} px, but the chosen layers "
+            f"{source_name(source)}: at {max(image.shape[:2])} px its short side is {short} px, but the chosen layers "
             f"need at least {min_side} px (each VGG19 block halves it). Raise size=, use shallower layers, or crop "
             f"the image to a less elongated shape."
         )
     return image
 
 
-def describe(source: ImageSource) -> str:
+def source_name(source: ImageSource) -> str:
     """A path, URL or sample name as given, else the kind of object."""
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)

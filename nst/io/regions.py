@@ -35,7 +35,7 @@ import scipy.ndimage
 from nst.base import geometry
 from nst.base.backend import tf
 from nst.base.config import Config, ConfigError
-from nst.io.images import ImageError, ImageSource, describe, load_image
+from nst.io.images import ImageError, ImageSource, load_image, source_name
 
 #: How far a mask's aspect ratio may differ from the output's before it is
 #: refused (it would be stretched onto another picture).
@@ -48,11 +48,11 @@ BLACK = 40.0
 def record(masks: Sequence[ImageSource] | ImageSource, style_masks: Sequence[ImageSource] | None) -> dict[str, Any]:
     """What the output's record says of the masks."""
     if isinstance(masks, (list, tuple)):
-        described: dict[str, Any] = {"masks": [describe(m) for m in masks]}
+        described: dict[str, Any] = {"masks": [source_name(m) for m in masks]}
     else:
-        described = {"mask_map": describe(masks)}
+        described = {"mask_map": source_name(masks)}
     if style_masks is not None:
-        described["style_masks"] = [describe(m) for m in style_masks]
+        described["style_masks"] = [source_name(m) for m in style_masks]
     return described
 
 
@@ -65,7 +65,7 @@ def style_regions(style_masks: Sequence[ImageSource] | None, styles: list[np.nda
     for i, mask in enumerate(loaded):
         if not mask.any():
             raise ImageError(
-                f"style mask {i + 1} {describe(style_masks[i])} is black everywhere: "
+                f"style mask {i + 1} {source_name(style_masks[i])} is black everywhere: "
                 f"nothing of its style image would be used; make the part to use white"
             )
     return loaded
@@ -95,7 +95,7 @@ def _read(source: ImageSource, height: int, width: int, what: str) -> np.ndarray
     h, w = image.shape[:2]
     if abs((w / h) / (width / height) - 1) > ASPECT_TOLERANCE:
         raise ImageError(
-            f"{what} {describe(source)}: it is {w} x {h} and its picture {width} x {height}; a mask must have the "
+            f"{what} {source_name(source)}: it is {w} x {h} and its picture {width} x {height}; a mask must have the "
             f"shape of the image it covers (any size, the same aspect ratio). Crop or pad it to {width}:{height}."
         )
     return image
@@ -126,7 +126,7 @@ def mask_map(source: ImageSource, count: int, height: int, width: int) -> np.nda
     bright = np.linalg.norm(colours, axis=1) > BLACK
     if bright.sum() < count:
         raise ImageError(
-            f"mask map {describe(source)}: {bright.sum()} colours besides black, for {count} style "
+            f"mask map {source_name(source)}: {bright.sum()} colours besides black, for {count} style "
             f"images: paint one colour per style image (black: content only)"
         )
     common = np.argsort(-counts[bright], kind="stable")[:count]

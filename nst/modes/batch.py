@@ -45,8 +45,7 @@ from nst.run.preflight import preflight
 from nst.run.record import TIME_LIMIT
 
 #: At most this many images run as one batch: on a CPU a larger batch
-#: saves nothing more (a sweep of 4 at 256 px took 0.81x its runs one
-#: after another), and on a GPU it bounds the memory a group needs.
+#: saves nothing more (BENCHMARKS.md, "Numbers behind the code's choices"), and on a GPU it bounds the memory a group needs.
 GROUP = 4
 LOG = "batch.jsonl"
 

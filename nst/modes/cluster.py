@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from nst.base.config import INITS, Config, ConfigError
-from nst.io.images import ADDRESS, SAMPLE_PREFIX, ImageSource, describe, sample_path
+from nst.io.images import ADDRESS, SAMPLE_PREFIX, ImageSource, sample_path, source_name
 from nst.io.jobs import Job
 from nst.io.weights import resolve_weights
 from nst.run.record import Progress, Result
@@ -82,7 +82,7 @@ def local_file(source: ImageSource) -> Path | None:
 def files_of(job: Job, config: Config) -> tuple[dict[str, Path | None], dict[str, str]]:
     """The files ``job`` reads, by their names here (None: it travels as its
     name), and its settings that name one of them (weights, init)."""
-    named = {describe(s): local_file(s) for s in job.images()}
+    named = {source_name(s): local_file(s) for s in job.images()}
     c, by_setting = config.replace(**job.settings), {}
     weights = resolve_weights(c.weights)
     if weights not in ("random", "imagenet"):
@@ -148,7 +148,7 @@ class Worker:
         def moved(source: Any) -> Any:
             if isinstance(source, (list, tuple)):
                 return [moved(s) for s in source]
-            return here.get(describe(source), source) if source is not None else None
+            return here.get(source_name(source), source) if source is not None else None
 
         jobs = [
             dataclasses.replace(

@@ -35,7 +35,7 @@ from nst.core import execution
 from nst.core.features import extractor_for
 from nst.core.losses import Targets, Weights
 from nst.core.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
-from nst.core.scene import Prepared, resize
+from nst.core.scene import Prepared, resize_to
 from nst.core.targets import for_job
 from nst.run.record import EarlyEnd, Recorder, Result
 from nst.run.resources import check_memory, estimate_bytes
@@ -136,7 +136,7 @@ class Run:
                     # The next scale starts from this one's result, upsampled.
                     shape = self.members[0].scenes[self.scale + 1].content.shape[:2]
                     images = self.engine.problem.image.numpy()
-                    self.enter(self.scale + 1, np.stack([resize(image, shape) for image in images]))
+                    self.enter(self.scale + 1, np.stack([resize_to(image, shape) for image in images]))
                 self.record.stopped = "interrupted"
             finally:  # stopped or not, the PNG records what a resumed run needs
                 self.record.adam = adam_record(self.engine)

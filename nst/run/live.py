@@ -15,7 +15,7 @@ weights alpha, beta, gamma and w_l, and Adam's moments and learning rate.
 key (image size, layers, weights, precision, Adam betas, ...) reuses the
 compiled step of any earlier run, live or not: it assigns its own start,
 targets and weights and zeroes Adam's state, so its first step costs one
-step, not a compilation (3-6 s at 512 px on a CPU). Targets are computed
+step, not a compilation. Targets are computed
 once for the same inputs and settings (`nst.core.targets.for_job`).
 
 A live run takes every setting `nst.stylize` does: Adam or L-BFGS, coarse

@@ -54,7 +54,7 @@ from nst.io.weights import (
 from nst.modes.batch import pending, plan
 from nst.modes.cluster import require_ray
 from nst.run.preflight import preflight
-from nst.ui.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, describe, end, plain_warnings, tolerant_output
+from nst.ui.failure import BEFORE_RUN, DURING_RUN, Parser, Signals, end, explain, plain_warnings, tolerant_output
 from nst.ui.options import (
     DEMO,
     batch_parser,
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as e:  # every failure ends as one line
             if "--debug" in argv:
                 traceback.print_exc()
-            print(f"{command}: error: {in_flags(describe(e))}", file=sys.stderr)
+            print(f"{command}: error: {in_flags(explain(e))}", file=sys.stderr)
             return DURING_RUN if state.running else BEFORE_RUN
 
 

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from nst.base.config import COLOR_MODES, OPTIMIZERS, Config, preset
-from nst.io.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, describe, load_image, store_upload, to_pil
+from nst.io.images import SAMPLE_PREFIX, SAMPLES, ImageError, ImageSource, load_image, source_name, store_upload, to_pil
 
 UPLOAD = "(uploaded file)"
 OFF = "off"
@@ -180,7 +180,7 @@ class Controls:
         name, a sample's name, or the kind of object."""
         if isinstance(source, str):
             return self.uploads.get(source, {}).get("name") or Path(source).name
-        return describe(source)
+        return source_name(source)
 
     def _stored(self, upload: widgets.FileUpload, what: str) -> str | None:
         """An upload checked as it arrives and kept (`store_upload`); the

@@ -1,7 +1,7 @@
 """How the command line fails: one line per failure, and signals that never
 cost a finished image.
 
-`describe` turns any exception into the one line that ``nst`` prints;
+`explain` turns any exception into the one line that ``nst`` prints;
 `Signals` makes SIGINT and SIGTERM end a run the same way at any moment
 (a ``KeyboardInterrupt``, exit status 128 + the signal) and holds them while
 a file is being written; `Parser` is argparse with one-line errors;
@@ -36,7 +36,7 @@ BEFORE_RUN, DURING_RUN = 2, 1
 EXPLAINED = (ImageError, ConfigError, WeightsError, MemoryError, ModuleNotFoundError, ClusterError)
 
 
-def describe(error: BaseException, details: str = "run again with --debug for the details") -> str:
+def explain(error: BaseException, details: str = "run again with --debug for the details") -> str:
     """``error`` as one line that names what failed and what to do
     (``details``: where the traceback of an unforeseen error can be seen)."""
     if isinstance(error, EXPLAINED):

@@ -43,7 +43,7 @@ from nst.io.images import SAMPLE_PREFIX, ImageError, ImageSource, free_path, loa
 from nst.run.live import STEERABLE, LiveRun, start
 from nst.run.record import Result
 from nst.ui.controls import OFF, Controls
-from nst.ui.failure import describe
+from nst.ui.failure import explain
 from nst.ui.preview import THUMBNAIL, LivePreview, encode, stopped
 
 #: Save writes into this folder when set (`make studio` sets it to the
@@ -460,5 +460,5 @@ def _regions_over(content: ImageSource, masks: list[ImageSource]) -> np.ndarray:
 
 def _error(error: BaseException, prefix: str = "") -> str:
     """``error`` as the status line's one line of red text."""
-    text = describe(error, "the traceback is in the studio's .error")
+    text = explain(error, "the traceback is in the studio's .error")
     return f"<span style='color:#b00'>{html.escape(prefix + text)}</span>"
