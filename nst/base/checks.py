@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 #: Weights and rates above this would overflow the float32 arithmetic of a run.
@@ -50,3 +51,49 @@ def check_sequence(name: str, value: Any) -> None:
     """A tuple of values (lists become tuples before this, in `Config.replace`)."""
     if not isinstance(value, tuple):
         raise ConfigError(f"{name} must be a list of values, got {value!r}")
+
+
+#: A setting's check: called with its name and value, raises ConfigError.
+Check = Callable[[str, Any], None]
+
+
+def optional(check: Check) -> Check:
+    """``check``, or None (the setting's "off" or "decided later")."""
+
+    def checked(name: str, value: Any) -> None:
+        if value is not None:
+            check(name, value)
+
+    return checked
+
+
+def choice(choices: tuple[str, ...]) -> Check:
+    """One of ``choices``."""
+    return lambda name, value: check_choice(name, value, choices)
+
+
+def integer(low: int, high: int) -> Check:
+    """A whole number in [low, high]."""
+    return lambda name, value: check_integer(name, value, low, high)
+
+
+def real(low: float, high: float = MAX_REAL, *, inclusive: bool = True, high_inclusive: bool = True) -> Check:
+    """A finite real number within the bounds (see `check_real`)."""
+    return lambda name, value: check_real(name, value, low, high, inclusive=inclusive, high_inclusive=high_inclusive)
+
+
+def each(check: Check) -> Check:
+    """A tuple whose every value passes ``check``."""
+
+    def checked(name: str, value: Any) -> None:
+        check_sequence(name, value)
+        for item in value:
+            check(name, item)
+
+    return checked
+
+
+def boolean(name: str, value: Any) -> None:
+    """True or False."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
