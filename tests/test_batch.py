@@ -131,6 +131,26 @@ def test_ctrl_c_keeps_the_finished_outputs_and_the_rest_stay_pending(folder):
     assert statuses(folder / "out")["b--s1"] == ("done", None)
 
 
+def test_ctrl_c_while_the_last_output_is_written_finishes_it_then_stops(folder, monkeypatch):
+    """The interrupt waits for the PNG being written, and is not lost when
+    no group is left to run: the batch still ends in KeyboardInterrupt."""
+    from nst.modes.batch import Batch
+
+    real, signals = Batch.keep, []
+
+    def keep(self, item, result):
+        real(self, item, result)
+        if not signals:  # Ctrl-C just as the first write ends: it is written again, whole
+            signals.append(item.name)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Batch, "keep", keep)
+    with pytest.raises(KeyboardInterrupt):
+        nst.batch(nst.grid(["photos/a.jpg"], ["s1.jpg"]), "out", **TINY)
+    assert signals == ["a--s1"] and statuses(folder / "out") == {"a--s1": ("done", None)}
+    load_image(folder / "out" / "a--s1.png", 32)
+
+
 def test_contents_that_name_nothing_are_refused(folder):
     (folder / "empty").mkdir()
     for given, message in [("empty", "a folder without images"), ("photos/*.png", "no file matches")]:

@@ -169,7 +169,9 @@ def test_every_setting_declares_its_roles_and_option():
     from nst.base.config import OPTIONS, Role, named
 
     for field in dataclasses.fields(Config):
-        assert {"roles", "flag", "parse", "help", "check"} <= set(field.metadata), f"{field.name}: declare it with setting()"
+        assert {"roles", "flag", "parse", "help", "check"} <= set(field.metadata), (
+            f"{field.name}: declare it with setting()"
+        )
         assert callable(field.metadata["check"]), field.name
         assert all(isinstance(role, Role) for role in field.metadata["roles"])
     assert set(named(Role.MEASURED)) == {"precision", "jit_compile", "pooling_op"}

@@ -330,3 +330,22 @@ def test_interrupted_png_records_where_it_stopped(tmp_path, content_image, style
     result = nst.stylize(content_image, style_image, **{**TINY, "steps": 9}, callback=stop_at_2)
     meta = read_metadata(result.save(tmp_path / "o.png"))
     assert meta["stopped"] == "interrupted" and meta["steps_done"] == 2 and meta["settings"]["steps"] == 9
+
+
+def test_out_of_memory_at_the_first_scale_is_advice_and_frees_the_engine(content_image, style_image, monkeypatch):
+    """A device out of memory while the first scale's engine is set up (no
+    path measured first) ends as the usual advice, and leaves no engine held."""
+    from nst.core import engine as engines
+
+    held = []
+
+    def reset(self, *args):
+        held.append(self)
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(engines.Engine, "reset", reset)
+    with pytest.raises(MemoryError, match=r"out of memory on .* use tile=512"):
+        nst.stylize(content_image, style_image, **TINY)
+    (engine,) = held
+    assert engine.lock.acquire(blocking=False)  # given back
+    engine.lock.release()

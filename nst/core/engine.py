@@ -128,7 +128,11 @@ def acquire(
         with _GUARD:
             engines.append(engine)
             _evict()
-    engine.reset(start, targets, weights, config)
+    try:
+        engine.reset(start, targets, weights, config)
+    except BaseException:  # out of memory, Ctrl-C: the engine is free for the next run
+        engine.release()
+        raise
     return engine
 
 

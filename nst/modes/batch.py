@@ -257,6 +257,8 @@ class Here:
             yield index, results
             if any(r is None or r.stopped == "interrupted" for r in results):
                 raise KeyboardInterrupt
+        if self.interrupted:  # after the last group's outcomes were written
+            raise KeyboardInterrupt
 
 
 def batch(
@@ -297,7 +299,7 @@ def batch(
     if cluster is not None:
         require_ray()
     base = settings(config, dict(overrides))
-    return Batch(plan(jobs, out_dir, base), Path(out_dir), base, on_job).run(
+    return Batch(plan(jobs, out_dir, base), Path(out_dir), base, on_job, here=cluster is None).run(
         cluster, worker_cpus, callback, callback_every
     )
 
@@ -307,8 +309,16 @@ class Batch:
     kept as each job ends, the groups ready to run."""
 
     def __init__(
-        self, planned: list[Planned], out: Path, config: Config, on_job: Callable[[str, str], Any] | None
+        self,
+        planned: list[Planned],
+        out: Path,
+        config: Config,
+        on_job: Callable[[str, str], Any] | None,
+        *,
+        here: bool = True,
     ) -> None:
+        """Plan's jobs into ``out``: those done skipped, the rest checked
+        (``here``: the runs are on this machine, so its memory counts)."""
         todo = pending(planned)
         clear_temporaries(out)
         self.config, self.on_job = config, on_job
@@ -318,7 +328,7 @@ class Batch:
         runnable = []
         for item in todo:  # what a single run checks before it starts, before TensorFlow loads
             try:
-                preflight(item.job, config)
+                preflight(item.job, config, memory=here)
                 runnable.append(item)
             except (ImageError, WeightsError, MemoryError, OSError, ValueError) as e:
                 self.ended(item, "failed", str(e))

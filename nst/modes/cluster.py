@@ -372,6 +372,8 @@ class Dispatch:
                     self._started(ready[0])
                 else:
                     yield from self._ended(ready[0])
+            if self.interrupted:  # after the last group's outcomes were written
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             yield from self._grace()
             raise
@@ -409,18 +411,19 @@ class Dispatch:
             self.busy[seat.worker.run.remote(self.parcels[index])] = seat
 
     def _ended(self, ref: Any) -> Iterator[tuple[int, list[Result | None] | BaseException]]:
-        """A group's run ended: its results, its error, or its worker's death (then it is tried again)."""
-        errors, seat = self.ray.exceptions, self.busy.pop(ref)
-        index, seat.group = seat.group, None
+        """A group's run ended: its results, its error, or its worker's death
+        (then it is tried again). The seat stays busy until its results are
+        in hand, so a Ctrl-C meanwhile leaves them to the grace."""
+        errors, seat = self.ray.exceptions, self.busy[ref]
+        index = seat.group
         try:
             results = self.ray.get(ref)
         except errors.RayTaskError as e:  # the group raised: it fails, the worker goes on
-            seat.last = None
-            self.idle.append(seat)
-            self.cluster.release(self.parcels.pop(index))
+            self._free(ref, last=None)
             yield index, e.cause if isinstance(e.cause, Exception) else ClusterError(_cause(e))
             return
         except errors.RayError as e:  # the worker died: a new one, and the group again
+            del self.busy[ref]
             self.ray.kill(seat.worker)
             self._start(seat.options)
             if self.attempts[index] < ATTEMPTS:
@@ -429,10 +432,15 @@ class Dispatch:
             self.cluster.release(self.parcels.pop(index))
             yield index, ClusterError(f"its worker died {ATTEMPTS} times (last {seat.where}: {_cause(e)})")
             return
-        seat.last = self.groups[index][0]
-        self.idle.append(seat)
-        self.cluster.release(self.parcels.pop(index))
+        self._free(ref, last=self.groups[index][0])
         yield index, results
+
+    def _free(self, ref: Any, last: Any) -> None:
+        """The seat of ``ref`` is idle again, having run a group of shape ``last``; its parcel goes."""
+        seat = self.busy.pop(ref)
+        self.cluster.release(self.parcels.pop(seat.group))
+        seat.group, seat.last = None, last
+        self.idle.append(seat)
 
     def _grace(self) -> Iterator[tuple[int, list[Result | None]]]:
         """Ctrl-C: each running group is asked to end now; the best images of

@@ -90,7 +90,13 @@ class Run:
         self.k = 0
         """Steps (Adam updates, L-BFGS evaluations) done at this scale."""
         self._on_report, self._holding, self._runs = on_report, False, -1
-        self.enter(0, None)
+        try:
+            self.enter(0, None)
+        except BaseException as e:
+            self.release()
+            if isinstance(e, tf.errors.ResourceExhaustedError):
+                raise self._out_of_memory() from None
+            raise
         self.record.timings["setup"] = time.perf_counter() - t0
 
     @property

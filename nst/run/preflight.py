@@ -18,15 +18,19 @@ from nst.run.resources import auto_tile, check_memory
 CHECK_SIZE = 16
 
 
-def preflight(job: Job, config: Config, *, tile_auto: bool = False, name: str | None = None) -> Config:
+def preflight(
+    job: Job, config: Config, *, tile_auto: bool = False, memory: bool = True, name: str | None = None
+) -> Config:
     """Check ``job`` with the shared settings ``config`` and return its whole
     `Config`: its own settings known and valid, the style blend, the weights
     file for its layers, the images a normalised network needs, the content
     and each style image (readable, and large enough for the layers at the
     first scale), an init image, the masks (found; their shapes are checked
-    when they load), and the host memory of the run. ``tile_auto``: tile only
-    where the whole image would not fit (the config returned says which
-    tile). ``name``: the content's name in errors (a clip's first frame)."""
+    when they load), and, with ``memory``, whether the run fits in this
+    machine's memory (not where it runs elsewhere: a cluster's workers).
+    ``tile_auto``: tile only where the whole image would not fit (the config
+    returned says which tile). ``name``: the content's name in errors (a
+    clip's first frame)."""
     known(job.settings)
     config = config.replace(**job.settings)
     styles = listed(job.style)
@@ -40,7 +44,7 @@ def preflight(job: Job, config: Config, *, tile_auto: bool = False, name: str | 
     height, width = (round(n * config.size / first) for n in content.shape[:2])
     if tile_auto:
         config = config.replace(tile=auto_tile(config, height, width))
-    if config.device in ("auto", "cpu"):
+    if memory and config.device in ("auto", "cpu"):
         check_memory(config, height, width)
     for style in styles:
         style_size = max(round(first * config.style_scale), 1)

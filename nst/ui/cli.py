@@ -250,7 +250,7 @@ def many(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) 
     if report.failures:
         first = next(iter(report.failures.values()))
         print(
-            f"nst batch: {len(report.failures)} of {len(jobs)} jobs failed ({done} done), the first: {first}; "
+            f"nst batch: {len(report.failures)} of {len(jobs)} jobs failed ({done} done), the first: {in_flags(first)}; "
             f"every one is listed in {report.log}",
             file=sys.stderr,
         )
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     runs = sweep(args, config)
     if runs and (args.resume or args.animate or args.save_every):
         raise ConfigError("--sweep writes one PNG per run; it does not go with --resume, --animate or --save-every")
-    config = check_inputs(args, config, args.content)
+    config = check_inputs(args, config, args.content, sweeps=[changes for _, changes, _ in runs])
     masks = args.masks or args.mask_map
     output, paths, animation = outputs(args, config, [suffix for suffix, _, _ in runs])
 
@@ -402,10 +402,15 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
     return DURING_RUN if stopped else 0
 
 
-def check_inputs(args: argparse.Namespace, config: Config, content: Any, name: str | None = None) -> Config:
-    """The run's job checked before TensorFlow's slow import (`nst.run.preflight`),
-    with ``content`` (called ``name`` in errors) and --tile auto decided."""
+def check_inputs(
+    args: argparse.Namespace, config: Config, content: Any, name: str | None = None, sweeps: Sequence[dict] = ()
+) -> Config:
+    """The run's job, and each run of a sweep (``sweeps``: their settings),
+    checked before TensorFlow's slow import (`nst.run.preflight`), with
+    ``content`` (called ``name`` in errors) and --tile auto decided."""
     masks = args.masks or args.mask_map
+    for changes in sweeps:
+        preflight(Job(content, args.style, changes, masks, args.style_masks), config, name=name)
     job = Job(content, args.style, masks=masks, style_masks=args.style_masks)
     return preflight(job, config, tile_auto=args.tile == "auto", name=name)
 
