@@ -415,6 +415,13 @@ def weighted_style(terms: Sequence[tf.Tensor], weights: Weights) -> tf.Tensor | 
     return tf.add_n([weights.layers[:, i] * e for i, e in enumerate(terms)]) if terms else 0.0
 
 
+def weighed(content: tf.Tensor | float, style: tf.Tensor | float, weights: Weights) -> tf.Tensor:
+    """``alpha * content + beta * style`` (``style``: `weighted_style`'s sum):
+    the one place the features' terms are weighed, for whole images
+    (`combine`) and for the gradient of tiles (`nst.core.tiles`)."""
+    return weights.content * content + weights.style * style
+
+
 def combine(
     image: tf.Tensor,
     content: tf.Tensor | float,
@@ -425,7 +432,7 @@ def combine(
 ) -> dict[str, tf.Tensor]:
     """The objective: the weighted total of the content term, the style
     terms E_l, the total variation and, for a video frame, the temporal
-    term. The only place the terms are weighed, for whole images and tiles.
+    term, each weighed here (the content and style terms by `weighed`).
 
     Keys: 'total', 'content' (mean over content layers), 'style'
     (``sum_l w_l E_l``), 'tv' (always computed; weighted by gamma in the
@@ -437,7 +444,7 @@ def combine(
     terms = {f"style/{layer}": e for layer, e in zip(config.style_layers, style)}
     style_term = weighted_style(style, weights) + zero
     tv = form_of(config).tv(image)
-    total = weights.content * content + weights.style * style_term + weights.tv * tv
+    total = weighed(content, style_term, weights) + weights.tv * tv
     if targets.temporal:
         total += temporal_term(image, targets.temporal, terms)
     return {"total": total, "content": content, "style": style_term, "tv": tv, **terms}

@@ -68,6 +68,7 @@ from nst.core.losses import (
     form_of,
     style_grams,
     style_terms,
+    weighed,
     weighted_style,
 )
 from nst.core.problem import Problem
@@ -254,7 +255,7 @@ class TiledProblem(Problem):
             )
             terms = style_terms(whole_grams, self.positions, self.targets, self.config)
             content_value = content_term(whole_sums, self.targets, self.config)
-            weighted = self.weights.content * content_value + self.weights.style * weighted_style(terms, self.weights)
+            weighted = weighed(content_value, weighted_style(terms, self.weights), self.weights)
             total = tf.reduce_sum(scale * weighted)
         return grams, sums, tape.gradient(total, image)
 

@@ -232,12 +232,8 @@ class LiveRun:
     def _record(self) -> None:
         """The values in force at this step, beside its losses in the history."""
         history, c = self._run.record.histories[0], self.config
-        in_force = {
-            "content_weight": c.content_weight,
-            "style_weight": c.style_weight,
-            "tv_weight": c.tv_weight,
-            "learning_rate": c.learning_rate,
-        }
+        # Each steerable setting; the style layers' weights one per layer (1/L each where not given).
+        in_force = {name: getattr(c, name) for name in STEERABLE if name != "style_layer_weights"}
         in_force.update({f"style_layer_weights/{layer}": w for layer, w in zip(c.style_layers, c.layer_weights)})
         for name, value in in_force.items():
             history.setdefault(name, []).append(float(value))

@@ -34,7 +34,6 @@ class Controls:
         self._sources = {"content": content, "style": style}
         self.uploads: dict[str, dict[str, str]] = {}
         """Uploaded inputs by the path they are kept at: their name and SHA-256."""
-        c = self.config
         label = {"description_width": "110px"}
         slider = {"continuous_update": False, "style": label, "layout": {"width": "420px"}}
 
@@ -61,6 +60,24 @@ class Controls:
         self.regions_view.add_class("nst-regions")
         self.masks: list[ImageSource | None] = [None, None]
         """The mask of each style (uploaded, or set from Python), or None."""
+        self._make_sliders(slider, label)
+        self.taken: dict[str, ImageSource] = {}
+        """What each dropdown's upload entry stands for, by role ('content',
+        'style', 'style2'): an uploaded file's kept path, or a recalled run's input."""
+        for role, pick, upload in (
+            ("content", self.content_pick, self.content_upload),
+            ("style", self.style_pick, self.style_upload),
+            ("style2", self.style2_pick, self.style2_upload),
+        ):
+            upload.observe(lambda _, r=role, p=pick, u=upload: self._take(r, p, u), names="value")
+        for i, upload in enumerate(self.mask_uploads):
+            upload.observe(lambda _, i=i: self._mask_uploaded(i), names="value")
+        self.clear_masks.on_click(lambda _: self.set_masks(None, None))
+
+    def _make_sliders(self, slider: dict[str, Any], label: dict[str, str]) -> None:
+        """The weights, learning rate, steps and size sliders and the two
+        dropdowns, each starting at the config's value."""
+        c = self.config
         self.ratio = widgets.FloatLogSlider(
             value=c.content_weight / c.style_weight if c.style_weight else 1.0,
             min=-8,
@@ -104,18 +121,6 @@ class Controls:
         self.optimizer = widgets.Dropdown(
             options=list(OPTIMIZERS), value=c.optimizer, description="optimiser", style=label, layout={"width": "260px"}
         )
-        self.taken: dict[str, ImageSource] = {}
-        """What each dropdown's upload entry stands for, by role ('content',
-        'style', 'style2'): an uploaded file's kept path, or a recalled run's input."""
-        for role, pick, upload in (
-            ("content", self.content_pick, self.content_upload),
-            ("style", self.style_pick, self.style_upload),
-            ("style2", self.style2_pick, self.style2_upload),
-        ):
-            upload.observe(lambda _, r=role, p=pick, u=upload: self._take(r, p, u), names="value")
-        for i, upload in enumerate(self.mask_uploads):
-            upload.observe(lambda _, i=i: self._mask_uploaded(i), names="value")
-        self.clear_masks.on_click(lambda _: self.set_masks(None, None))
 
     def settings(self) -> Config:
         """The Config the controls describe now."""

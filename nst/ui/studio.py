@@ -83,6 +83,26 @@ class Studio(Controls):
         self._inputs: tuple[ImageSource, Any, list | None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._make_buttons()
+        # While an Adam run goes, these steer it: from its next step on.
+        for control in (self.ratio, self.tv_on, self.tv_weight, self.learning_rate, *self.layer_weights):
+            control.observe(lambda _: self._steer(), names="value")
+        self.message = widgets.HTML("")
+        self.message.add_class("nst-message")
+        # The chosen inputs are shown at once, the output and the loss plot
+        # as placeholders until the first step.
+        self.preview = LivePreview(every=1, plot_every=10)
+        self.strip = widgets.HBox([], layout={"flex_flow": "row wrap"})
+        self.strip.add_class("nst-strip")
+        self._show_inputs()
+        for pick in (self.content_pick, self.style_pick, self.style2_pick):
+            pick.observe(lambda _: self._show_inputs(), names="value")
+
+        self.widget = self._layout()
+        self.widget.add_class("nst-studio")
+
+    def _make_buttons(self) -> None:
+        """Run, Pause, Stop, Continue and Save, and the file to save to."""
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
         self.pause_button = widgets.Button(description="Pause", icon="pause", disabled=True)
         self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -108,20 +128,9 @@ class Studio(Controls):
         self.stop_button.on_click(lambda _: self.stop())
         self.continue_button.on_click(lambda _: self.proceed())
         self.save_button.on_click(lambda _: self.save())
-        # While an Adam run goes, these steer it: from its next step on.
-        for control in (self.ratio, self.tv_on, self.tv_weight, self.learning_rate, *self.layer_weights):
-            control.observe(lambda _: self._steer(), names="value")
-        self.message = widgets.HTML("")
-        self.message.add_class("nst-message")
-        # The chosen inputs are shown at once, the output and the loss plot
-        # as placeholders until the first step.
-        self.preview = LivePreview(every=1, plot_every=10)
-        self.strip = widgets.HBox([], layout={"flex_flow": "row wrap"})
-        self.strip.add_class("nst-strip")
-        self._show_inputs()
-        for pick in (self.content_pick, self.style_pick, self.style2_pick):
-            pick.observe(lambda _: self._show_inputs(), names="value")
 
+    def _layout(self) -> widgets.VBox:
+        """The studio's rows: inputs, regions, sliders, buttons, message, preview, compare strip."""
         # Rows wrap in a narrow output area (Colab's), so nothing is cut off.
         wrap = {"flex_flow": "row wrap", "align_items": "flex-start"}
         inputs = widgets.HBox(
@@ -158,7 +167,7 @@ class Studio(Controls):
             ],
             layout=wrap,
         )
-        self.widget = widgets.VBox(
+        return widgets.VBox(
             [
                 inputs,
                 regions,
@@ -170,7 +179,6 @@ class Studio(Controls):
                 self.strip,
             ]
         )
-        self.widget.add_class("nst-studio")
 
     # -- actions -------------------------------------------------------------
 
