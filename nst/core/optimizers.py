@@ -49,8 +49,6 @@ def adam(
     Returns whether all steps were done."""
     optimizer = engine.optimizer
     scaled = isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer)
-    if first == 0 and config.adam_warm_start and not scaled:  # (a scaled loss has scaled gradients)
-        restore_adam(optimizer, config.init)
     if first == 0 and scaled:  # a scaled loss of about 2^26 keeps the gradients well inside float16's range
         start = np.max(engine.evaluate().numpy()[0])
         optimizer.dynamic_scale.assign(2.0 ** np.floor(26 - np.log2(max(start, 1e-30))))
@@ -99,12 +97,16 @@ def carry_adam(engine: Engine, moments: tuple[int, np.ndarray, np.ndarray] | Non
     optimizer.iterations.assign(iterations)
 
 
-def restore_adam(optimizer: tf.keras.optimizers.Optimizer, init: str) -> None:
+def restore_adam(engine: Engine, init: str) -> None:
     """Go on with the Adam state recorded in the PNG ``init`` (see
     `Config.adam_warm_start`): its second moments, first moments 0 (they
     forget within ~10 steps anyway). A PNG without a record, or one of
     another size, leaves Adam fresh; so does a damaged record, with a warning
-    (the command line refuses one before the run)."""
+    (the command line refuses one before the run), and so do L-BFGS and
+    float16's scaled loss (its gradients are scaled)."""
+    optimizer = engine.optimizer
+    if optimizer is None or isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer):
+        return
     try:
         record = read_metadata(init).get("adam")
         if not record:

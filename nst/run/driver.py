@@ -34,7 +34,7 @@ from nst.core import engine as engines
 from nst.core import execution
 from nst.core.features import extractor_for
 from nst.core.losses import Targets, Weights
-from nst.core.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs
+from nst.core.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs, restore_adam
 from nst.core.scene import Prepared, resize_to
 from nst.core.targets import for_job
 from nst.run.record import EarlyEnd, Recorder, Result
@@ -115,6 +115,8 @@ class Run:
         self.engine = self._engine(index, starts)
         self._holding, self._runs = True, self.engine.runs
         carry_adam(self.engine, moments)
+        if self.config.adam_warm_start:  # the start's Adam state, from the init PNG's record, where it fits
+            restore_adam(self.engine, self.config.init)
         self.k = 0
         scenes = [m.scenes[index] for m in self.members]
         self.record.begin_scale(
