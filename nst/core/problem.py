@@ -34,6 +34,40 @@ def compile_step(fn: Callable, *args: Any, jit_compile: bool) -> Callable:
     return tf.function(functools.partial(fn, *args), jit_compile=jit_compile, autograph=False)
 
 
+class EMA:
+    """The bias-corrected exponential moving average of a batch of images
+    (crowsonkb's, with Adam's bias correction), in variables that compiled
+    steps update: ``m = d m + (1 - d) x``, started at ``(1 - d) x_0``, and the
+    average ``m / (1 - d^(k+1))``, in which the weights of x_0 ... x_k sum to
+    1. An image that is not finite is left out. Made in the strategy's scope
+    (replicas write equal values: the first replica's are taken)."""
+
+    def __init__(self, start: np.ndarray, decay: float) -> None:
+        self.decay = decay
+        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.average = tf.Variable(start, trainable=False, name="average_image", aggregation=first)
+        self._moving = tf.Variable(start * (1.0 - decay), trainable=False, aggregation=first)
+        # The weight that the start still has in the sum (1 - it is Adam's bias correction).
+        self._start_weight = tf.Variable(
+            tf.fill([len(start), 1, 1, 1], float(decay)), trainable=False, aggregation=first
+        )
+
+    def reset(self, start: np.ndarray) -> None:
+        """Start again from ``start``."""
+        self.average.assign(start)
+        self._moving.assign(start * (1.0 - self.decay))
+        self._start_weight.assign(tf.fill([len(start), 1, 1, 1], float(self.decay)))
+
+    def update(self, images: tf.Tensor) -> None:
+        """Take ``images`` into the average."""
+        d = self.decay
+        moving = d * self._moving + (1.0 - d) * images
+        finite = tf.reduce_all(tf.math.is_finite(moving), axis=[1, 2, 3], keepdims=True)
+        self._moving.assign(tf.where(finite, moving, self._moving))
+        self._start_weight.assign(tf.where(finite, self._start_weight * d, self._start_weight))
+        self.average.assign(self._moving / (1.0 - self._start_weight))
+
+
 class Problem:
     """The batch of images being optimised at one scale, its objective, and
     the best image seen for each with its loss (with ``config.ema``, the
@@ -63,14 +97,8 @@ class Problem:
             # after evaluating it); what a callback sees.
             self.evaluated = tf.Variable(start, trainable=False, name="evaluated_image", aggregation=first)
             self.best_loss = tf.Variable(tf.fill([self.batch], math.inf), trainable=False, aggregation=first)
-            # With ``config.ema``: the bias-corrected moving average of the
-            # iterates (`advance_average`), made of a decayed sum and the
-            # weight that the start still has in it (Adam's bias correction).
-            self.average = tf.Variable(start, trainable=False, name="average_image", aggregation=first)
-            self._moving = tf.Variable(start * (1.0 - config.ema), trainable=False, aggregation=first)
-            self._start_weight = tf.Variable(
-                tf.fill([self.batch, 1, 1, 1], float(config.ema)), trainable=False, aggregation=first
-            )
+            self.ema = EMA(start, config.ema)
+            """With ``config.ema``: the moving average of the iterates (`advance_average`)."""
             # Targets and weights are variables too, read by the compiled
             # steps: a live run (`nst.run.live`) changes the weights between
             # steps, and a new run on the same graph assigns its own.
@@ -98,10 +126,9 @@ class Problem:
     def assign(self, start: np.ndarray, targets: Targets, weights: Weights) -> None:
         """A new run on this problem's compiled functions: its start, targets
         and weights, and no best image yet."""
-        for variable in (self.image, self.best, self.evaluated, self.average):
+        for variable in (self.image, self.best, self.evaluated):
             variable.assign(start)
-        self._moving.assign(start * (1.0 - self.config.ema))
-        self._start_weight.assign(tf.fill([self.batch, 1, 1, 1], float(self.config.ema)))
+        self.ema.reset(start)
         self.best_loss.assign(tf.fill([self.batch], math.inf))
         for variable, value in zip(tf.nest.flatten(self.targets), tf.nest.flatten(targets)):
             variable.assign(value)
@@ -146,17 +173,14 @@ class Problem:
             total = self.scale_loss(total)
         return values, tf.convert_to_tensor(tape.gradient(total, self.image))
 
+    @property
+    def average(self) -> tf.Variable:
+        """The moving average of the iterates so far (``config.ema``)."""
+        return self.ema.average
+
     def advance_average(self) -> None:
-        """Take the current images into the moving average of the iterates
-        (``config.ema``, crowsonkb's): ``m = d m + (1 - d) x``, started at
-        ``(1 - d) x_0``, and the average ``m / (1 - d^(k+1))``, in which the
-        weights of x_0 ... x_k sum to 1. An image that is not finite is left out."""
-        d = self.config.ema
-        moving = d * self._moving + (1.0 - d) * self.image
-        finite = tf.reduce_all(tf.math.is_finite(moving), axis=[1, 2, 3], keepdims=True)
-        self._moving.assign(tf.where(finite, moving, self._moving))
-        self._start_weight.assign(tf.where(finite, self._start_weight * d, self._start_weight))
-        self.average.assign(self._moving / (1.0 - self._start_weight))
+        """Take the current images into the moving average of the iterates."""
+        self.ema.update(self.image)
 
     def _remember(self, values: tf.Tensor) -> tf.Tensor:
         """All replicas' terms, (terms, batch); remembers the best images
