@@ -317,7 +317,7 @@ class Batch:
         *,
         here: bool = True,
     ) -> None:
-        """Plan's jobs into ``out``: those done skipped, the rest checked
+        """The planned jobs, into ``out``: those done skipped, the rest checked
         (``here``: the runs are on this machine, so its memory counts)."""
         todo = pending(planned)
         clear_temporaries(out)
