@@ -152,7 +152,7 @@ def test_every_control_reaches_the_config():
         "avg",
         "luminance",
     )
-    assert config.scales == (128, 256) and config.size == 256 and config.schedule == [(128, 50), (256, 20)]
+    assert config.scales == (128, 256) and config.size == 256 and list(config.schedule) == [(128, 50), (256, 20)]
     assert config.style_blend == (0.7, 0.3) and config.style_scale == 0.5
     assert (config.init, config.seed, config.jit_compile) == ("start.png", 5, False)
     assert config.style_layer_weights == (1.0, 0.0, 0.0, 0.0, 0.0)

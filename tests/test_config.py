@@ -91,9 +91,9 @@ def test_invalid_values_say_the_valid_range(changes, message):
 
 def test_scales_set_the_size_and_make_the_schedule():
     c = Config().replace(scales=[128, 256], scale_steps=[30, 10])
-    assert c.size == 256 and c.schedule == [(128, 30), (256, 10)]
-    assert Config(steps=7).schedule == [(512, 7)]
-    assert Config().replace(scales=[64, 128], steps=5).schedule == [(64, 5), (128, 5)]
+    assert c.size == 256 and list(c.schedule) == [(128, 30), (256, 10)]
+    assert list(Config(steps=7).schedule) == [(512, 7)]
+    assert list(Config().replace(scales=[64, 128], steps=5).schedule) == [(64, 5), (128, 5)]
 
 
 def test_style_blend_is_normalised_and_must_match_the_styles():

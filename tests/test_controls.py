@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.optimize
 import tensorflow as tf
 from conftest import BLOCK13_LAYERS, TINY
 
@@ -14,6 +15,7 @@ from nst.core import scene
 from nst.core.device import Device
 from nst.core.features import get_extractor
 from nst.core.losses import make_targets, objective
+from nst.core.optimizers import LBFGS
 from nst.io import color
 from nst.io.images import ImageError, load_image, save_image
 
@@ -24,6 +26,50 @@ def loss_at(image: np.ndarray, content: np.ndarray, style: np.ndarray, config: n
     targets = make_targets(extractor(content[None]), extractor(style[None]), config)
     x = tf.constant(image[None])
     return float(objective(x, extractor(x), targets, config)["total"][0])
+
+
+def bounded_quadratic(n: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """f(x) = 1/2 sum a (x - c)^2 with curvatures a over two orders of
+    magnitude and a centre c partly outside [0, 1]: its minimum in the box is
+    c clipped into it."""
+    rng = np.random.default_rng(0)
+    return np.logspace(-1, 1, n), rng.uniform(-0.5, 1.5, n), rng.uniform(0, 1, n)
+
+
+def test_lbfgs_steps_to_the_minimum_in_the_box_like_scipys_lbfgsb():
+    a, c, x0 = bounded_quadratic()
+    minimum = np.clip(c, 0, 1)
+    state, points = LBFGS(x0.reshape(6, 10), memory=10), []
+    for _ in range(60):
+        x = state.point.astype(np.float64).ravel()
+        points.append(x)
+        state.tell(float(0.5 * a @ (x - c) ** 2), (a * (x - c)).reshape(6, 10))
+    assert all(x.min() >= 0 and x.max() <= 1 for x in points)
+    np.testing.assert_allclose(state.accepted.ravel(), minimum, atol=1e-4)
+    # SciPy's L-BFGS-B (an independent implementation) needs about as many evaluations.
+    seen = []
+
+    def reference(x: np.ndarray) -> tuple[float, np.ndarray]:
+        seen.append(x)
+        return 0.5 * a @ (x - c) ** 2, a * (x - c)
+
+    bounds = scipy.optimize.Bounds(np.zeros(60), np.ones(60))
+    scipy.optimize.minimize(
+        reference, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxcor": 10, "ftol": 0, "gtol": 1e-7}
+    )
+    ours, theirs = (next(k for k, x in enumerate(xs) if np.max(np.abs(x - minimum)) < 1e-4) for xs in (points, seen))
+    assert ours <= 1.2 * theirs, (ours, theirs)
+
+
+def test_lbfgs_restarts_from_its_accepted_image_and_forgets_its_curvature():
+    a, c, x0 = bounded_quadratic()
+    state = LBFGS(x0, memory=10)
+    for _ in range(8):
+        x = state.point.astype(np.float64)
+        state.tell(float(0.5 * a @ (x - c) ** 2), a * (x - c))
+    assert state.pairs and not np.array_equal(state.point, state.accepted)
+    state.restart()
+    assert not state.pairs and np.array_equal(state.point, state.accepted)
 
 
 def test_lbfgs_lowers_the_objective_within_the_box_and_counts_evaluations(content_image, style_image):

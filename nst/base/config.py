@@ -32,6 +32,7 @@ from nst.base.checks import (
 )
 from nst.base.geometry import PAPER_STYLE_LAYERS, VGG19_CONV_LAYERS
 from nst.base.presets import PRESETS
+from nst.base.schedule import Schedule
 
 #: How the losses are normalised: the report's formulas (the paper's), the
 #: TensorFlow tutorial's (Gram divided by the number of positions, mean
@@ -67,8 +68,6 @@ MASK_MODES = ("propagate", "erode")
 FLOW_METHODS = ("dis", "farneback")
 
 MIN_SIZE, MAX_SIZE = 16, 8192
-#: ``scales='auto'``: the smallest scale, and how many times ``steps`` it takes (crowsonkb's 1,000 and 500).
-AUTO_SMALLEST, AUTO_FIRST_FACTOR = 128, 2
 #: The smallest tile side (`Config.tile`), pixels.
 MIN_TILE = 32
 #: Larger input images are refused as possible decompression bombs (Pillow's
@@ -269,8 +268,9 @@ class Config:
         help=f"{' | '.join(OPTIMIZERS)}; with lbfgs, STEPS counts function evaluations",
         check=choice(OPTIMIZERS),
     )
-    """'adam' (the report's) or 'lbfgs' (SciPy's L-BFGS-B, the paper's and
-    jcjohnson's choice: fewer evaluations to a given loss, no learning rate)."""
+    """'adam' (the report's) or 'lbfgs' (L-BFGS within [0, 1], the paper's and
+    jcjohnson's choice: fewer evaluations to a given loss, no learning rate;
+    `nst.core.optimizers.LBFGS`)."""
     learning_rate: float = setting(
         0.02,
         Role.STEERABLE,
@@ -302,7 +302,7 @@ class Config:
     """Coarse to fine: the sizes to optimise at, smallest first; the last is
     ``size`` (setting only ``scales`` sets ``size`` to its last). Each scale
     starts from the previous result, upsampled. 'auto': crowsonkb's pyramid,
-    from `AUTO_SMALLEST` px up by factors of sqrt(2) (`scale_sizes`), with
+    from `AUTO_SMALLEST` px up by factors of sqrt(2) (`nst.base.schedule`), with
     `AUTO_FIRST_FACTOR` x the steps at the first scale. ``None``: only ``size``."""
     scale_steps: tuple[int, ...] | None = setting(
         None,
@@ -559,8 +559,9 @@ class Config:
                 raise ConfigError(
                     f"scales must be increasing sizes ending at size={self.size}, got {list(self.scales)}"
                 )
-        if self.scale_steps is not None and len(self.scale_steps) != len(self.scale_sizes):
-            raise ConfigError(f"scale_steps needs one value per scale ({len(self.scale_sizes)})")
+        sizes = Schedule.pyramid(self.size, self.steps, self.scales, None).sizes
+        if self.scale_steps is not None and len(self.scale_steps) != len(sizes):
+            raise ConfigError(f"scale_steps needs one value per scale ({len(sizes)})")
         if not MIN_SIZE <= self.size * self.style_scale <= MAX_SIZE:
             raise ConfigError(
                 f"style_scale must keep the style image between {MIN_SIZE} and {MAX_SIZE} pixels "
@@ -586,26 +587,9 @@ class Config:
         return self
 
     @property
-    def schedule(self) -> list[tuple[int, int]]:
-        """(size, steps) of each scale, smallest first."""
-        sizes = self.scale_sizes
-        steps = [self.steps] * len(sizes)
-        if self.scales == "auto" and len(sizes) > 1:
-            steps[0] = min(MAX_STEPS, AUTO_FIRST_FACTOR * self.steps)
-        return list(zip(sizes, self.scale_steps or steps))
-
-    @property
-    def scale_sizes(self) -> tuple[int, ...]:
-        """The size of each scale, smallest first: ``scales``, or with 'auto'
-        ``size / sqrt(2)^k`` (rounded) for each k that keeps it at least
-        `AUTO_SMALLEST`, or only ``size``."""
-        if self.scales != "auto":
-            return tuple(self.scales or (self.size,))
-        sizes, k = [], 0
-        while round(self.size / 2 ** (k / 2)) >= min(AUTO_SMALLEST, self.size):
-            sizes.insert(0, round(self.size / 2 ** (k / 2)))
-            k += 1
-        return tuple(sizes)
+    def schedule(self) -> Schedule:
+        """The scales a run climbs, smallest first (`nst.base.schedule`)."""
+        return Schedule.pyramid(self.size, self.steps, self.scales, self.scale_steps)
 
     @property
     def min_side(self) -> int:

@@ -2,9 +2,9 @@
 
 With Adam, each step computes the objective under a `tf.GradientTape`,
 applies one update and clips the pixels back into range, all in one
-compiled step (the engine's). With L-BFGS, SciPy's L-BFGS-B drives the
-engine's compiled loss-and-gradient function and keeps the pixels in
-[0, 1] as bounds. Adam's state can be recorded in the output PNG
+compiled step (the engine's). With L-BFGS (`LBFGS`, a projected L-BFGS
+stepped by its caller), each step is one evaluation of the engine's
+compiled loss and gradient, and the pixels stay in [0, 1] as bounds. Adam's state can be recorded in the output PNG
 (`adam_record`) and taken up again by a later run (`restore_adam`).
 
 Coarse to fine, each scale starts a fresh Adam unless
@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from nst.base.backend import tf
 from nst.base.config import Config
@@ -128,80 +127,118 @@ def _moment(optimizer: tf.keras.optimizers.Optimizer, name: str) -> tf.Variable:
     return variable
 
 
-class _Budget(Exception):
-    """L-BFGS has used its function evaluations."""
+class LBFGS:
+    """L-BFGS kept in the box [0, 1], one evaluation a step: `point` is where
+    to evaluate next, `tell` takes that evaluation and moves on.
 
+    A projected L-BFGS: the direction comes from the last ``memory``
+    curvature pairs (the two-loop recursion) over the pixels free to move
+    (a pixel at a bound whose gradient pushes it out stays put), the step is
+    cut back until it lowers the objective enough (Armijo's condition, with
+    a quadratic guess for the cut), and the image is clipped into the box.
+    Nothing drives it but its caller's loop, so a run can stop, be steered
+    or go on between any two evaluations (`restart` forgets the curvature
+    when the objective's weights change)."""
 
-class _Stop(Exception):
-    """The run was asked to stop (`nst.run.live`)."""
+    def __init__(self, image: np.ndarray, memory: int) -> None:
+        self.memory = memory
+        self.shape = image.shape
+        self.x = image.astype(np.float64).ravel()
+        """The last accepted iterate (flattened)."""
+        self.trial = self.x.copy()
+        self.f: float | None = None
+        self.g = np.zeros_like(self.x)
+        self.pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self.direction, self.t, self.slope = np.zeros_like(self.x), 0.0, 0.0
+        self.weighed: int | None = None
+        """The engine's weights (`Engine.weighed`) its curvature belongs to."""
 
+    @property
+    def point(self) -> np.ndarray:
+        """The image to evaluate next."""
+        return self.trial.reshape(self.shape).astype(np.float32)
 
-class _Changed(Exception):
-    """The objective's weights changed (`nst.run.live`): L-BFGS starts afresh."""
+    @property
+    def accepted(self) -> np.ndarray:
+        """The last accepted image."""
+        return self.x.reshape(self.shape).astype(np.float32)
+
+    def restart(self) -> None:
+        """Forget the curvature and evaluate the accepted image afresh (the objective changed)."""
+        self.trial, self.f, self.pairs = self.x.copy(), None, []
+
+    def tell(self, f: float, gradient: np.ndarray) -> None:
+        """The objective and its gradient at `point`."""
+        g = gradient.astype(np.float64).ravel()
+        if self.f is None:
+            self.x, self.f, self.g = self.trial, f, g
+        elif np.isfinite(f) and f <= self.f + 1e-4 * self.slope:  # enough of a fall: accepted
+            s, y = self.trial - self.x, g - self.g
+            sy = float(s @ y)
+            if sy > 1e-10 * np.sqrt(float(s @ s) * float(y @ y)):  # a pair that keeps the inverse Hessian positive
+                self.pairs = [*self.pairs, (s, y, 1.0 / sy)][-self.memory :]
+            self.x, self.f, self.g = self.trial, f, g
+        else:  # too far: a shorter step along the same direction
+            drop = f - self.f - self.slope if np.isfinite(f) else np.inf
+            guess = -self.slope * self.t / (2 * drop) if drop > 0 else 0.5 * self.t
+            self.t = min(max(guess, 0.1 * self.t), 0.5 * self.t)
+            self._propose()
+            return
+        self._direction()
+
+    def _direction(self) -> None:
+        free = ~(((self.x <= 0) & (self.g > 0)) | ((self.x >= 1) & (self.g < 0)))
+        q = np.where(free, self.g, 0.0)
+        alphas = []
+        for s, y, rho in reversed(self.pairs):
+            alpha = rho * float(s @ q)
+            q -= alpha * y
+            alphas.append(alpha)
+        if self.pairs:
+            s, y, rho = self.pairs[-1]
+            q *= 1.0 / (rho * float(y @ y))
+        for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
+            q += (alpha - rho * float(y @ q)) * s
+        d = -np.where(free, q, 0.0)
+        if float(d @ self.g) >= 0:  # not a descent direction: forget the curvature, follow the gradient
+            self.pairs, d = [], -np.where(free, self.g, 0.0)
+        self.direction = d
+        # The first step moves the image by at most 1/255 of the range a pixel; later ones trust the curvature.
+        self.t = 1.0 if self.pairs else 1.0 / max(float(np.sqrt(d @ d)), 1e-30)
+        self._propose()
+
+    def _propose(self) -> None:
+        self.trial = np.clip(self.x + self.t * self.direction, 0.0, 1.0)
+        self.slope = float(self.g @ (self.trial - self.x))
 
 
 def lbfgs(
     engine: Engine,
-    config: Config,
+    state: LBFGS,
     steps: int,
     report: Callable[[int, np.ndarray], Any],
     *,
     first: int = 0,
     between: Callable[[int], bool] | None = None,
-) -> tuple[np.ndarray, bool]:
-    """L-BFGS-B within [0, 1], evaluations ``first`` up to ``steps`` (each
-    one forward and backward pass, like an Adam step; ``report`` and
-    ``between`` as for `adam`). Its line searches and curvature pairs
-    assume one objective: when the weights change between evaluations
-    (`Engine.assign_weights`), it starts afresh from the last accepted
-    iterate. Returns that iterate and whether all steps were done. One image
-    (its line searches are its own)."""
-    problem = engine.problem
-    shape = problem.image.shape
-    accepted = problem.image.numpy()
-    count, weighed = first, engine.weighed
-
-    def loss_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
-        nonlocal count
-        if count > steps:
-            raise _Budget
-        if between is not None and not between(count):
-            raise _Stop
-        if engine.weighed != weighed:
-            raise _Changed
-        problem.image.assign(x.reshape(shape).astype(np.float32))
+) -> bool:
+    """L-BFGS evaluations ``first`` up to ``steps`` from ``state`` (each one
+    forward and backward pass, like an Adam step; ``report`` and ``between``
+    as for `adam`). Its curvature belongs to one objective: when the weights
+    change between evaluations (`Engine.assign_weights`), it starts afresh
+    from its last accepted image. The problem's image is left at that image.
+    Returns whether all steps were done. One image (its line searches are
+    its own)."""
+    problem, done = engine.problem, True
+    for k in range(first, steps + 1):
+        if between is not None and not between(k):
+            done = False
+            break
+        if engine.weighed != state.weighed:
+            state.restart()
+            state.weighed = engine.weighed
+        problem.image.assign(state.point)
         values, gradient = (t.numpy() for t in engine.evaluate_with_gradient())
-        report(count, values)
-        count += 1
-        return float(values[0, 0]), gradient.ravel().astype(np.float64)
-
-    def on_iteration(xk: np.ndarray) -> None:
-        nonlocal accepted
-        accepted = xk.reshape(shape).astype(np.float32)
-
-    while True:
-        x0 = accepted.ravel().astype(np.float64)
-        try:
-            result = scipy.optimize.minimize(
-                loss_and_gradient,
-                x0,
-                jac=True,
-                method="L-BFGS-B",
-                callback=on_iteration,
-                bounds=scipy.optimize.Bounds(np.zeros_like(x0), np.ones_like(x0)),
-                # No tolerance stops: the budget of evaluations ends the run.
-                options={
-                    "maxfun": steps + 1,
-                    "maxiter": steps + 1,
-                    "maxcor": config.lbfgs_memory,
-                    "ftol": 0,
-                    "gtol": 0,
-                },
-            )
-            return result.x.reshape(shape).astype(np.float32), True
-        except _Budget:
-            return accepted, True
-        except _Stop:
-            return accepted, False
-        except _Changed:
-            weighed = engine.weighed
+        report(k, values)
+        state.tell(float(values[0, 0]), gradient)
+    problem.image.assign(state.accepted)
+    return done

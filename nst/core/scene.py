@@ -166,7 +166,7 @@ class Prepared:
             Scene.load(
                 job.content, styles, config, size, masks=job.masks, style_masks=job.style_masks, previous=job.previous
             )
-            for size, _ in config.schedule
+            for size in config.schedule.sizes
         ]
         return cls(index, config, device, scenes, config.blend(len(styles)), sources)
 

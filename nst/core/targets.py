@@ -99,7 +99,7 @@ def for_job(job: Prepared, scale: int, extractor: Extractor) -> Targets:
     key = (
         tuple(_stamp(n) for n in names),
         scene.content.shape,
-        c.schedule[scale][0],
+        c.schedule[scale].size,
         job.blend,
         c.seed if c.weights == "random" else None,  # the seed makes the random network
         *(getattr(c, name) for name in TARGETS),

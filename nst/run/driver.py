@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from nst.base.backend import tf
+from nst.base.schedule import Schedule
 from nst.core import engine as engines
 from nst.core import execution
 from nst.core.features import extractor_for
 from nst.core.losses import Targets, Weights
-from nst.core.optimizers import adam, adam_moments, adam_record, carry_adam, lbfgs, restore_adam
+from nst.core.optimizers import LBFGS, adam, adam_moments, adam_record, carry_adam, lbfgs, restore_adam
 from nst.core.scene import Prepared, resize_to
 from nst.core.targets import for_job
 from nst.run.record import EarlyEnd, Recorder, Result
@@ -76,14 +77,14 @@ class Run:
                 config,
                 self.device,
                 (len(members), *self._shape()),
-                config.schedule[-1][1],
+                config.schedule[-1].steps,
                 functools.partial(self._engine, self.scale, None) if measure else None,
             )
         except tf.errors.ResourceExhaustedError:
             raise self._out_of_memory() from None
         self.batch, self.members = ([m.on(choice.path.settings()) for m in jobs] for jobs in (batch, members))
         self.config = self.batch[0].config
-        self.record = Recorder(self.batch, callback, every, t0, self.where, choice)
+        self.record = Recorder(self.batch, self.config.schedule, callback, every, t0, self.where, choice)
         """The run's history, timings and best images, per job."""
         self.engine: engines.Engine | None = None
         """The compiled programs of the scale running (`nst.core.engine`)."""
@@ -100,9 +101,14 @@ class Run:
         self.record.timings["setup"] = time.perf_counter() - t0
 
     @property
+    def schedule(self) -> Schedule:
+        """The scales the run climbs (`nst.base.schedule`)."""
+        return self.record.schedule
+
+    @property
     def step(self) -> int:
         """Steps done so far, over all scales."""
-        return self.record.offset + self.k
+        return self.schedule.before(self.scale) + self.k
 
     def enter(self, index: int, starts: np.ndarray | None) -> None:
         """Go to scale ``index`` from ``starts`` (None: each job's own start):
@@ -117,11 +123,15 @@ class Run:
         carry_adam(self.engine, moments)
         if self.config.adam_warm_start:  # the start's Adam state, from the init PNG's record, where it fits
             restore_adam(self.engine, self.config.init)
+        self.lbfgs = (
+            LBFGS(self.engine.problem.image.numpy(), self.config.lbfgs_memory)
+            if self.config.optimizer == "lbfgs"
+            else None
+        )
+        """L-BFGS's state at this scale (its curvature carries over a pause)."""
         self.k = 0
         scenes = [m.scenes[index] for m in self.members]
-        self.record.begin_scale(
-            index, self.record.schedule[index][0], self.engine.problem, [scene.present for scene in scenes]
-        )
+        self.record.begin_scale(index, self.engine.problem, [scene.present for scene in scenes])
 
     def change(self, changes: dict[str, Any]) -> None:
         """Go on with ``changes`` to settings the compiled programs do not
@@ -131,6 +141,16 @@ class Run:
         self.config = self.batch[0].config
         self.engine.assign_weights(self.config)
 
+    def extend(self, steps: int) -> None:
+        """After the run ended (or was stopped), ``steps`` more at the scale
+        it was at, from where it was (the engine taken back: `hold`); a
+        ``time_limit`` counts anew."""
+        self.hold()
+        self.record.schedule = self.schedule.with_steps(self.scale, self.k + steps)
+        per_scale = tuple(scale.steps for scale in self.schedule)
+        self.change({"scale_steps": per_scale} if self.config.scales else {"steps": per_scale[0]})
+        self.record.reopen(self.step)
+
     def drive(self, between: Callable[[int], bool] | None = None) -> None:
         """Every step left, scale after scale. ``between(k)``, before each
         step, may stop the run by returning False. How the run ended is in
@@ -139,7 +159,7 @@ class Run:
         try:
             try:
                 while self._steps(between):
-                    if self.scale + 1 == len(self.record.schedule):
+                    if self.scale + 1 == len(self.schedule):
                         return
                     # The next scale starts from this one's result, upsampled.
                     shape = self.members[0].scenes[self.scale + 1].content.shape[:2]
@@ -179,12 +199,11 @@ class Run:
 
     def _steps(self, between: Callable[[int], bool] | None) -> bool:
         """The steps left at this scale; False if ``between`` stopped the run."""
-        steps = self.record.schedule[self.scale][1]
+        steps = self.schedule[self.scale].steps
         if self.config.optimizer == "adam":
             done = adam(self.engine, self.config, steps, self._report, first=self.k, between=between)
         else:
-            image, done = lbfgs(self.engine, self.config, steps, self._report, first=self.k, between=between)
-            self.engine.problem.image.assign(image)  # the last accepted iterate
+            done = lbfgs(self.engine, self.lbfgs, steps, self._report, first=self.k, between=between)
         self.k = min(self.k, steps)
         return done
 

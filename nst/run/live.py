@@ -133,22 +133,7 @@ class LiveRun:
         with), targets, weights and Adam state; a ``time_limit`` counts anew."""
         if self.running:
             raise RuntimeError("the run is still going: stop it or wait for its end first")
-        run = self._run
-        run.hold()
-        book = run.record
-        book.schedule[run.scale] = (book.schedule[run.scale][0], run.k + steps)
-        book.total_steps = sum(n for _, n in book.schedule)
-        per_scale = tuple(n for _, n in book.schedule)
-        run.change({"scale_steps": per_scale} if run.config.scales else {"steps": per_scale[0]})
-        history = book.histories[0]
-        if history.get("step") and history["step"][-1] == self.step:
-            # The run ended with an evaluation of the image it reached, which
-            # the next step makes again (a stopped run had not evaluated it).
-            for values in history.values():
-                values.pop()
-            book.step_times.pop()
-        book.stopped = None
-        book.restart_clock()
+        self._run.extend(steps)
         self._stop.clear()
         self._running.set()
         self._result = None

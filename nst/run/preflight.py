@@ -38,7 +38,7 @@ def preflight(
     check_weights(config.weights, config.content_layers + config.style_layers)
     if config.normalize:
         stats_images(config.normalize)
-    first = config.schedule[0][0]
+    first = config.schedule[0].size
     content = load_image(job.content, first, config.max_pixels)
     require_side(content, config.min_side, name or job.content)
     height, width = (round(n * config.size / first) for n in content.shape[:2])

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from nst.base.config import Config
+from nst.base.schedule import Schedule
 from nst.io.images import save_image, to_pil
 
 
@@ -165,17 +166,23 @@ class Recorder:
     scales: per job, its history and callbacks; timings; the best images."""
 
     def __init__(
-        self, jobs: list[Any], callback: Callable | None, every: int, t0: float, where: str, path: Any = None
+        self,
+        jobs: list[Any],
+        schedule: Schedule,
+        callback: Callable | None,
+        every: int,
+        t0: float,
+        where: str,
+        path: Any = None,
     ) -> None:
         self.jobs, self.callback, self.every, self.t0, self.where = jobs, callback, every, t0, where
         self.path = path
         """The `nst.core.execution.Choice` the run took."""
-        self.schedule = jobs[0].config.schedule
-        self.total_steps = sum(steps for _, steps in self.schedule)
+        self.schedule = schedule
+        """The run's scales (the driver's: `nst.run.driver.Run.extend` lengthens it)."""
         self.histories: list[dict[str, list[float]]] = [{} for _ in jobs]
         self.timings: dict[str, float] = {}
         self.step_times: list[float] = []
-        self.offset = 0
         self.scale_starts: list[int] = []
         self.stopped: str | None = None
         self.problem: Any = None
@@ -184,13 +191,11 @@ class Recorder:
         """Adam's state per image when it stopped (`nst.core.optimizers.adam_record`)."""
         self.start = self.last = self.clock = 0.0
 
-    def begin_scale(self, index: int, size: int, problem: Any, present: list[Callable]) -> None:
+    def begin_scale(self, index: int, problem: Any, present: list[Callable]) -> None:
         """A scale starts: ``problem`` holds its images, ``present`` makes each job's output of them."""
-        if self.problem is not None:
-            self.offset += self.schedule[index - 1][1]
-        else:
+        if self.problem is None:
             self.start = self.clock = time.perf_counter()
-        self.index, self.size, self.problem, self.present = index, size, problem, present
+        self.index, self.size, self.problem, self.present = index, self.schedule[index].size, problem, present
         self.scale_starts.append(len(self.step_times))
         self.last = time.perf_counter()
 
@@ -199,7 +204,7 @@ class Recorder:
         call back; end the run on NaN, or when ``time_limit`` has run out."""
         now = time.perf_counter()
         self.step_times.append(now - self.last)
-        step = self.offset + k
+        step = self.schedule.before(self.index) + k
         for j, (job, history) in enumerate(zip(self.jobs, self.histories)):
             losses = {name: float(v) for name, v in zip(self.problem.names, values[:, j])}
             for name, v in {"step": float(step), "size": float(self.size), "time": now - self.start, **losses}.items():
@@ -209,16 +214,28 @@ class Recorder:
                 raise EarlyEnd(
                     f"the loss became {losses['total']} at step {step}{which}; kept the best image before it"
                 )
-            if self.callback is not None and (k % self.every == 0 or k == self.schedule[self.index][1]):
+            if self.callback is not None and (k % self.every == 0 or k == self.schedule[self.index].steps):
                 read = functools.partial(self._read, j)
-                self.callback(Progress(step, self.total_steps, losses, now - self.start, self.index, job.index, read))
-        limit, last = self.jobs[0].config.time_limit, (self.index, k) == (len(self.schedule) - 1, self.schedule[-1][1])
-        if limit is not None and now - self.clock >= limit and not last:
-            raise EarlyEnd(f"{TIME_LIMIT}: {limit:g} s of steps at step {self.offset + k}")
+                self.callback(
+                    Progress(step, self.schedule.total, losses, now - self.start, self.index, job.index, read)
+                )
+        limit = self.jobs[0].config.time_limit
+        if limit is not None and now - self.clock >= limit and not self.schedule.is_end(self.index, k):
+            raise EarlyEnd(f"{TIME_LIMIT}: {limit:g} s of steps at step {step}")
         self.last = time.perf_counter()
 
-    def restart_clock(self) -> None:
-        """Count ``time_limit`` from now (a live run continued: `nst.run.live`)."""
+    def reopen(self, step: int) -> None:
+        """Go on after the run ended at ``step`` (`nst.run.driver.Run.extend`):
+        ``time_limit`` counts from now."""
+        steps = self.histories[0].get("step")
+        if steps and steps[-1] == step:
+            # The run ended with an evaluation of the image it reached, which
+            # the next step makes again (a stopped run had not evaluated it).
+            for history in self.histories:
+                for values in history.values():
+                    values.pop()
+            self.step_times.pop()
+        self.stopped = None
         self.clock = time.perf_counter()
 
     def _read(self, j: int) -> np.ndarray:

@@ -340,12 +340,12 @@ def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -
 
     from nst.run.optimize import stylize, stylize_many
 
-    total = sum(steps for _, steps in config.schedule)
+    total = config.schedule.total
     every_run = [run_config for _, _, run_config in runs] or [config]
     # The bar goes when the run ends (leave=False): the summary line below
     # says how it ended, and a log does not get the last state twice.
     bar = tqdm(
-        total=sum(steps for c in every_run for _, steps in c.schedule),
+        total=sum(c.schedule.total for c in every_run),
         unit="step",
         disable=args.quiet,
         dynamic_ncols=True,
