@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import nst
-from nst.core.features import get_extractor
+from nst.core.features import extractor_for
 from nst.core.losses import make_targets, objective
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -42,7 +42,7 @@ def test_weighted_tutorial_loss_is_the_reports_objective(block13_weights, conten
         tv_weight=0.0,
     )
     image = np.clip(content + np.random.default_rng(0).normal(0, 0.1, content.shape), 0, 1).astype(np.float32)
-    extractor = get_extractor(config.style_layers, config.content_layers, config.weights)
+    extractor = extractor_for(config)
     targets = make_targets(extractor(content[None]), extractor(style[None]), config)
     x = tf.constant(image[None])
     expected = float(objective(x, extractor(x), targets, config)["total"][0])

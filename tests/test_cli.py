@@ -144,7 +144,7 @@ def test_every_control_reaches_the_config():
             "--no-xla",
         ]
     )
-    config = options.settings(args)
+    config = options.config_from(args)
     assert args.style == ["s1.png", "s2.png"]
     assert (config.optimizer, config.lbfgs_memory, config.pooling, config.preserve_color) == (
         "lbfgs",

@@ -181,7 +181,7 @@ def test_every_option_reaches_its_setting():
     """Each flag read from the fields' declarations sets its own field, and
     only it (a number halved, a switch turned, a name taken or refused by name)."""
     from nst.base.config import OPTIONS
-    from nst.ui.options import build_parser, settings
+    from nst.ui.options import build_parser, config_from
 
     base = preset("report")
     parser = build_parser()
@@ -194,13 +194,13 @@ def test_every_option_reaches_its_setting():
             argv = [flag, str(expected)]
         elif parse is str:  # a name: taken as it is (a path), or refused naming the setting
             try:
-                changed = settings(parser.parse_args(["c.jpg", "s.jpg", flag, "zz"]))
+                changed = config_from(parser.parse_args(["c.jpg", "s.jpg", flag, "zz"]))
             except ConfigError as e:
                 assert str(e).startswith(("zz", name)) or f" {name}" in str(e), (flag, str(e))
                 continue
             argv, expected = [flag, "zz"], ("zz",) if isinstance(default, tuple) else "zz"
         else:
             continue
-        changed = settings(parser.parse_args(["c.jpg", "s.jpg", *argv]))
+        changed = config_from(parser.parse_args(["c.jpg", "s.jpg", *argv]))
         assert getattr(changed, name) == expected, flag
         assert changed.replace(**{name: default}) == base, f"{flag} changed more than {name}"

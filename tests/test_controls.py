@@ -13,7 +13,7 @@ from conftest import BLOCK13_LAYERS, TINY
 import nst
 from nst.core import scene
 from nst.core.device import Device
-from nst.core.features import get_extractor
+from nst.core.features import Network, extractor_for, get_extractor
 from nst.core.losses import make_targets, objective
 from nst.core.optimizers import LBFGS
 from nst.io import color
@@ -22,7 +22,7 @@ from nst.io.images import ImageError, load_image, save_image
 
 def loss_at(image: np.ndarray, content: np.ndarray, style: np.ndarray, config: nst.Config) -> float:
     """The objective at ``image`` for inputs already at their sizes, computed afresh."""
-    extractor = get_extractor(config.style_layers, config.content_layers, config.weights, config.seed, config.pooling)
+    extractor = extractor_for(config)
     targets = make_targets(extractor(content[None]), extractor(style[None]), config)
     x = tf.constant(image[None])
     return float(objective(x, extractor(x), targets, config)["total"][0])
@@ -119,7 +119,7 @@ def test_style_blend_targets_are_the_weighted_gram_matrices(content_image, style
     other = np.ascontiguousarray(style_image[::-1, ::-1] ** 2)
     blend = (0.25, 0.75)
     result = nst.stylize(content_image, [style_image, other], **{**TINY, "steps": 1}, style_blend=(1.0, 3.0))
-    extractor = get_extractor(TINY["style_layers"], TINY["content_layers"], "random", 0)
+    extractor = get_extractor(Network(TINY["style_layers"], TINY["content_layers"], "random", 0))
     content = load_image(content_image, 32)
     styles = [load_image(s, 32) for s in (style_image, other)]
     for i, layer in enumerate(TINY["style_layers"]):

@@ -81,7 +81,7 @@ def page_folder(tmp_path, monkeypatch):
     if SHARED.is_dir():
         (tmp_path / "shared").symlink_to(SHARED)  # the pages' ../shared
     monkeypatch.chdir(folder)
-    real = nst.io.jobs.settings
+    real = nst.io.jobs.config_for
 
     def cut(c):  # what a run would do, at 32 px for 2 steps on random weights
         return c.replace(size=32, steps=2, scales=(28, 32) if c.scales else None, scale_steps=None, weights="random")
@@ -91,10 +91,10 @@ def page_folder(tmp_path, monkeypatch):
         nst.run.live,
         video,
         nst.modes.batch,
-    ):  # each module's own name for nst.io.jobs.settings
-        monkeypatch.setattr(module, "settings", lambda config, overrides: cut(real(config, overrides)))
-    command_line = cli.settings  # and the command line's, so that what it records is what runs
-    monkeypatch.setattr(cli, "settings", lambda args: cut(command_line(args)))
+    ):  # each module's own name for nst.io.jobs.config_for
+        monkeypatch.setattr(module, "config_for", lambda config, overrides: cut(real(config, overrides)))
+    command_line = cli.config_from  # and the command line's, so that what it records is what runs
+    monkeypatch.setattr(cli, "config_from", lambda args: cut(command_line(args)))
     return folder
 
 

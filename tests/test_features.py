@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from nst.core import features
-from nst.core.features import Extractor, WeightsError, get_extractor, resolve_weights
+from nst.core.features import Extractor, Network, WeightsError, get_extractor, resolve_weights
 
 LAYERS = {"style_layers": ("block1_conv1", "block2_conv1"), "content_layers": ("block2_conv2",)}
 
@@ -16,7 +16,7 @@ LAYERS = {"style_layers": ("block1_conv1", "block2_conv1"), "content_layers": ("
 @pytest.fixture(scope="module")
 def random_extractor() -> Extractor:
     with pytest.warns(UserWarning, match="random weights"):
-        return Extractor(weights="random", seed=3, **LAYERS)
+        return Extractor(Network(weights="random", seed=3, **LAYERS))
 
 
 def _keras_vgg19_like(extractor: Extractor) -> tf.keras.Model:
@@ -69,7 +69,7 @@ def test_network_stops_at_deepest_layer(random_extractor):
 
 def test_average_pooling_keeps_the_weights_and_averages(random_extractor):
     with pytest.warns(UserWarning, match="random weights"):
-        avg = Extractor(weights="random", seed=3, pooling="avg", **LAYERS)
+        avg = Extractor(Network(weights="random", seed=3, pooling="avg", **LAYERS))
     assert {layer.mode for layer in avg.model.layers if isinstance(layer, features.Pool2x2)} == {"avg"}
     images = tf.constant(np.random.default_rng(1).uniform(size=(1, 32, 40, 3)).astype(np.float32))
     got, reference = avg(images), random_extractor(images)
@@ -91,23 +91,23 @@ def test_grey_input_is_read_as_three_equal_channels(random_extractor):
 
 
 def test_random_weights_are_seeded():
-    a = Extractor(("block1_conv1",), (), weights="random", seed=1)
-    b = Extractor(("block1_conv1",), (), weights="random", seed=1)
-    c = Extractor(("block1_conv1",), (), weights="random", seed=2)
+    a = Extractor(Network(("block1_conv1",), (), weights="random", seed=1))
+    b = Extractor(Network(("block1_conv1",), (), weights="random", seed=1))
+    c = Extractor(Network(("block1_conv1",), (), weights="random", seed=2))
     wa, wb, wc = (e.model.get_layer("block1_conv1").get_weights()[0] for e in (a, b, c))
     np.testing.assert_array_equal(wa, wb)
     assert not np.allclose(wa, wc)
 
 
 def test_extractor_is_built_once_per_process():
-    a = get_extractor(("block1_conv1",), (), "random", 5)
-    assert get_extractor(("block1_conv1",), (), "random", 5) is a
-    assert get_extractor(("block1_conv1",), (), "random", 6) is not a
+    a = get_extractor(Network(("block1_conv1",), (), "random", 5))
+    assert get_extractor(Network(("block1_conv1",), (), "random", 5)) is a
+    assert get_extractor(Network(("block1_conv1",), (), "random", 6)) is not a
 
 
 @pytest.mark.real_weights
 def test_npz_weights_are_loaded_by_layer_name(block13_weights):
-    extractor = get_extractor(("block1_conv1", "block3_conv1"), ("block3_conv2",), str(block13_weights))
+    extractor = get_extractor(Network(("block1_conv1", "block3_conv1"), ("block3_conv2",), str(block13_weights)))
     arrays = np.load(block13_weights)
     for name in ("block1_conv1", "block2_conv2", "block3_conv2"):
         kernel, bias = extractor.model.get_layer(name).get_weights()
@@ -122,9 +122,9 @@ def test_npz_missing_a_needed_layer_names_it(tmp_path, random_extractor):
         kernel, bias = random_extractor.model.get_layer(name).get_weights()
         arrays[f"{name}/kernel"], arrays[f"{name}/bias"] = kernel, bias
     np.savez(partial, **arrays)
-    Extractor(("block1_conv2",), (), weights=str(partial))  # covered: fine
+    Extractor(Network(("block1_conv2",), (), weights=str(partial)))  # covered: fine
     with pytest.raises(WeightsError, match=r"no weights for layer block2_conv1.*block1_conv1, block1_conv2"):
-        Extractor(("block1_conv1",), ("block2_conv2",), weights=str(partial))
+        Extractor(Network(("block1_conv1",), ("block2_conv2",), weights=str(partial)))
 
 
 def test_imagenet_download_failure_says_what_to_do(monkeypatch):
@@ -134,7 +134,7 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch):
     monkeypatch.setattr(tf.keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.applications.vgg19.file_utils.get_file", offline)
     with pytest.raises(WeightsError) as err:
-        Extractor(("block1_conv1",), (), weights="imagenet")
+        Extractor(Network(("block1_conv1",), (), weights="imagenet"))
     message = str(err.value)
     assert "Could not download" in message and "name resolution" in message
     assert "NST_VGG19_WEIGHTS" in message and "random" in message and "notop.h5" in message
@@ -170,7 +170,7 @@ def test_corrupt_weight_files_are_clear_errors(tmp_path):
     for name in ("bad.npz", "bad.h5"):
         (tmp_path / name).write_bytes(b"not weights")
         with pytest.raises(WeightsError, match=name):
-            Extractor(("block1_conv1",), (), weights=str(tmp_path / name))
+            Extractor(Network(("block1_conv1",), (), weights=str(tmp_path / name)))
 
 
 def test_h5_weights_round_trip(tmp_path, random_extractor):
@@ -180,6 +180,6 @@ def test_h5_weights_round_trip(tmp_path, random_extractor):
             vgg.get_layer(layer.name).set_weights(layer.get_weights())
     path = tmp_path / "vgg19.weights.h5"
     vgg.save_weights(path)
-    loaded = Extractor(**LAYERS, weights=str(path))
+    loaded = Extractor(Network(**LAYERS, weights=str(path)))
     images = tf.random.stateless_uniform((1, 16, 16, 3), seed=(1, 2))
     np.testing.assert_allclose(loaded(images).content[0], random_extractor(images).content[0], rtol=1e-6)

@@ -11,7 +11,7 @@ from conftest import BLOCK13_LAYERS
 
 import nst.core.normalize
 from nst.base.config import ConfigError, preset
-from nst.core.features import Extractor
+from nst.core.features import Extractor, Network
 from nst.io.images import ImageError, load_image, save_image
 from nst.ui import cli, options
 
@@ -40,8 +40,8 @@ def _mean_maps(extractor: Extractor, folder) -> list[np.ndarray]:
 
 
 def test_every_filter_has_mean_one_and_maps_only_change_scale(block13_weights, stats_folder, content_image):
-    plain = Extractor(LAYERS, (), str(block13_weights))
-    normalised = Extractor(LAYERS, (), str(block13_weights), normalize=str(stats_folder))
+    plain = Extractor(Network(LAYERS, (), str(block13_weights)))
+    normalised = Extractor(Network(LAYERS, (), str(block13_weights), normalize=str(stats_folder)))
     assert normalised.normalization["images"] == ["a.png", "b.png"]
     means = _mean_maps(plain, stats_folder)
     scales = [np.maximum(m, nst.core.normalize.RARE * np.median(m)) for m in means]
@@ -62,18 +62,18 @@ def test_the_means_are_cached_and_a_damaged_cache_is_recomputed(block13_weights,
     calls = []
     real = nst.core.normalize.filter_means
     monkeypatch.setattr(nst.core.normalize, "filter_means", lambda *a: calls.append(1) or real(*a))
-    first = Extractor(LAYERS, (), str(block13_weights), normalize=str(stats_folder))
-    again = Extractor(LAYERS, (), str(block13_weights), normalize=str(stats_folder))
+    first = Extractor(Network(LAYERS, (), str(block13_weights), normalize=str(stats_folder)))
+    again = Extractor(Network(LAYERS, (), str(block13_weights), normalize=str(stats_folder)))
     assert len(calls) == 1
     for a, b in zip(first.model.get_weights(), again.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     for cached in (nst.io.images.cache_dir() / "normalize").glob("*.npz"):
         cached.write_bytes(b"damaged")
-    Extractor(LAYERS, (), str(block13_weights), normalize=str(stats_folder))
+    Extractor(Network(LAYERS, (), str(block13_weights), normalize=str(stats_folder)))
     assert len(calls) == 2
     # Another image set is another cache entry.
     save_image(stats_folder / "c.png", np.zeros((40, 40, 3), np.float32))
-    Extractor(LAYERS, (), str(block13_weights), normalize=str(stats_folder))
+    Extractor(Network(LAYERS, (), str(block13_weights), normalize=str(stats_folder)))
     assert len(calls) == 3
 
 
@@ -114,7 +114,7 @@ def test_settings_name_the_normalisation():
     with pytest.raises(ConfigError, match="normalize"):
         preset("report", normalize="")
     args = options.build_parser().parse_args(["a.png", "b.png", "--normalize", "off", "--preset", "gatys"])
-    assert options.settings(args).normalize is None
+    assert options.config_from(args).normalize is None
 
 
 def test_a_normalised_run_records_its_statistics(stats_folder, tmp_path, content_image, style_image):

@@ -13,13 +13,13 @@ from conftest import BLOCK13_LAYERS, TINY
 
 import nst
 from nst.core import problem
-from nst.core.features import Extractor, get_extractor
+from nst.core.features import Extractor, extractor_for
 from nst.core.losses import make_targets, objective
 
 
 def loss_of(image: np.ndarray, content: np.ndarray, style: np.ndarray, config: nst.Config) -> float:
     """The objective at ``image``, computed afresh (outside the run)."""
-    extractor = get_extractor(config.style_layers, config.content_layers, config.weights, config.seed)
+    extractor = extractor_for(config)
     targets = make_targets(extractor(content[None]), extractor(style[None]), config)
     x = tf.constant(image[None])
     return float(objective(x, extractor(x), targets, config)["total"][0])

@@ -11,7 +11,7 @@ from conftest import SHARED
 
 import nst
 from nst.base.config import PAPER_STYLE_LAYERS, ConfigError, preset
-from nst.core.features import get_extractor
+from nst.core.features import Network, get_extractor
 from nst.io.images import read_metadata, save_image
 from nst.ui import cli
 
@@ -41,7 +41,7 @@ def test_the_report_preset_lowers_the_objective_and_every_style_term(eightbit, c
 def test_block5_activations_on_a_photo_are_sparse_but_alive(eightbit, content_image):
     import tensorflow as tf
 
-    features = get_extractor(("block5_conv1",), ("block4_conv2",), eightbit)(tf.constant(content_image[None]))
+    features = get_extractor(Network(("block5_conv1",), ("block4_conv2",), eightbit))(tf.constant(content_image[None]))
     for name, maps in [("block5_conv1", features.style[0]), ("block4_conv2", features.content[0])]:
         a = maps.numpy().reshape(-1, maps.shape[-1])
         zeros = float(np.mean(a == 0))
@@ -81,7 +81,7 @@ def test_the_gatys_preset_normalises_the_real_network(eightbit, content_image, s
     import tensorflow as tf
 
     gatys = preset("gatys", size=96, steps=40, weights=eightbit)
-    extractor = get_extractor(("block5_conv1",), ("block4_conv2",), eightbit, normalize=gatys.normalize)
+    extractor = get_extractor(Network(("block5_conv1",), ("block4_conv2",), eightbit, normalize=gatys.normalize))
     assert extractor.normalization["images"][0] == "tubingen.jpg"
     features = extractor(tf.constant(content_image[None]))
     for maps in (features.style[0], features.content[0]):

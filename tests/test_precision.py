@@ -12,7 +12,7 @@ from conftest import BLOCK13_LAYERS
 import nst
 from nst.core import execution
 from nst.core.device import Device
-from nst.core.features import get_extractor
+from nst.core.features import extractor_for
 from nst.io.images import load_image
 
 
@@ -30,9 +30,7 @@ def test_mixed_precision_agrees_with_float32(precision, float32_run, block13_wei
     run = nst.stylize(content_image, style_image, **settings(block13_weights), precision=precision)
     assert run.config.precision == precision
     # The features are computed in 16 bits but reach the losses as float32.
-    extractor = get_extractor(
-        run.config.style_layers, run.config.content_layers, run.config.weights, None, "max", precision, "CPU"
-    )
+    extractor = extractor_for(run.config)
     assert extractor.model.layers[1].compute_dtype == precision.removeprefix("mixed_")
     assert extractor.model.layers[1].kernel.dtype == "float32"
     assert all(f.dtype == tf.float32 for f in extractor(tf.zeros([1, 32, 32, 3])).style)

@@ -16,7 +16,7 @@ from nst.base.backend import tf
 from nst.base.config import ConfigError
 from nst.core import engine, execution, optimizers, scene
 from nst.core.device import current as current_device
-from nst.core.features import L2_SCALE, Extractor, extractor_for
+from nst.core.features import L2_SCALE, Extractor, Network, extractor_for
 from nst.core.losses import SCALED, form_of, gram_matrix, mean_total_variation
 from nst.core.wasserstein import W2_EPSILON, moment_features
 from nst.io.images import load_image, read_metadata
@@ -216,9 +216,9 @@ def pixels() -> tf.Tensor:
 
 def test_replicate_padding_repeats_the_edge_pixels(pixels):
     with pytest.warns(UserWarning, match="random weights"):
-        zero = Extractor(("block1_conv1", "block2_conv1"), (), weights="random", seed=3)
+        zero = Extractor(Network(("block1_conv1", "block2_conv1"), (), weights="random", seed=3))
     with pytest.warns(UserWarning, match="random weights"):
-        edge = Extractor(("block1_conv1", "block2_conv1"), (), weights="random", seed=3, padding="replicate")
+        edge = Extractor(Network(("block1_conv1", "block2_conv1"), (), weights="random", seed=3, padding="replicate"))
     kernel, bias = zero.model.get_layer("block1_conv1").get_weights()
     x = tf.keras.applications.vgg19.preprocess_input(pixels * 255.0).numpy()
     padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="edge")
@@ -231,7 +231,7 @@ def test_replicate_padding_repeats_the_edge_pixels(pixels):
 
 def test_l2_pooling_is_the_scaled_norm_of_each_window(pixels):
     with pytest.warns(UserWarning, match="random weights"):
-        extractor = Extractor(("block1_conv2", "block2_conv1"), (), weights="random", seed=3, pooling="l2")
+        extractor = Extractor(Network(("block1_conv2", "block2_conv1"), (), weights="random", seed=3, pooling="l2"))
     before = extractor.model.get_layer("block1_conv2")
     x = tf.keras.applications.vgg19.preprocess_input(pixels * 255.0)
     block1 = before(extractor.model.get_layer("block1_conv1")(x)).numpy()
@@ -339,11 +339,11 @@ def test_the_command_line_takes_each_part_of_the_recipe():
         "--init",
         "style-mean",
     ]
-    config = options.settings(options.build_parser().parse_args(["a.jpg", "b.jpg", "--size", "256", *flags]))
+    config = options.config_from(options.build_parser().parse_args(["a.jpg", "b.jpg", "--size", "256", *flags]))
     assert (config.scales, config.schedule.sizes, config.scale_warm_start) == ("auto", (128, 181, 256), False)
     assert (config.ema, config.loss_form, config.style_loss) == (0.9, "scaled", "w2")
     assert (config.padding, config.pooling, config.init) == ("replicate", "l2", "style-mean")
-    recipe = options.settings(options.build_parser().parse_args(["a.jpg", "b.jpg", "--preset", "scale-free"]))
+    recipe = options.config_from(options.build_parser().parse_args(["a.jpg", "b.jpg", "--preset", "scale-free"]))
     assert recipe.scale_warm_start and recipe.ema == 0.99 and recipe.scales == "auto"
 
 

@@ -72,7 +72,7 @@ class Path:
     jit_compile: bool
     pooling_op: str
 
-    def settings(self) -> dict[str, object]:
+    def fields(self) -> dict[str, object]:
         """The three as `Config` fields."""
         return dataclasses.asdict(self)
 

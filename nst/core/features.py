@@ -9,11 +9,13 @@ max (Keras'), average (the paper's) or L2 (crowsonkb's), and its first
 convolution can pad with zeros or the edge pixels; the weights are the same. Pooling
 is computed by Keras' layers or by `Pool2x2` (``pooling_op``: the same
 values; which is faster depends on the machine, `nst.core.execution`). A given
-extractor is built once per process (`get_extractor`).
+extractor is built once per process (`get_extractor`) from its settings
+(`Network`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Callable
@@ -83,6 +85,59 @@ class ReplicateConv2D(tf.keras.layers.Conv2D):
 POOLING_LAYERS = (Pool2x2, tf.keras.layers.MaxPooling2D, tf.keras.layers.AveragePooling2D)
 
 
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """What an extractor is: the VGG19 layers it returns, its weights (and
+    the seed of random ones), its pooling and the op computing it, its first
+    convolution's padding, its precision and the images it is normalised
+    over (`nst.core.normalize`; ``None``: Keras' VGG19 as it is). The
+    `nst.base.config.Config` fields of the same names (`of`)."""
+
+    style_layers: tuple[str, ...]
+    content_layers: tuple[str, ...] = ()
+    weights: str = "imagenet"
+    seed: int | None = None
+    pooling: str = "max"
+    precision: str = "float32"
+    normalize: str | None = None
+    pooling_op: str = "reshape"
+    padding: str = "zero"
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.layers if name not in VGG19_CONV_LAYERS]
+        if unknown:
+            raise ValueError(f"unknown VGG19 layer(s) {unknown}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
+        for name, value, allowed in (
+            ("pooling", self.pooling, POOLINGS),
+            ("padding", self.padding, PADDINGS),
+            ("pooling_op", self.pooling_op, POOLING_OPS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+    @classmethod
+    def of(cls, config: Config) -> Network:
+        """``config``'s network. Settings of the path that `nst.core.execution`
+        has not settled yet (a config made by hand) take float32 and the
+        reshape pooling."""
+        return cls(
+            tuple(config.style_layers),
+            tuple(config.content_layers),
+            config.weights,
+            config.seed,
+            config.pooling,
+            "float32" if config.precision == "auto" else config.precision,
+            config.normalize,
+            config.pooling_op or "reshape",
+            config.padding,
+        )
+
+    @property
+    def layers(self) -> list[str]:
+        """The layers it returns, each once, style layers first."""
+        return list(dict.fromkeys(self.style_layers + self.content_layers))
+
+
 class Extractor:
     """Callable VGG19 feature extractor for fixed style and content layers.
 
@@ -90,54 +145,31 @@ class Extractor:
     model (``extractor.model``) ends at the deepest layer used.
     """
 
-    def __init__(
-        self,
-        style_layers: tuple[str, ...],
-        content_layers: tuple[str, ...],
-        weights: str = "imagenet",
-        seed: int | None = None,
-        pooling: str = "max",
-        precision: str = "float32",
-        normalize: str | None = None,
-        pooling_op: str = "reshape",
-        padding: str = "zero",
-    ) -> None:
-        self.style_layers = tuple(style_layers)
-        self.content_layers = tuple(content_layers)
-        self.weights = weights
-        self.pooling = pooling
-        layers = list(dict.fromkeys(self.style_layers + self.content_layers))
-        unknown = [name for name in layers if name not in VGG19_CONV_LAYERS]
-        if unknown:
-            raise ValueError(f"unknown VGG19 layer(s) {unknown}; valid layers: {' '.join(VGG19_CONV_LAYERS)}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        if pooling_op not in POOLING_OPS:
-            raise ValueError(f"pooling_op must be one of {POOLING_OPS}, got {pooling_op!r}")
-        self.precision = precision
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        """Its settings."""
+        n = network
         # Under a mixed policy Keras keeps the weights in float32 and computes
         # each layer in float16 / bfloat16; __call__ hands float32 features to
         # the losses, so Gram matrices and losses stay in float32.
         previous = tf.keras.mixed_precision.global_policy()
-        tf.keras.mixed_precision.set_global_policy(precision)
+        tf.keras.mixed_precision.set_global_policy(n.precision)
         try:
-            self.model = self._build(_vgg19(weights), layers, pooling, pooling_op, padding)
+            self.model = self._build(_vgg19(n.weights), n.layers, n.pooling, n.pooling_op, n.padding)
         finally:
             tf.keras.mixed_precision.set_global_policy(previous)
         self.model.trainable = False
-        if weights == "random":
-            _randomise(self.model, seed)
-        elif weights.lower().endswith(".npz"):
-            _load_npz(self.model, weights)
+        if n.weights == "random":
+            _randomise(self.model, n.seed)
+        elif n.weights.lower().endswith(".npz"):
+            _load_npz(self.model, n.weights)
         # The paper's network: each filter's mean activation made 1 (nst.core.normalize).
         self.normalization = None
-        if normalize:
+        if n.normalize:
             convs = _conv_layers(self.model)
-            network = f"{pooling}/{padding}"  # what the cached means depend on beside the weights
-            self.normalization = normalize_network(convs, self.model.layers[1:], weights, network, normalize)
-        self._index = {name: i for i, name in enumerate(layers)}
+            network = f"{n.pooling}/{n.padding}"  # what the cached means depend on beside the weights
+            self.normalization = normalize_network(convs, self.model.layers[1:], n.weights, network, n.normalize)
+        self._index = {name: i for i, name in enumerate(n.layers)}
 
     @staticmethod
     def _build(vgg: tf.keras.Model, layers: list[str], pooling: str, pooling_op: str, padding: str) -> tf.keras.Model:
@@ -187,57 +219,27 @@ class Extractor:
             outputs = [found[name] for name in self._index]
         outputs = [tf.cast(o, tf.float32) for o in outputs]
         return Features(
-            style=[outputs[self._index[name]] for name in self.style_layers],
-            content=[outputs[self._index[name]] for name in self.content_layers],
+            style=[outputs[self._index[name]] for name in self.network.style_layers],
+            content=[outputs[self._index[name]] for name in self.network.content_layers],
         )
 
 
 @functools.lru_cache(maxsize=8)
-def get_extractor(
-    style_layers: tuple[str, ...],
-    content_layers: tuple[str, ...],
-    weights: str | None = None,
-    seed: int | None = None,
-    pooling: str = "max",
-    precision: str = "float32",
-    device: str = "CPU",
-    normalize: str | None = None,
-    pooling_op: str = "reshape",
-    padding: str = "zero",
-) -> Extractor:
-    """The extractor for these layers, weights, pooling (computed by
-    ``pooling_op``), first padding and precision ('float32', 'mixed_float16' or
-    'mixed_bfloat16'), normalised over the images ``normalize`` names
-    (``None``: Keras' VGG19 as it is), built once per process and device (a
+def get_extractor(network: Network, device: str = "CPU") -> Extractor:
+    """The extractor of ``network``, built once per process and device (a
     `tf.distribute` strategy's name), in that strategy's scope (so its
-    weights live there)."""
-    resolved = resolve_weights(weights)
-    if resolved != weights:
-        return get_extractor(
-            style_layers, content_layers, resolved, seed, pooling, precision, device, normalize, pooling_op, padding
-        )
-    seed = seed if resolved == "random" else None
-    return Extractor(style_layers, content_layers, resolved, seed, pooling, precision, normalize, pooling_op, padding)
+    weights live there); its weights resolved first (`nst.io.weights`)."""
+    resolved = resolve_weights(network.weights)
+    if resolved != network.weights:
+        return get_extractor(dataclasses.replace(network, weights=resolved), device)
+    if resolved != "random" and network.seed is not None:  # the seed makes only a random network
+        return get_extractor(dataclasses.replace(network, seed=None), device)
+    return Extractor(network)
 
 
 def extractor_for(config: Config, device: str = "CPU") -> Extractor:
-    """`get_extractor` with ``config``'s network settings. Settings of the
-    path that `nst.core.execution` has not settled yet (a config made by hand) take
-    float32 and the reshape pooling."""
-    c = config
-    precision = "float32" if c.precision == "auto" else c.precision
-    return get_extractor(
-        c.style_layers,
-        c.content_layers,
-        c.weights,
-        c.seed,
-        c.pooling,
-        precision,
-        device,
-        c.normalize,
-        c.pooling_op or "reshape",
-        c.padding,
-    )
+    """`get_extractor` of ``config``'s network (`Network.of`)."""
+    return get_extractor(Network.of(config), device)
 
 
 def _vgg19(weights: str) -> tf.keras.Model:

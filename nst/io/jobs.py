@@ -72,7 +72,7 @@ def grid(
     return [Job(c, s, settings) for c in contents for s in styles for settings in combinations]
 
 
-def settings(config: Config | None, overrides: dict[str, Any]) -> Config:
+def config_for(config: Config | None, overrides: dict[str, Any]) -> Config:
     """``config`` (default: the report's) with ``overrides``; or the preset they name."""
     known(overrides)
     if "preset" in overrides:

@@ -38,7 +38,7 @@ from typing import Any
 
 from nst.base.config import Config
 from nst.io.images import ImageError, ImageSource, load_image, open_image, read_metadata, write_atomic
-from nst.io.jobs import Job, listed, settings
+from nst.io.jobs import Job, listed, config_for
 from nst.io.weights import WeightsError
 from nst.modes.cluster import Cluster, ClusterError, require_ray
 from nst.run.preflight import preflight
@@ -135,7 +135,7 @@ def plan(
     """Each job's name, output, key and shape (no TensorFlow). Two jobs
     that would write the same file are an error, said before anything runs."""
     out = Path(out_dir)
-    base = settings(config, dict(overrides))
+    base = config_for(config, dict(overrides))
     planned, seen = [], {}
     for job in jobs:
         job_config = base.replace(**job.settings)
@@ -298,7 +298,7 @@ def batch(
     """
     if cluster is not None:
         require_ray()
-    base = settings(config, dict(overrides))
+    base = config_for(config, dict(overrides))
     return Batch(plan(jobs, out_dir, base), Path(out_dir), base, on_job, here=cluster is None).run(
         cluster, worker_cpus, callback, callback_every
     )

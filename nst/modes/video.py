@@ -62,7 +62,7 @@ from nst.io.clips import (
 from nst.io.color import match_color
 from nst.io.flow import came_into_view, consistency, optical_flow, warp
 from nst.io.images import ImageError, ImageSource, load_image, save_image
-from nst.io.jobs import Job, Previous, settings
+from nst.io.jobs import Job, Previous, config_for
 from nst.run.optimize import stylize_many
 from nst.run.record import Progress
 
@@ -148,7 +148,7 @@ def stylize_video(
         raise ConfigError(
             "stylize_video takes first_frame_steps (the first frame's) and frame_steps (each later frame's), not steps"
         )
-    config = settings(config, overrides)
+    config = config_for(config, overrides)
     source = open_clip(clip)
     count = min(source.count, video.frames or source.count)
     fps = video.fps or source.fps

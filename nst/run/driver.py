@@ -82,7 +82,7 @@ class Run:
             )
         except tf.errors.ResourceExhaustedError:
             raise self._out_of_memory() from None
-        self.batch, self.members = ([m.on(choice.path.settings()) for m in jobs] for jobs in (batch, members))
+        self.batch, self.members = ([m.on(choice.path.fields()) for m in jobs] for jobs in (batch, members))
         self.config = self.batch[0].config
         self.record = Recorder(self.batch, self.config.schedule, callback, every, t0, self.where, choice)
         """The run's history, timings and best images, per job."""
@@ -216,7 +216,7 @@ class Run:
     def _engine(self, index: int, starts: np.ndarray | None, path: execution.Path | None = None) -> engines.Engine:
         """The engine for the batch at scale ``index`` (on ``path``, if one
         is given), reset to ``starts`` (None: each job's own start) and held."""
-        members = self.members if path is None else [m.on(path.settings()) for m in self.members]
+        members = self.members if path is None else [m.on(path.fields()) for m in self.members]
         config, scenes = members[0].config, [m.scenes[index] for m in members]
         if starts is None:
             starts = np.stack([scene.start(m.config) for scene, m in zip(scenes, members)])

@@ -44,7 +44,7 @@ from nst.base.config import Config, ConfigError, Role, named
 from nst.core import engine as engines
 from nst.core.scene import Prepared
 from nst.io.images import ImageSource
-from nst.io.jobs import Job, Previous, settings
+from nst.io.jobs import Job, Previous, config_for
 from nst.run.driver import Run
 from nst.run.record import Progress, Result
 
@@ -70,7 +70,7 @@ def start(
     frame's, see `nst.io.jobs.Job`). The callback runs in that thread.
     """
     t0 = time.perf_counter()
-    config = settings(config, overrides)
+    config = config_for(config, overrides)
     job = Prepared.of(0, Job(content, style, masks=masks, style_masks=style_masks, previous=previous), config)
     return LiveRun(job, callback, callback_every, t0)
 

@@ -15,7 +15,7 @@ from typing import Any
 from nst.base.config import Config
 from nst.core.scene import Prepared
 from nst.io.images import ImageSource
-from nst.io.jobs import Job, grid, settings
+from nst.io.jobs import Job, grid, config_for
 from nst.run.driver import Run
 from nst.run.record import Progress, Result
 
@@ -93,7 +93,7 @@ def stylize_many(
         was running returns its best images so far, and the jobs of batches
         that had not started get ``None``.
     """
-    base = settings(config, overrides)
+    base = config_for(config, overrides)
     # All inputs are read and checked before anything runs.
     prepared = [Prepared.of(index, job, base) for index, job in enumerate(jobs)]
     batches: dict[tuple, list[Prepared]] = {}

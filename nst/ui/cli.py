@@ -62,7 +62,7 @@ from nst.ui.options import (
     contents,
     in_flags,
     resume,
-    settings,
+    config_from,
     sweep,
     video_parser,
     video_settings,
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def video(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -> int:
     """One ``nst video`` command: check everything, stylise the frames, write."""
     settings_of_video = video_settings(args)
-    config = settings(args)
+    config = config_from(args)
     clip = open_clip(args.clip)
     config = check_inputs(args, config, next(clip.frames()), args.clip)  # open_clip found at least one frame
     output = Path(args.output)
@@ -200,7 +200,7 @@ def many(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) 
         require_ray()
     if args.worker_cpus is not None and args.worker_cpus < 1:
         raise ConfigError(f"--worker-cpus {args.worker_cpus}: give 1 or more")
-    config = settings(args)
+    config = config_from(args)
     runs = sweep(args, config) or [("", {}, config)]
     styles = [s.split("+") if "+" in s and not Path(s).exists() else s for s in args.styles]
     masks = args.masks or args.mask_map
@@ -325,7 +325,7 @@ def weights(argv: list[str]) -> int:
 def run(args: argparse.Namespace, signals: Signals, state: argparse.Namespace) -> int:
     """One ``nst`` command: check everything, run, write. ``state`` says
     whether the run has begun and what has been written so far."""
-    config = resume(args) if args.resume else settings(args)
+    config = resume(args) if args.resume else config_from(args)
     if args.save_every is not None and args.save_every < 1:
         raise ConfigError(f"--save-every must be at least 1, got {args.save_every}")
     runs = sweep(args, config)

@@ -1,6 +1,6 @@
 """The studio's controls (`nst.ui.studio`): the image pickers and uploads, the
 masks of a second style, and the sliders and choices of a run, with what
-they say: the settings (`Controls.settings`), the inputs and the regions.
+they say: the settings (`Controls.chosen`), the inputs and the regions.
 
 What the studio adds (the buttons, the runs, the preview) builds on this
 class: it shows the picked inputs (``_show_inputs``) and reports what goes
@@ -122,7 +122,7 @@ class Controls:
             options=list(OPTIMIZERS), value=c.optimizer, description="optimiser", style=label, layout={"width": "260px"}
         )
 
-    def settings(self) -> Config:
+    def chosen(self) -> Config:
         """The Config the controls describe now."""
         style_weight = self.config.content_weight / self.ratio.value
         return self.config.replace(

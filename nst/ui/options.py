@@ -169,7 +169,7 @@ def add_switches(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"nst {__version__}")
 
 
-def settings(args: argparse.Namespace, base: Config | None = None) -> Config:
+def config_from(args: argparse.Namespace, base: Config | None = None) -> Config:
     """The Config the arguments ask for: the preset (or ``base``), then each flag given."""
     changes = {name: getattr(args, flag[2:].replace("-", "_"), None) for flag, (name, _, _) in OPTIONS.items()}
     changes = {k: v for k, v in changes.items() if v is not None and v != "auto"}  # --tile auto: see `run`
@@ -255,7 +255,7 @@ def resume(args: argparse.Namespace) -> Config:
         pooling_op=None,
     )
     args.resumed_from = {"path": str(path), "steps_done": steps_done}
-    return settings(args, base)
+    return config_from(args, base)
 
 
 #: ``nst video`` flag -> (VideoConfig field, type, help).

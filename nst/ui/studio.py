@@ -194,7 +194,7 @@ class Studio(Controls):
         if self.running:
             return
         try:
-            config, (content, style) = self.settings(), self.inputs()
+            config, (content, style) = self.chosen(), self.inputs()
             masks = self.regions(len(style) if isinstance(style, list) else 1)
             self.preview.set_inputs(content, style)
         except Exception as e:  # a bad setting or image: say so in the UI
@@ -344,7 +344,7 @@ class Studio(Controls):
         if self.live is None or not self.live.running:
             return
         try:
-            c = self.settings()
+            c = self.chosen()
         except Exception as e:  # a bad value: say so, keep the run as it is
             self._fail(e)
             return
