@@ -19,7 +19,7 @@ from PIL import Image
 
 import nst
 from nst.base.config import MAX_SIZE, MIN_SIZE, Config, ConfigError
-from nst.core import problem
+from nst.core.losses import Objective
 from nst.io import images
 from nst.io.images import ImageError, load_image, read_metadata, save_image
 from nst.run.resources import auto_tile, check_memory, estimate_bytes
@@ -153,13 +153,13 @@ def test_url_failures_are_clear_and_not_cached(server, path, message, monkeypatc
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_best_image(content_image, style_image, monkeypatch):
     poison = tf.Variable(1.0)
-    original = problem.objective
+    original = Objective.__call__
 
-    def poisoned(*args):
-        losses = original(*args)
+    def poisoned(self, *args):
+        losses = original(self, *args)
         return {**losses, "total": losses["total"] * poison}
 
-    monkeypatch.setattr(problem, "objective", poisoned)
+    monkeypatch.setattr(Objective, "__call__", poisoned)
 
     def at_step_3(progress):
         if progress.step == 3:

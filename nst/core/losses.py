@@ -25,12 +25,13 @@ Each form is written over sums (`LossForm`): the content term from sums
 over positions (``sum (F - P)^2``, and for the scaled form ``sum |F - P|``),
 E_l from a Gram matrix summed over M positions, and a rule for A. Tiles
 (`nst.core.tiles`) and regions (`nst.io.regions`) change only how the sums are
-made, so every form works with both; `combine` weighs the terms into the
+made, so every form works with both; `Objective` weighs the terms into the
 total and is the only objective, whole image or tiled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -329,15 +330,8 @@ class Targets(NamedTuple):
 
 
 def make_targets(content: Features, style: Features, config: Config) -> Targets:
-    """Content targets from the content image's features, Gram targets from
-    the style image's, sized for an output the size of the content image
-    (whole images, one style; `nst.core.targets` makes every other kind)."""
-    form = form_of(config)
-    positions = [int(f.shape[1]) * int(f.shape[2]) for f in content.style]
-    return Targets(
-        content=[tf.constant(f) for f in content.content],
-        style=[form.prepare(form.style_target(f, m)) for f, m in zip(style.style, positions)],
-    )
+    """`Objective.targets` of ``config``: the targets of one content and one style image."""
+    return Objective.of(config).targets(content, style)
 
 
 class Weights(NamedTuple):
@@ -363,24 +357,111 @@ class Weights(NamedTuple):
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a run minimises, built once per run (`of`) and used by `Problem`,
+    `TiledProblem` (`nst.core.tiles`) and the targets (`nst.core.targets`):
+    the loss form (its statistics, terms, targets and TV; W2's style terms
+    where the settings ask) and the style layers its terms are named after.
+    The weights and targets (with their regions' masks) are its inputs, per
+    batch element: a run holds them in variables, so that a live run changes
+    them between two steps without compiling again. The terms are weighed
+    here only (`weighed`, `combine`), for whole images and tiles alike."""
+
+    form: LossForm
+    style_layers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, config: Config) -> Objective:
+        """``config``'s objective."""
+        return cls(form_of(config), tuple(config.style_layers))
+
+    def __call__(
+        self, image: tf.Tensor, features: Features, targets: Targets, weights: Weights
+    ) -> dict[str, tf.Tensor]:
+        """Every term of the total loss, per batch element (see `combine`),
+        from the features of the whole image."""
+        form = self.form
+        sums = [form.content_sums(f, p) for f, p in zip(features.content, targets.content)]
+        grams = style_grams([form.statistics(f) for f in features.style], targets.masks)
+        positions = [_positions(f) for f in features.style]
+        return self.combine(
+            image, self.content_term(sums, targets), self.style_terms(grams, positions, targets), targets, weights
+        )
+
+    def targets(self, content: Features, style: Features) -> Targets:
+        """Content targets from the content image's features, Gram targets
+        from the style image's, sized for an output the size of the content
+        image (whole images, one style; `nst.core.targets` makes every other kind)."""
+        positions = [int(f.shape[1]) * int(f.shape[2]) for f in content.style]
+        return Targets(
+            content=[tf.constant(f) for f in content.content],
+            style=[self.form.prepare(self.form.style_target(f, m)) for f, m in zip(style.style, positions)],
+        )
+
+    def content_term(self, sums: Sequence[tf.Tensor], targets: Targets) -> tf.Tensor | float:
+        """The content term from each content layer's `LossForm.content_sums`
+        over the whole image (tiles add theirs up): their form's terms' mean
+        over the content layers."""
+        terms = [
+            self.form.content_of(s, p.shape[-1], int(p.shape[1]) * int(p.shape[2]))
+            for s, p in zip(sums, targets.content)
+        ]
+        return tf.add_n(terms) / len(terms) if terms else 0.0
+
+    def style_terms(
+        self, grams: Sequence[tf.Tensor], positions: Sequence[tf.Tensor | int], targets: Targets
+    ) -> list[tf.Tensor]:
+        """Each style layer's E_l from the whole image's Gram matrices (summed
+        over its M positions; with regions, each region's guided one)."""
+        form = self.form
+        if targets.masks:
+            masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in targets.masks]
+            return [form.guided_style(g, a, mass, m) for g, a, mass, m in zip(grams, targets.style, masses, positions)]
+        return [form.style_of(g, a, g.shape[-1], m) for g, a, m in zip(grams, targets.style, positions)]
+
+    @staticmethod
+    def weighed(content: tf.Tensor | float, style: tf.Tensor | float, weights: Weights) -> tf.Tensor:
+        """``alpha * content + beta * style`` (``style``: `weighted_style`'s
+        sum): the features' terms weighed, for whole images (`combine`) and
+        for the gradient of tiles."""
+        return weights.content * content + weights.style * style
+
+    def combine(
+        self,
+        image: tf.Tensor,
+        content: tf.Tensor | float,
+        style: Sequence[tf.Tensor],
+        targets: Targets,
+        weights: Weights,
+    ) -> dict[str, tf.Tensor]:
+        """The objective: the weighted total of the content term, the style
+        terms E_l, the total variation and, for a video frame, the temporal
+        term.
+
+        Keys: 'total', 'content' (mean over content layers), 'style'
+        (``sum_l w_l E_l``), 'tv' (always computed; weighted by gamma in the
+        total), 'style/<layer>' (each unweighted E_l) and, for a video frame,
+        'temporal' (`temporal_loss`, unweighted)."""
+        weights = Weights(*(tf.cast(w, image.dtype) for w in weights))
+        zero = tf.zeros(tf.shape(image)[:1], image.dtype)
+        content = content + zero
+        terms = {f"style/{layer}": e for layer, e in zip(self.style_layers, style)}
+        style_term = weighted_style(style, weights) + zero
+        tv = self.form.tv(image)
+        total = self.weighed(content, style_term, weights) + weights.tv * tv
+        if targets.temporal:
+            total += temporal_term(image, targets.temporal, terms)
+        return {"total": total, "content": content, "style": style_term, "tv": tv, **terms}
+
+
 def objective(
     image: tf.Tensor, features: Features, targets: Targets, config: Config, weights: Weights | None = None
 ) -> dict[str, tf.Tensor]:
-    """Every term of the total loss, per batch element (see `combine`), for
-    the features of the whole image. The weights are ``config``'s unless
-    ``weights`` gives them per batch element."""
-    form = form_of(config)
-    sums = [form.content_sums(f, p) for f, p in zip(features.content, targets.content)]
-    grams = style_grams([form.statistics(f) for f in features.style], targets.masks)
-    positions = [_positions(f) for f in features.style]
-    return combine(
-        image,
-        content_term(sums, targets, config),
-        style_terms(grams, positions, targets, config),
-        targets,
-        config,
-        weights,
-    )
+    """`Objective` of ``config`` at ``image``: every term of the total loss,
+    per batch element. The weights are ``config``'s unless ``weights`` gives
+    them per batch element."""
+    return Objective.of(config)(image, features, targets, weights or Weights.of([config]))
 
 
 def style_grams(statistics: Sequence[tf.Tensor], masks: Sequence[tf.Tensor]) -> list[tf.Tensor]:
@@ -389,65 +470,9 @@ def style_grams(statistics: Sequence[tf.Tensor], masks: Sequence[tf.Tensor]) -> 
     return [guided_gram(f, m) for f, m in zip(statistics, masks)] if masks else [gram_matrix(f) for f in statistics]
 
 
-def content_term(sums: Sequence[tf.Tensor], targets: Targets, config: Config) -> tf.Tensor | float:
-    """The content term from each content layer's `LossForm.content_sums`
-    over the whole image (tiles add theirs up): their form's terms' mean over
-    the content layers."""
-    form = form_of(config)
-    terms = [form.content_of(s, p.shape[-1], int(p.shape[1]) * int(p.shape[2])) for s, p in zip(sums, targets.content)]
-    return tf.add_n(terms) / len(terms) if terms else 0.0
-
-
-def style_terms(
-    grams: Sequence[tf.Tensor], positions: Sequence[tf.Tensor | int], targets: Targets, config: Config
-) -> list[tf.Tensor]:
-    """Each style layer's E_l from the whole image's Gram matrices (summed
-    over its M positions; with regions, each region's guided one)."""
-    form = form_of(config)
-    if targets.masks:
-        masses = [tf.reduce_sum(tf.square(m), axis=[2, 3]) for m in targets.masks]
-        return [form.guided_style(g, a, mass, m) for g, a, mass, m in zip(grams, targets.style, masses, positions)]
-    return [form.style_of(g, a, g.shape[-1], m) for g, a, m in zip(grams, targets.style, positions)]
-
-
 def weighted_style(terms: Sequence[tf.Tensor], weights: Weights) -> tf.Tensor | float:
     """The style term, ``sum_l w_l E_l``."""
     return tf.add_n([weights.layers[:, i] * e for i, e in enumerate(terms)]) if terms else 0.0
-
-
-def weighed(content: tf.Tensor | float, style: tf.Tensor | float, weights: Weights) -> tf.Tensor:
-    """``alpha * content + beta * style`` (``style``: `weighted_style`'s sum):
-    the one place the features' terms are weighed, for whole images
-    (`combine`) and for the gradient of tiles (`nst.core.tiles`)."""
-    return weights.content * content + weights.style * style
-
-
-def combine(
-    image: tf.Tensor,
-    content: tf.Tensor | float,
-    style: Sequence[tf.Tensor],
-    targets: Targets,
-    config: Config,
-    weights: Weights | None = None,
-) -> dict[str, tf.Tensor]:
-    """The objective: the weighted total of the content term, the style
-    terms E_l, the total variation and, for a video frame, the temporal
-    term, each weighed here (the content and style terms by `weighed`).
-
-    Keys: 'total', 'content' (mean over content layers), 'style'
-    (``sum_l w_l E_l``), 'tv' (always computed; weighted by gamma in the
-    total), 'style/<layer>' (each unweighted E_l) and, for a video frame,
-    'temporal' (`temporal_loss`, unweighted)."""
-    weights = Weights(*(tf.cast(w, image.dtype) for w in weights or Weights.of([config])))
-    zero = tf.zeros(tf.shape(image)[:1], image.dtype)
-    content = content + zero
-    terms = {f"style/{layer}": e for layer, e in zip(config.style_layers, style)}
-    style_term = weighted_style(style, weights) + zero
-    tv = form_of(config).tv(image)
-    total = weighed(content, style_term, weights) + weights.tv * tv
-    if targets.temporal:
-        total += temporal_term(image, targets.temporal, terms)
-    return {"total": total, "content": content, "style": style_term, "tv": tv, **terms}
 
 
 def temporal_term(image: tf.Tensor, temporal: Sequence[tf.Tensor], terms: dict[str, tf.Tensor]) -> tf.Tensor:

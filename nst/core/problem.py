@@ -22,7 +22,7 @@ import numpy as np
 from nst.base.backend import tf
 from nst.base.config import Config
 from nst.core.features import Extractor
-from nst.core.losses import Targets, Weights, objective
+from nst.core.losses import Objective, Targets, Weights
 
 
 def compile_step(fn: Callable, *args: Any, jit_compile: bool) -> Callable:
@@ -106,6 +106,8 @@ class Problem:
             self.targets = targets.map(variable)
             self.weights = Weights(*(variable(w) for w in weights))
         self.extractor, self.config = extractor, config
+        self.objective = Objective.of(config)
+        """What it minimises (`nst.core.losses.Objective`)."""
         self.names: list[str] = []
         """The objective's terms, in the order `evaluate` stacks them (known once traced)."""
         self.scale_loss: Callable[[tf.Tensor], tf.Tensor] = tf.identity
@@ -163,7 +165,7 @@ class Problem:
         image = self._share(self.image)
         targets = self.targets.map(self._share)
         weights = Weights(*(self._share(w) for w in self.weights))
-        losses = objective(image, self.extractor(image), targets, self.config, weights)
+        losses = self.objective(image, self.extractor(image), targets, weights)
         self.names = list(losses)
         return tf.stack(list(losses.values())), tf.reduce_sum(losses["total"])
 

@@ -31,7 +31,7 @@ from nst.base import geometry
 from nst.base.backend import tf
 from nst.base.config import Config, Role, named
 from nst.core.features import Extractor
-from nst.core.losses import Targets, form_of, gram_matrix
+from nst.core.losses import Objective, Targets, gram_matrix
 from nst.core.scene import Prepared, Scene
 from nst.core.tiles import core_slice, layer_map, layout, tile_features
 from nst.io.regions import layer_masks
@@ -50,7 +50,7 @@ def targets_for(extractor: Extractor, scene: Scene, blend: tuple[float, ...], co
     ``config.tile`` asks; ``blend`` weighs the style images (unused with
     regions: each style has its own)."""
     height, width = scene.content.shape[:2]
-    form = form_of(config)
+    form = Objective.of(config).form
     content = [tf.constant(p) for p in _content_features(extractor, scene.content, config)]
     per_style = [
         _style_sums(extractor, style, mask, config)
@@ -151,7 +151,7 @@ def _style_sums(extractor: Extractor, style: np.ndarray, mask: np.ndarray | None
     h, w = style.shape[:2]
     strides = [geometry.stride(layer) for layer in config.style_layers]
     masks = layer_masks(mask[None], config) if mask is not None else [None] * len(strides)
-    statistics = form_of(config).statistics
+    statistics = Objective.of(config).form.statistics
     sums = [0.0] * len(strides)
     for tile in layout(h, w, config):
         top, bottom, left, right = tile.input

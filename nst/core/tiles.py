@@ -10,7 +10,7 @@ in memory:
 
 1. Forward, tile by tile: each style layer's G and each content layer's
    sums, over the positions each tile owns (its core).
-2. The objective from the whole sums (`nst.core.losses.combine`, as untiled),
+2. The objective from the whole sums (`nst.core.losses.Objective`, as untiled),
    and its gradient with respect to them, ``dE_l/dG_l`` (N x N, small)
    and one number per content sum.
 3. Forward and backward, tile by tile, of a surrogate whose gradient with
@@ -60,17 +60,7 @@ from nst.base import geometry
 from nst.base.backend import tf
 from nst.base.config import Config
 from nst.core.features import Extractor, Features
-from nst.core.losses import (
-    Targets,
-    Weights,
-    combine,
-    content_term,
-    form_of,
-    style_grams,
-    style_terms,
-    weighed,
-    weighted_style,
-)
+from nst.core.losses import Targets, Weights, style_grams, weighted_style
 from nst.core.problem import Problem
 
 Sides = tuple[bool, bool, bool, bool]
@@ -206,7 +196,7 @@ class TiledProblem(Problem):
 
     def _core_features(self, trimmed: Sides, image: tf.Tensor, style_bounds: tf.Tensor, content_bounds: tf.Tensor):
         features = tile_features(self.extractor, image, trimmed, self.config)
-        statistics = form_of(self.config).statistics
+        statistics = self.objective.form.statistics
         return (
             [core_only(statistics(f), b) for f, b in zip(features.style, tf.unstack(style_bounds))],
             [core_only(f, b) for f, b in zip(features.content, tf.unstack(content_bounds))],
@@ -214,7 +204,7 @@ class TiledProblem(Problem):
 
     def _content(self, content: list[tf.Tensor], targets: list[tf.Tensor], content_bounds: tf.Tensor):
         """Each content layer's sums over the core (`nst.core.losses.LossForm.content_sums`)."""
-        sums = form_of(self.config).content_sums
+        sums = self.objective.form.content_sums
         return [sums(f, core_only(p, b)) for f, p, b in zip(content, targets, tf.unstack(content_bounds))]
 
     def _tile_sums(self, trimmed, image, style_bounds, content_bounds, targets, masks):
@@ -253,9 +243,9 @@ class TiledProblem(Problem):
                 if others is None
                 else ([g + o for g, o in zip(grams, others[0])], [s + o for s, o in zip(sums, others[1])])
             )
-            terms = style_terms(whole_grams, self.positions, self.targets, self.config)
-            content_value = content_term(whole_sums, self.targets, self.config)
-            weighted = weighed(content_value, weighted_style(terms, self.weights), self.weights)
+            terms = self.objective.style_terms(whole_grams, self.positions, self.targets)
+            content_value = self.objective.content_term(whole_sums, self.targets)
+            weighted = self.objective.weighed(content_value, weighted_style(terms, self.weights), self.weights)
             total = tf.reduce_sum(scale * weighted)
         return grams, sums, tape.gradient(total, image)
 
@@ -281,7 +271,7 @@ class TiledProblem(Problem):
         return image, style_bounds, content_bounds, targets, masks
 
     def _evaluate(self, gradient: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """Every term of the objective (`nst.core.losses.combine`, as untiled),
+        """Every term of the objective (`nst.core.losses.Objective`, as untiled),
         stacked, and (if asked) the gradient of the scaled total with respect
         to the image."""
         last = self.last if gradient else None
@@ -301,9 +291,9 @@ class TiledProblem(Problem):
             tape.watch([grams, sums])
             tape.watch(self.image)
             # The terms from the whole sums; their gradients reach the pixels tile by tile.
-            terms = style_terms(grams, self.positions, self.targets, self.config)
-            content = content_term(sums, self.targets, self.config)
-            values = combine(self.image, content, terms, self.targets, self.config, self.weights)
+            terms = self.objective.style_terms(grams, self.positions, self.targets)
+            content = self.objective.content_term(sums, self.targets)
+            values = self.objective.combine(self.image, content, terms, self.targets, self.weights)
             total = tf.reduce_sum(scale * values["total"])
         self.names = list(values)
         stacked = tf.stack(list(values.values()))
