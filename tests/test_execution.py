@@ -1,7 +1,7 @@
 """The measured path (`nst.core.execution`): which candidates, which wins, what is
 remembered, and that a measured run is the same run as one told its path.
 
-The choice is tested on a fake clock (engines that cost what the test says),
+The choice is tested on a fake clock (probes that cost what the test says),
 so nothing here depends on this machine's speed; the real run below forces a
 measurement at a tiny size and checks what it records, not which path won.
 """
@@ -31,7 +31,7 @@ SHAPE = (1, 512, 512, 3)
 
 
 class Clock:
-    """A perf_counter that moves only when a fake engine steps."""
+    """A perf_counter that moves only when a fake probe steps."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -40,24 +40,19 @@ class Clock:
         return self.now
 
 
-class FakeEngine:
-    """Duck-types what `nst.core.optimizers.adam` and `nst.core.execution` use of an engine:
-    each step costs ``first`` seconds the first time, ``step`` after, on the
-    clock, and reports an objective ``scale`` times a falling reference."""
+class FakeProbe:
+    """Duck-types `nst.core.execution.Probe`: each step costs ``first``
+    seconds the first time, ``step`` after, on the clock, and reports an
+    objective ``scale`` times a falling reference."""
 
     def __init__(self, clock: Clock, first: float, step: float, scale: float = 1.0) -> None:
         self.clock, self.first, self.cost, self.scale = clock, first, step, scale
-        self.optimizer, self.k, self.held = None, 0, True
+        self.k, self.held = 0, True
 
-    def _terms(self) -> tf.Tensor:
+    def advance(self) -> float:
         self.clock.now += self.first if self.k == 0 else self.cost
         self.k += 1
-        return tf.constant([[self.scale * 100.0 / self.k]])
-
-    step = evaluate = _terms
-
-    def evaluate_with_gradient(self) -> tuple[tf.Tensor, None]:
-        return self._terms(), None
+        return self.scale * 100.0 / self.k
 
     def release(self) -> None:
         self.held = False
@@ -72,17 +67,17 @@ def clock(monkeypatch, tmp_path):
     return fake
 
 
-def engines(clock: Clock, costs: dict[str, tuple[float, float, float]]):
-    """An ``engine_for`` whose engines cost what ``costs`` says per path name
+def probes(clock: Clock, costs: dict[str, tuple[float, float, float]]):
+    """A ``probe_for`` whose probes cost what ``costs`` says per path name
     ('float32/xla/reshape': (first, step, objective scale)); records each call."""
     made = []
 
-    def engine_for(path: execution.Path) -> FakeEngine:
+    def probe_for(path: execution.Path) -> FakeProbe:
         made.append(path)
-        return FakeEngine(clock, *costs[path.name])
+        return FakeProbe(clock, *costs[path.name])
 
-    engine_for.made = made
-    return engine_for
+    probe_for.made = made
+    return probe_for
 
 
 COSTS = {
@@ -95,33 +90,33 @@ COSTS = {
 
 
 def test_the_fastest_path_that_agrees_wins_and_is_remembered(clock):
-    engine_for = engines(clock, COSTS)
-    choice = execution.choose(nst.Config(), CPU, SHAPE, 500, engine_for)
+    probe_for = probes(clock, COSTS)
+    choice = execution.choose(nst.Config(), CPU, SHAPE, 500, probe_for)
     assert (choice.path, choice.how) == (execution.Path("mixed_bfloat16", False, "keras"), "measured")
     # precision x XLA raced first (float32 with XLA, the reference, first), then the pooling op on the winner
-    assert [p.name for p in engine_for.made] == [*COSTS][:4] + ["mixed_bfloat16/tf/reshape", "mixed_bfloat16/tf/keras"]
+    assert [p.name for p in probe_for.made] == [*COSTS][:4] + ["mixed_bfloat16/tf/reshape", "mixed_bfloat16/tf/keras"]
     assert choice.seconds["mixed_bfloat16/tf/keras"] == (1.0, 0.5)
     assert "measured on this machine" in str(choice) and "mixed_bfloat16/tf/keras: 0.5 s/step" in str(choice)
 
-    def no_engines(path):
+    def no_probes(path):
         raise AssertionError("a remembered path measures nothing")
 
-    again = execution.choose(nst.Config(), CPU, SHAPE, 500, no_engines)
+    again = execution.choose(nst.Config(), CPU, SHAPE, 500, no_probes)
     assert (again.path, again.how) == (choice.path, "remembered")
     # A size with about the same pixels is the same measurement; a quarter of them is not.
-    assert execution.choose(nst.Config(), CPU, (1, 500, 520, 3), 500, no_engines).how == "remembered"
-    assert execution.choose(nst.Config(), CPU, (1, 384, 384, 3), 500, engines(clock, COSTS)).how == "measured"
+    assert execution.choose(nst.Config(), CPU, (1, 500, 520, 3), 500, no_probes).how == "remembered"
+    assert execution.choose(nst.Config(), CPU, (1, 384, 384, 3), 500, probes(clock, COSTS)).how == "measured"
     assert len(json.loads(execution.remembered_file().read_text())) == 2
     # A run that forces part of the path is measured on its own, within what it forces.
     forced = execution.choose(
-        nst.Config(precision="float32"), CPU, SHAPE, 500, engines(clock, {**COSTS, "float32/tf/keras": (1.0, 0.6, 1.0)})
+        nst.Config(precision="float32"), CPU, SHAPE, 500, probes(clock, {**COSTS, "float32/tf/keras": (1.0, 0.6, 1.0)})
     )
     assert (forced.path, forced.how) == (execution.Path("float32", False, "keras"), "measured")
 
 
 def test_a_path_whose_objective_strays_is_never_chosen(clock):
     costs = {**COSTS, "mixed_bfloat16/tf/reshape": (1.0, 0.1, 1.05), "mixed_bfloat16/xla/reshape": (5.0, 0.2, 0.9)}
-    choice = execution.choose(nst.Config(), CPU, SHAPE, 500, engines(clock, {**costs, "float32/tf/keras": (1, 0.8, 1)}))
+    choice = execution.choose(nst.Config(), CPU, SHAPE, 500, probes(clock, {**costs, "float32/tf/keras": (1, 0.8, 1)}))
     assert choice.path == execution.Path("float32", False, "keras")
     assert "mixed_bfloat16/tf/reshape" not in choice.seconds  # 5% off float32: dropped
     assert json.loads(execution.remembered_file().read_text()).popitem()[1]["mixed_bfloat16/tf/reshape"] is None
@@ -134,7 +129,7 @@ def test_the_compilation_counts_for_a_run_of_few_steps(clock):
         "float32/xla/keras": (40.0, 0.6, 1),
     }
     config = nst.Config(precision="float32")
-    short = execution.choose(config, CPU, SHAPE, 100, engines(clock, costs))
+    short = execution.choose(config, CPU, SHAPE, 100, probes(clock, costs))
     assert short.path == execution.Path("float32", False, "reshape")  # 40 + 99 x 0.5 > 1 + 99 x 0.8
     long = execution.choose(config, CPU, SHAPE, 1000, lambda path: pytest.fail("remembered"))
     # 40 + 999 x 0.5 < 1 + 999 x 0.8
@@ -150,9 +145,9 @@ def test_what_is_measured_and_what_is_not(clock):
     assert execution.choose(fixed, CPU, SHAPE, 500, never) == execution.Choice(
         execution.Path("float32", False, "keras"), "set"
     )
-    # Small or short runs (every test), and live runs (no engine_for), take the unmeasured path.
-    for shape, steps, engine_for in [((1, 128, 128, 3), 500, never), (SHAPE, 50, never), (SHAPE, 500, None)]:
-        choice = execution.choose(nst.Config(), CPU, shape, steps, engine_for)
+    # Small or short runs (every test), and live runs (no probe_for), take the unmeasured path.
+    for shape, steps, probe_for in [((1, 128, 128, 3), 500, never), (SHAPE, 50, never), (SHAPE, 500, None)]:
+        choice = execution.choose(nst.Config(), CPU, shape, steps, probe_for)
         assert (choice.path, choice.how) == (execution.Path("float32", True, "reshape"), "unmeasured")
     # The candidates follow the device and what the settings leave open.
     assert execution.candidates(nst.Config(), CPU) == (
@@ -174,13 +169,16 @@ def test_a_cpu_without_native_bfloat16_tries_float32_only(monkeypatch):
     assert "an older CPU [avx2 fma]" in execution.fingerprint(CPU)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_a_measured_run_records_its_path_and_equals_the_run_told_that_path(
-    monkeypatch, tmp_path, content_image, style_image
+    optimizer, monkeypatch, tmp_path, content_image, style_image
 ):
+    """The measurement steps the run itself on each path (its first steps at
+    the largest scale, Adam's or L-BFGS's), then the run starts afresh."""
     monkeypatch.setenv("NST_CACHE", str(tmp_path))
     monkeypatch.setattr(execution, "MEASURE_PIXELS", 0)
     monkeypatch.setattr(execution, "MEASURE_STEPS", 0)
-    settings = {**TINY, "seed": 1}
+    settings = {**TINY, "seed": 1, "optimizer": optimizer}
     measured = nst.stylize(content_image, style_image, **settings)
     assert "(measured on this machine;" in measured.settled and "float32/xla/reshape" in measured.settled
     chosen = {k: getattr(measured.config, k) for k in ("precision", "jit_compile", "pooling_op")}

@@ -66,13 +66,13 @@ def test_controls_become_the_settings(studio):
     studio.learning_rate.value, studio.steps.value, studio.size.value = 0.05, 7, 48
     studio.layer_weights[0].value = 0.0
     studio.preserve_color.value, studio.optimizer.value = "luminance", "lbfgs"
-    c = studio.settings()
+    c = studio.chosen()
     assert c.style_weight == pytest.approx(1e4) and c.content_weight == 1.0
     assert (c.tv_weight, c.learning_rate, c.steps, c.size) == (10.0, 0.05, 7, 48)
     assert c.style_layer_weights[0] == 0.0 and len(c.style_layer_weights) == 3
     assert (c.preserve_color, c.optimizer, c.weights) == ("luminance", "lbfgs", "random")
     studio.tv_on.value, studio.preserve_color.value = False, "off"
-    assert studio.settings().tv_weight == 0.0 and studio.settings().preserve_color is None
+    assert studio.chosen().tv_weight == 0.0 and studio.chosen().preserve_color is None
 
 
 def test_run_in_the_background_then_save(studio, tmp_path):

@@ -15,8 +15,9 @@ leaves open (precision 'auto', ``jit_compile`` or ``pooling_op`` None) is
 settled here (`choose`): by an earlier measurement on this machine, kept in
 ``$NST_CACHE/paths.json`` per machine fingerprint (`fingerprint`),
 program settings and image size; else, for a run long enough to repay it
-(`MEASURE_PIXELS`, `MEASURE_STEPS`), by timing a few Adam steps (or
-L-BFGS evaluations) of each candidate now; else by `UNMEASURED`. A
+(`MEASURE_PIXELS`, `MEASURE_STEPS`), by timing the first steps of the run
+itself on each candidate now (a `Probe`: the run driver's `Run`, at the
+largest scale); else by `UNMEASURED`. A
 candidate counts only if its objective stays within `AGREE` of float32's
 over those steps, and the one with the least expected time for the run's
 steps (compilation included) wins. The precision and XLA are measured
@@ -35,6 +36,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Protocol
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 
@@ -45,8 +47,7 @@ from nst.base.backend import tf
 from nst.base.cache import cache_dir, cpu
 from nst.base.config import POOLING_OPS, UNMEASURED, Config
 from nst.core.device import Device
-from nst.core.engine import PROGRAM, Engine
-from nst.core.optimizers import adam
+from nst.core.engine import PROGRAM
 
 #: A run is measured when its largest scale has this many pixels (256 x 128)
 #: and this many steps: below, the measurement costs more than it can save.
@@ -57,7 +58,7 @@ PROBE_STEPS = 3
 #: path's name and its seconds (first step, later steps), or null where the
 #: path's objective strayed.
 REMEMBERED = "paths.json"
-#: The clock measurements read (a test gives them one that only its fake engines move).
+#: The clock measurements read (a test gives them one that only its fake probes move).
 clock = time.perf_counter
 #: A faster path must keep the objective within this of float32's, on
 #: average over those steps (bfloat16 evaluates it ~0.6% low at 512 px).
@@ -90,6 +91,16 @@ class Path:
     def __str__(self) -> str:
         kernels = "XLA" if self.jit_compile else "TensorFlow kernels"
         return f"{self.precision}, {kernels}, {self.pooling_op} pooling"
+
+
+class Probe(Protocol):
+    """The run on one path, stepped by the measurement (`nst.run.driver.Run`)."""
+
+    def advance(self) -> float:
+        """One step more; the objective it reported, summed over the batch."""
+
+    def release(self) -> None:
+        """Let other runs have what it holds."""
 
 
 @dataclass(frozen=True)
@@ -173,12 +184,12 @@ def unmeasured(config: Config, device: Device) -> Path:
 
 
 def choose(
-    config: Config, device: Device, shape: tuple[int, ...], steps: int, engine_for: Callable[[Path], Engine] | None
+    config: Config, device: Device, shape: tuple[int, ...], steps: int, probe_for: Callable[[Path], Probe] | None
 ) -> Choice:
     """The path for a run of ``steps`` steps on images of ``shape`` (batch,
-    height, width, channels) with ``config`` on ``device``. ``engine_for(path)``
-    gives an engine reset to the run's largest scale and held (released
-    here), to measure with; ``None``: never measure now."""
+    height, width, channels) with ``config`` on ``device``. ``probe_for(path)``
+    gives the run on that path from its start at its largest scale
+    (released here), to measure with; ``None``: never measure now."""
     paths, others = candidates(config, device)
     if len(paths) == 1 and not others:
         return Choice(paths[0], "set")
@@ -187,9 +198,9 @@ def choose(
     how = "remembered"
     if seconds is None:
         pixels = math.prod(shape[1:3])
-        if engine_for is None or pixels < MEASURE_PIXELS or steps < MEASURE_STEPS:
+        if probe_for is None or pixels < MEASURE_PIXELS or steps < MEASURE_STEPS:
             return Choice(unmeasured(config, device), "unmeasured")
-        seconds, how = _measure(config, paths, others, engine_for), "measured"
+        seconds, how = _measure(paths, others, probe_for), "measured"
         _remember(key, seconds)
     usable = {name: s for name, s in seconds.items() if s is not None}
     if not usable:  # not even float32 gave a finite objective: the run will say so
@@ -199,13 +210,13 @@ def choose(
 
 
 def _measure(
-    config: Config, paths: list[Path], others: list[str], engine_for: Callable[[Path], Engine]
+    paths: list[Path], others: list[str], probe_for: Callable[[Path], Probe]
 ) -> dict[str, tuple[float, float] | None]:
     """Time each path: (first step, median of the later ones), or None for
     one whose objective strays from the first path's (or is not finite).
     The paths take turns, step by step, so a drift in the machine's speed
     (a shared machine) hits them all alike."""
-    objective, times = _race(paths, config, engine_for)
+    objective, times = _race(paths, probe_for)
     reference = objective[paths[0]]
 
     def agrees(path: Path) -> bool:
@@ -216,7 +227,7 @@ def _measure(
     if usable and others:  # the pooling ops, on the fastest pair
         fastest = min(usable, key=lambda path: statistics.median(times[path][1:]))
         rivals = [dataclasses.replace(fastest, pooling_op=op) for op in others]
-        more, more_times = _race([fastest, *rivals], config, engine_for)
+        more, more_times = _race([fastest, *rivals], probe_for)
         objective.update({path: more[path] for path in rivals})
         # The fastest pair's first step (its compilation) is the first race's.
         times.update({**more_times, fastest: [times[fastest][0], *more_times[fastest][1:]]})
@@ -227,35 +238,24 @@ def _measure(
 
 
 def _race(
-    paths: list[Path], config: Config, engine_for: Callable[[Path], Engine]
+    paths: list[Path], probe_for: Callable[[Path], Probe]
 ) -> tuple[dict[Path, np.ndarray], dict[Path, list[float]]]:
-    """Each path's objective at its first steps from the run's start, and
-    the seconds each step took (the first compiles), the paths taking turns;
-    Adam updates, or L-BFGS evaluations (which do not move the image)."""
-    engines: dict[Path, Engine] = {}
+    """Each path's objective at the run's first steps, and the seconds each
+    step took (the first compiles), the paths taking turns."""
+    probes: dict[Path, Probe] = {}
     objective: dict[Path, list[float]] = {path: [] for path in paths}
     times: dict[Path, list[float]] = {path: [] for path in paths}
     try:
         for path in paths:
-            engines[path] = engine_for(path)
-        for k in range(PROBE_STEPS + 1):
-            for path, engine in engines.items():
+            probes[path] = probe_for(path)
+        for _ in range(PROBE_STEPS + 1):
+            for path, probe in probes.items():
                 t = clock()
-                if config.optimizer == "adam":  # step k only (the first also sets float16's loss scale)
-                    adam(
-                        engine,
-                        config,
-                        PROBE_STEPS + 1,
-                        lambda _, terms: objective[path].append(np.sum(terms[0])),
-                        first=k,
-                        between=lambda j, k=k: j == k,
-                    )
-                else:
-                    objective[path].append(np.sum(engine.evaluate_with_gradient()[0].numpy()[0]))
+                objective[path].append(probe.advance())
                 times[path].append(clock() - t)
     finally:
-        for engine in engines.values():
-            engine.release()
+        for probe in probes.values():
+            probe.release()
     return {path: np.array(values, dtype=np.float64) for path, values in objective.items()}, times
 
 

@@ -1,10 +1,12 @@
 """The one run driver: a batch of jobs through its schedule, scale by scale,
 into its record. Every run goes through it: `stylize_many` drives one to its
 end, a live run (`nst.run.live`) drives one in a thread and steers it
-between two steps.
+between two steps, and the path measurement steps one per candidate path.
 
 Before the first step the path (precision, XLA, pooling op) is settled
-where the settings leave it open (`nst.core.execution`). Then, at each scale:
+where the settings leave it open (`nst.core.execution`: where that is
+measured, it steps this run's own first steps at its largest scale on each
+path, `Run.advance`). Then, at each scale of its `nst.base.schedule.Schedule`:
 
 1. the images at that size (`nst.core.scene`): each job's start, the previous
    scale's result upsampled after the first;
@@ -22,7 +24,6 @@ that stops early (Ctrl-C, a NaN, its time limit) loses nothing.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,7 +51,8 @@ class Run:
     ``measure``: settle an open path by measuring it now where that pays
     (a still run); else take a remembered path or the unmeasured one (a
     live run, which must start at once). ``on_report`` is called after each
-    evaluation is recorded; ``t0``: when the run was asked for (default: now)."""
+    evaluation is recorded; ``t0``: when the run was asked for (default: now);
+    ``start``: the scale it starts at (the measurement's runs: the largest)."""
 
     def __init__(
         self,
@@ -61,6 +63,7 @@ class Run:
         measure: bool = True,
         on_report: Callable[[], None] | None = None,
         t0: float | None = None,
+        start: int = 0,
     ) -> None:
         t0 = time.perf_counter() if t0 is None else t0
         config, self.device = batch[0].config, batch[0].device
@@ -78,7 +81,7 @@ class Run:
                 self.device,
                 (len(members), *self._shape()),
                 config.schedule[-1].steps,
-                functools.partial(self._engine, self.scale, None) if measure else None,
+                self._probe if measure else None,
             )
         except tf.errors.ResourceExhaustedError:
             raise self._out_of_memory() from None
@@ -92,7 +95,7 @@ class Run:
         """Steps (Adam updates, L-BFGS evaluations) done at this scale."""
         self._on_report, self._holding, self._runs = on_report, False, -1
         try:
-            self.enter(0, None)
+            self.enter(start, None)
         except BaseException as e:
             self.release()
             if isinstance(e, tf.errors.ResourceExhaustedError):
@@ -151,23 +154,27 @@ class Run:
         self.change({"scale_steps": per_scale} if self.config.scales else {"steps": per_scale[0]})
         self.record.reopen(self.step)
 
+    def advance(self) -> float:
+        """One step more, then stop (how the path measurement steps a run:
+        `nst.core.execution.Probe`); the objective it reported, summed over the batch."""
+        k = self.k
+        self.drive(lambda j: j <= k)
+        return sum(history["total"][-1] for history in self.record.histories)
+
     def drive(self, between: Callable[[int], bool] | None = None) -> None:
         """Every step left, scale after scale. ``between(k)``, before each
         step, may stop the run by returning False. How the run ended is in
         ``record.stopped`` (None: all its steps); Ctrl-C before anything was
         made, and any error other than an early end, are raised."""
         try:
-            try:
-                while self._steps(between):
-                    if self.scale + 1 == len(self.schedule):
-                        return
-                    # The next scale starts from this one's result, upsampled.
-                    shape = self.members[0].scenes[self.scale + 1].content.shape[:2]
-                    images = self.engine.problem.image.numpy()
-                    self.enter(self.scale + 1, np.stack([resize_to(image, shape) for image in images]))
-                self.record.stopped = "interrupted"
-            finally:  # stopped or not, the PNG records what a resumed run needs
-                self.record.adam = adam_record(self.engine)
+            while self._steps(between):
+                if self.scale + 1 == len(self.schedule):
+                    return
+                # The next scale starts from this one's result, upsampled.
+                shape = self.members[0].scenes[self.scale + 1].content.shape[:2]
+                images = self.engine.problem.image.numpy()
+                self.enter(self.scale + 1, np.stack([resize_to(image, shape) for image in images]))
+            self.record.stopped = "interrupted"
         except KeyboardInterrupt:
             if self.record.problem is None:  # nothing made yet: there is nothing to return
                 raise
@@ -178,7 +185,10 @@ class Run:
             raise self._out_of_memory() from None
 
     def results(self) -> list[Result]:
-        """A `Result` per job of the batch (the padding's are dropped)."""
+        """A `Result` per job of the batch (the padding's are dropped), while
+        the run holds its engine: stopped or not, the PNG records the Adam
+        state a resumed run needs."""
+        self.record.adam = adam_record(self.engine) if self._holding else None
         return [self.record.result(j) for j in range(len(self.batch))]
 
     def release(self) -> None:
@@ -213,10 +223,14 @@ class Run:
             self._on_report()
         self.k = k + 1
 
-    def _engine(self, index: int, starts: np.ndarray | None, path: execution.Path | None = None) -> engines.Engine:
-        """The engine for the batch at scale ``index`` (on ``path``, if one
-        is given), reset to ``starts`` (None: each job's own start) and held."""
-        members = self.members if path is None else [m.on(path.fields()) for m in self.members]
+    def _probe(self, path: execution.Path) -> Run:
+        """The batch's run on ``path`` from its start at the largest scale, for the measurement to step."""
+        return Run([m.on(path.fields()) for m in self.batch], measure=False, start=self.scale)
+
+    def _engine(self, index: int, starts: np.ndarray | None) -> engines.Engine:
+        """The engine for the batch at scale ``index``, reset to ``starts``
+        (None: each job's own start) and held."""
+        members = self.members
         config, scenes = members[0].config, [m.scenes[index] for m in members]
         if starts is None:
             starts = np.stack([scene.start(m.config) for scene, m in zip(scenes, members)])
