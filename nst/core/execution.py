@@ -36,9 +36,9 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Protocol
 from dataclasses import dataclass
 from pathlib import Path as FilePath
+from typing import Protocol
 
 import numpy as np
 

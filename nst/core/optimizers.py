@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from nst.base.backend import tf
-from nst.base.config import Config
 from nst.core.engine import Engine
 from nst.core.moments import expand_moments, pack_moments, unpack_moments
 from nst.io.images import ImageError, read_metadata
@@ -32,19 +31,19 @@ from nst.io.images import ImageError, read_metadata
 
 def adam(
     engine: Engine,
-    config: Config,
     steps: int,
     report: Callable[[int, np.ndarray], Any],
     *,
     first: int = 0,
     between: Callable[[int], bool] | None = None,
+    average: bool = False,
 ) -> bool:
     """Adam updates from step ``first`` up to ``steps``, each clipped to
     [0, 1]; ``report(k, terms)`` after each evaluation (entry k is the loss
     after k updates; the last is an evaluation of the image reached), and
     ``between(k)`` before each, which stops the run by returning False
-    (`nst.run.live` steers there). With ``config.ema`` the images become the
-    average of the iterates before the last evaluation (`Problem.advance_average`).
+    (`nst.run.live` steers there). With ``average`` (``ema`` set) the images
+    become the average of the iterates before the last evaluation.
     Returns whether all steps were done."""
     optimizer = engine.optimizer
     scaled = isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer)
@@ -54,7 +53,7 @@ def adam(
     for k in range(first, steps + 1):
         if between is not None and not between(k):
             return False
-        if k == steps and config.ema:  # the average is the result: the last evaluation is its
+        if k == steps and average:  # the average is the result: the last evaluation is its
             engine.problem.image.assign(engine.problem.average)
         report(k, (engine.step() if k < steps else engine.evaluate()).numpy())
     return True

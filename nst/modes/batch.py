@@ -38,7 +38,7 @@ from typing import Any
 
 from nst.base.config import Config
 from nst.io.images import ImageError, ImageSource, load_image, open_image, read_metadata, write_atomic
-from nst.io.jobs import Job, listed, config_for
+from nst.io.jobs import Job, config_for, listed
 from nst.io.weights import WeightsError
 from nst.modes.cluster import Cluster, ClusterError, require_ray
 from nst.run.preflight import preflight

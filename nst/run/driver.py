@@ -211,7 +211,7 @@ class Run:
         """The steps left at this scale; False if ``between`` stopped the run."""
         steps = self.schedule[self.scale].steps
         if self.config.optimizer == "adam":
-            done = adam(self.engine, self.config, steps, self._report, first=self.k, between=between)
+            done = adam(self.engine, steps, self._report, first=self.k, between=between, average=bool(self.config.ema))
         else:
             done = lbfgs(self.engine, self.lbfgs, steps, self._report, first=self.k, between=between)
         self.k = min(self.k, steps)

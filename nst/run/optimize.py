@@ -15,7 +15,7 @@ from typing import Any
 from nst.base.config import Config
 from nst.core.scene import Prepared
 from nst.io.images import ImageSource
-from nst.io.jobs import Job, grid, config_for
+from nst.io.jobs import Job, config_for, grid
 from nst.run.driver import Run
 from nst.run.record import Progress, Result
 
