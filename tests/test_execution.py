@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -161,6 +163,85 @@ def test_what_is_measured_and_what_is_not(clock):
     on_gpu, others = execution.candidates(nst.Config(pooling_op="keras"), GPU)
     assert on_gpu == [execution.Path(p, x, "keras") for p in ("float32", "mixed_float16") for x in (True, False)]
     assert others == []
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '"paths"', "{", ""])
+def test_a_remembered_file_that_is_not_an_object_is_measured_over(clock, text):
+    execution.remembered_file().write_text(text)
+    choice = execution.choose(nst.Config(), CPU, SHAPE, 500, probes(clock, COSTS))
+    assert choice.how == "measured"
+    assert len(json.loads(execution.remembered_file().read_text())) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "fast",
+        {},
+        {"float32/xla/reshape": "fast"},
+        {"float32/xla/reshape": [1.0]},
+        {"float32/xla/reshape": [1.0, float("nan")]},
+        {"float32": [1.0, 1.0]},
+        {"float64/xla/reshape": [1.0, 1.0]},
+        {"auto/xla/reshape": [1.0, 1.0]},
+    ],
+)
+def test_a_malformed_measurement_is_measured_again(clock, damage):
+    execution.choose(nst.Config(), CPU, SHAPE, 500, probes(clock, COSTS))
+    file = execution.remembered_file()
+    (key,) = json.loads(file.read_text())
+    file.write_text(json.dumps({key: damage}))
+    again = execution.choose(nst.Config(), CPU, SHAPE, 500, probes(clock, COSTS))
+    assert (again.path, again.how) == (execution.Path("mixed_bfloat16", False, "keras"), "measured")
+
+
+def test_a_cache_that_cannot_be_written_leaves_nothing_behind(clock, monkeypatch):
+    def refuse(*args):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(execution.os, "replace", refuse)
+    choice = execution.choose(nst.Config(), CPU, SHAPE, 500, probes(clock, COSTS))
+    assert choice.how == "measured"  # the run goes on; the next one measures again
+    folder = execution.remembered_file().parent
+    assert not list(folder.glob("*.tmp")) and not execution.remembered_file().exists()
+
+
+def test_processes_writing_at_once_keep_every_measurement(clock, monkeypatch):
+    """Read, merge and replace under a lock: with a slow read (the window
+    in which two writers would each drop the other's entry), four writers
+    at once keep all four measurements."""
+    real = execution._remembered
+
+    def slow() -> dict:
+        kept = real()
+        time.sleep(0.05)
+        return kept
+
+    monkeypatch.setattr(execution, "_remembered", slow)
+    writers = [
+        threading.Thread(target=execution._remember, args=(f"key{i}", {"float32/xla/reshape": [1.0, 1.0]}))
+        for i in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert sorted(json.loads(execution.remembered_file().read_text())) == [f"key{i}" for i in range(4)]
+
+
+def test_another_version_setting_or_share_of_the_cores_measures_again(clock, monkeypatch):
+    execution.choose(nst.Config(), CPU, SHAPE, 500, probes(clock, COSTS))
+    changes = [
+        lambda: monkeypatch.setattr(execution, "__version__", "0.0.0-other"),
+        lambda: monkeypatch.setattr(tf, "__version__", "0.0-other"),
+        lambda: monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0"),
+        lambda: monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: 97),
+        lambda: monkeypatch.setattr(execution.os, "sched_getaffinity", lambda pid: set(range(63)), raising=False),
+    ]
+    for change in changes:
+        change()
+        assert execution.choose(nst.Config(), CPU, SHAPE, 500, probes(clock, COSTS)).how == "measured"
+    assert len(json.loads(execution.remembered_file().read_text())) == 1 + len(changes)
 
 
 def test_a_cpu_without_native_bfloat16_tries_float32_only(monkeypatch):

@@ -168,7 +168,7 @@ def iterates(monkeypatch) -> list[np.ndarray]:
             seen.append(acquired.problem.image.numpy())
             return values
 
-        acquired.step = recorded
+        monkeypatch.setattr(acquired, "step", recorded)  # undone after the test: the engine is kept
         return acquired
 
     monkeypatch.setattr(engine, "acquire", acquire)

@@ -5,6 +5,7 @@ run again, in a fresh interpreter, with ipywidgets 7.7 first on the path
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,8 @@ def test_the_studio_tests_pass_under_ipywidgets_7():
         timeout=1200,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    # Every test ran and passed: none skipped (a skip would pass unseen).
+    summary = done.stdout.strip().splitlines()[-1]
+    passed = re.fullmatch(r"(\d+) passed(, \d+ warnings?)? in .*", summary)
+    tests = len(re.findall(r"^def test_", (REPO / "tests" / "test_studio.py").read_text(), re.M))
+    assert passed and int(passed.group(1)) >= tests > 0, summary

@@ -27,6 +27,7 @@ with the winning pair.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,17 +36,22 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Protocol
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): measurements are written unlocked
+    fcntl = None
+
 from nst import __version__
 from nst.base.backend import tf
 from nst.base.cache import cache_dir, cpu
-from nst.base.config import POOLING_OPS, UNMEASURED, Config
+from nst.base.config import POOLING_OPS, PRECISIONS, UNMEASURED, Config
 from nst.core.device import Device
 from nst.core.engine import PROGRAM
 
@@ -123,14 +129,16 @@ class Choice:
 
 def fingerprint(device: Device) -> str:
     """What makes this machine's timings this machine's: the CPU model and
-    the flags that pick kernels, the cores, the device, TensorFlow's and
+    the flags that pick kernels, the cores and the threads TensorFlow may use, the device, TensorFlow's and
     nst's versions, and whether oneDNN was turned off (TensorFlow's x86
     Linux builds have it on unless TF_ENABLE_ONEDNN_OPTS=0)."""
     model, flags = cpu()
     onednn = "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # A process held to fewer threads (a Ray worker given part of the cores: `nst.modes.cluster`) is another machine.
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or cores
     return (
-        f"{model} [{' '.join(flags)}] x{cores}; {device.kind}: {device.description}; "
+        f"{model} [{' '.join(flags)}] x{cores}, {threads} threads; {device.kind}: {device.description}; "
         f"TF {tf.__version__}; nst {__version__}; oneDNN {onednn}"
     )
 
@@ -194,7 +202,7 @@ def choose(
     if len(paths) == 1 and not others:
         return Choice(paths[0], "set")
     key = _key(config, device, shape)
-    seconds = _remembered().get(key)
+    seconds = _entry(_remembered().get(key))
     how = "remembered"
     if seconds is None:
         pixels = math.prod(shape[1:3])
@@ -275,21 +283,76 @@ def remembered_file() -> FilePath:
 
 
 def _remembered() -> dict[str, dict]:
+    """Every measurement kept; {} where there is none or the file is not an
+    object of them (a damaged file is measured over, never trusted)."""
     try:
-        return json.loads(remembered_file().read_text())
+        kept = json.loads(remembered_file().read_text())
     except (OSError, ValueError):  # none yet, or unreadable: measure again
         return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _entry(seconds: object) -> dict[str, tuple[float, float] | None] | None:
+    """A kept measurement as `_measure` made it, or None where it is not one
+    (each path's name, and its two finite seconds or null)."""
+    if not isinstance(seconds, dict) or not seconds:
+        return None
+    entry = {}
+    for name, value in seconds.items():
+        try:
+            path = Path.named(name)
+        except ValueError:
+            return None
+        if (
+            path.name != name
+            or path.precision not in PRECISIONS
+            or path.precision == "auto"
+            or path.pooling_op not in POOLING_OPS
+        ):
+            return None
+        if value is None:
+            entry[name] = None
+        elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            if not all(math.isfinite(v) and v >= 0 for v in value):
+                return None
+            entry[name] = (float(value[0]), float(value[1]))
+        else:
+            return None
+    return entry
 
 
 def _remember(key: str, seconds: dict) -> None:
-    """Keep a measurement (written whole, then renamed: never half a file)."""
+    """Keep a measurement: read, merged and written whole under a lock (two
+    processes sharing the cache, e.g. Ray workers on one node, each keep
+    theirs), then renamed into place (never half a file). A cache that
+    cannot be written leaves nothing behind: the next run measures again."""
     file = remembered_file()
+    partial = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        kept = {**_remembered(), key: seconds}
-        handle, partial = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-        with os.fdopen(handle, "w") as out:
-            out.write(json.dumps(kept, indent=1))
-        os.replace(partial, file)
-    except OSError:  # a read-only cache: the next run measures again
+        with _locked(file.with_suffix(".lock")):
+            kept = {**_remembered(), key: seconds}
+            handle, partial = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+            with os.fdopen(handle, "w") as out:
+                out.write(json.dumps(kept, indent=1))
+            os.replace(partial, file)
+            partial = None
+    except OSError:
         pass
+    finally:
+        if partial is not None:
+            FilePath(partial).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(lock: FilePath) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (POSIX ``flock``; where
+    there is none, no lock)."""
+    with open(lock, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
